@@ -1,0 +1,388 @@
+"""What a program file is: its format, and for ELF its architecture and how it is linked.
+
+Only headers are read, with bounded reads at known offsets: inspecting a 2 GB binary costs a
+few kilobytes of I/O. Everything read is distrusted: a truncated or lying header is an
+InputError, never an IndexError or a read past the end of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from zeroimage.errors import InputError
+from zeroimage.oci.platform import Platform
+
+__all__ = ["BinaryInfo", "inspect_binary", "parse_elf"]
+
+ReadAt = Callable[[int, int], bytes]
+
+MAX_PROGRAM_HEADERS = 65535
+MAX_STRING = 4096  # longest interpreter path, needed name or rpath read
+MAX_DYNAMIC_ENTRIES = 16384  # walking stops there even with no DT_NULL
+_STRTAB_READ_WHOLE = 65536  # a string table this small is read in one go
+_SHEBANG_MAX = 256  # the kernel reads no more of a #! line (BINPRM_BUF_SIZE)
+
+_ELF_MAGIC = b"\x7fELF"
+_ET_NAMES = {1: "a relocatable object file (.o)", 4: "a core dump"}
+
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+_DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ, _DT_RPATH, _DT_RUNPATH = 0, 1, 5, 10, 15, 29
+
+_EM_386, _EM_MIPS, _EM_PPC64, _EM_S390, _EM_ARM = 3, 8, 21, 22, 40
+_EM_X86_64, _EM_AARCH64, _EM_RISCV, _EM_LOONGARCH = 62, 183, 243, 258
+_EF_MIPS_ABI2 = 0x20  # n32: 64-bit MIPS with 32-bit pointers, no GOARCH
+
+_MACHO_THIN = {
+    b"\xfe\xed\xfa\xce": (">", 32),
+    b"\xce\xfa\xed\xfe": ("<", 32),
+    b"\xfe\xed\xfa\xcf": (">", 64),
+    b"\xcf\xfa\xed\xfe": ("<", 64),
+}
+_MACHO_FAT = (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf", b"\xbe\xba\xfe\xca", b"\xbf\xba\xfe\xca")
+_MACHO_CPU = {7: "386", 0x01000007: "amd64", 12: "arm", 0x0100000C: "arm64", 0x01000012: "ppc64"}
+_PE_MACHINES = {0x14C: ("386", 32), 0x8664: ("amd64", 64), 0x1C4: ("arm", 32), 0xAA64: ("arm64", 64)}
+
+
+@dataclass(frozen=True)
+class BinaryInfo:
+    """What :func:`inspect_binary` learnt from a file's headers."""
+
+    format: str  # "elf", "script", "macho", "pe", "unknown"
+    architecture: str = ""  # GOARCH name, "" when unknown
+    variant: str = ""  # only when the header says so
+    bits: int = 0
+    static: bool = False  # ELF with no PT_INTERP and no DT_NEEDED (static-pie included)
+    interpreter: str = ""  # PT_INTERP
+    needed: tuple[str, ...] = ()  # DT_NEEDED, in order
+    rpath: tuple[str, ...] = ()  # DT_RPATH and DT_RUNPATH entries
+    shebang: str = ""  # a script's interpreter: the first word after "#!"
+
+    @property
+    def platform(self) -> Platform | None:
+        """``linux/<architecture>`` for an ELF file of a known architecture, else None.
+
+        Not normalised: an ARM binary gives ``linux/arm`` with no variant.
+        """
+        if self.format != "elf" or not self.architecture:
+            return None
+        return Platform(os="linux", architecture=self.architecture, variant=self.variant)
+
+
+def _elf_architecture(machine: int, bits: int, little: bool, flags: int) -> str:
+    if machine == _EM_X86_64 and bits == 64:
+        return "amd64"
+    if machine == _EM_386 and bits == 32:
+        return "386"
+    if machine == _EM_AARCH64 and bits == 64 and little:
+        return "arm64"
+    if machine == _EM_ARM and bits == 32 and little:
+        return "arm"
+    if machine == _EM_PPC64 and bits == 64:
+        return "ppc64le" if little else "ppc64"
+    if machine == _EM_S390 and bits == 64:
+        return "s390x"
+    if machine == _EM_RISCV and bits == 64:
+        return "riscv64"
+    if machine == _EM_LOONGARCH and bits == 64:
+        return "loong64"
+    if machine == _EM_MIPS:
+        if bits == 64:
+            return "mips64le" if little else "mips64"
+        if not flags & _EF_MIPS_ABI2:
+            return "mipsle" if little else "mips"
+    return ""
+
+
+class _Reader:
+    """Bounded, checked reads of one ELF file."""
+
+    def __init__(self, read_at: ReadAt, size: int, name: str, little: bool) -> None:
+        self.read_at = read_at
+        self.size = size
+        self.name = name
+        self.order = "<" if little else ">"
+
+    def fail(self, why: str) -> InputError:
+        return InputError(f"{self.name} is not a valid ELF file: {why}")
+
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        """Exactly ``length`` bytes at ``offset``, which must lie within the file."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise self.fail(f"{what} lies beyond the end of the file")
+        data = self.read_at(offset, length)[:length] if length else b""
+        if len(data) != length:
+            raise self.fail(f"{what} is truncated")
+        return data
+
+    def unpack(self, fmt: str, data: bytes, offset: int = 0) -> tuple[int, ...]:
+        return struct.unpack_from(self.order + fmt, data, offset)
+
+    def string(self, offset: int, limit: int, what: str) -> str:
+        """A NUL-terminated string of at most ``limit`` bytes (and MAX_STRING) at ``offset``."""
+        if limit <= 0:
+            raise self.fail(f"{what} is empty")
+        if offset >= self.size:
+            raise self.fail(f"{what} lies beyond the end of the file")
+        length = min(limit, MAX_STRING + 1, self.size - offset)
+        raw = self.read(offset, length, what)
+        end = raw.find(b"\0")
+        if end < 0:
+            if length > MAX_STRING:
+                raise self.fail(f"{what} is longer than {MAX_STRING} bytes")
+            end = len(raw)
+        return _decode(raw[:end], what, self)
+
+
+def _decode(raw: bytes, what: str, reader: _Reader) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise reader.fail(f"{what} is not valid UTF-8") from None
+
+
+@dataclass(frozen=True)
+class _Segment:
+    type: int
+    offset: int
+    vaddr: int
+    filesz: int
+
+
+def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
+    if bits == 64:
+        (phoff,) = r.unpack("Q", header, 32)
+        (shoff,) = r.unpack("Q", header, 40)
+        entsize, phnum = r.unpack("HH", header, 54)
+        shentsize = r.unpack("H", header, 58)[0]
+        minimum, layout = 56, "IIQQQQ"
+    else:
+        (phoff,) = r.unpack("I", header, 28)
+        (shoff,) = r.unpack("I", header, 32)
+        entsize, phnum = r.unpack("HH", header, 42)
+        shentsize = r.unpack("H", header, 46)[0]
+        minimum, layout = 32, "IIIII"
+    if phnum == 0xFFFF:
+        # PN_XNUM: the real count is in the first section header's sh_info.
+        info_at = 44 if bits == 64 else 28
+        if shoff == 0 or shentsize < info_at + 4:
+            raise r.fail("too many program headers and no valid section header to count them")
+        (phnum,) = r.unpack("I", r.read(shoff + info_at, 4, "section header 0"))
+        if phnum > MAX_PROGRAM_HEADERS:
+            raise r.fail(f"{phnum} program headers (at most {MAX_PROGRAM_HEADERS})")
+    if phnum == 0:
+        return []
+    if entsize < minimum:
+        raise r.fail(f"program header size {entsize} is below {minimum}")
+    table = r.read(phoff, phnum * entsize, "the program header table")
+    segments = []
+    for i in range(phnum):
+        fields = r.unpack(layout, table, i * entsize)
+        if bits == 64:
+            p_type, _flags, offset, vaddr, _paddr, filesz = fields
+        else:
+            p_type, offset, vaddr, _paddr, filesz = fields
+        segments.append(_Segment(p_type, offset, vaddr, filesz))
+    return segments
+
+
+def _file_offset(r: _Reader, segments: list[_Segment], address: int, what: str) -> int:
+    """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
+    for seg in segments:
+        if seg.type == _PT_LOAD and seg.vaddr <= address < seg.vaddr + seg.filesz:
+            return seg.offset + (address - seg.vaddr)
+    raise r.fail(f"{what} address {address:#x} is in no loaded segment")
+
+
+def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, int]]:
+    """(tag, value) pairs of PT_DYNAMIC, up to DT_NULL, bounded by segment, file and a cap."""
+    entsize = 16 if bits == 64 else 8
+    fmt = "qQ" if bits == 64 else "iI"
+    if seg.offset + seg.filesz > r.size:
+        raise r.fail("the dynamic segment lies beyond the end of the file")
+    count = min(seg.filesz // entsize, MAX_DYNAMIC_ENTRIES)
+    entries: list[tuple[int, int]] = []
+    chunk = 256
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        data = r.read(seg.offset + start * entsize, n * entsize, "the dynamic segment")
+        for i in range(n):
+            tag, value = r.unpack(fmt, data, i * entsize)
+            if tag == _DT_NULL:
+                return entries
+            entries.append((tag, value))
+    return entries
+
+
+def _dynamic_strings(
+    r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """DT_NEEDED names and DT_RPATH/DT_RUNPATH entries, read from DT_STRTAB."""
+    wanted = [(tag, value) for tag, value in entries if tag in (_DT_NEEDED, _DT_RPATH, _DT_RUNPATH)]
+    if not wanted:
+        return (), ()
+    strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
+    if strtab is None:
+        raise r.fail("it names libraries but has no string table (DT_STRTAB)")
+    strsz = next((value for tag, value in entries if tag == _DT_STRSZ), None)
+    base = _file_offset(r, segments, strtab, "the string table (DT_STRTAB)")
+    limit = r.size - base if strsz is None else min(strsz, r.size - base)
+    if limit <= 0:
+        raise r.fail("the string table (DT_STRTAB) lies beyond the end of the file")
+
+    whole = r.read(base, limit, "the string table") if limit <= _STRTAB_READ_WHOLE else None
+
+    def string(offset: int, what: str) -> str:
+        if offset >= limit:
+            raise r.fail(f"{what} lies outside the string table")
+        if whole is None:
+            return r.string(base + offset, limit - offset, what)
+        end = whole.find(b"\0", offset, offset + MAX_STRING + 1)
+        if end < 0:
+            if limit - offset > MAX_STRING:
+                raise r.fail(f"{what} is longer than {MAX_STRING} bytes")
+            end = limit
+        return _decode(whole[offset:end], what, r)
+
+    needed: list[str] = []
+    rpath: list[str] = []
+    for tag, value in wanted:
+        if tag == _DT_NEEDED:
+            needed.append(string(value, "a needed library name (DT_NEEDED)"))
+        else:
+            text = string(value, "a library search path (DT_RPATH/DT_RUNPATH)")
+            rpath.extend(p for p in text.split(":") if p)
+    return tuple(needed), tuple(rpath)
+
+
+def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
+    """Read an ELF file's headers through ``read_at(offset, length)`` (short reads at EOF).
+
+    ``size`` is the file's size; ``name`` is how error messages call the file.
+    InputError when the file is not ELF or its headers are truncated or inconsistent.
+    """
+    ident = read_at(0, 64)[:64] if size > 0 else b""
+    if len(ident) < 16 or ident[:4] != _ELF_MAGIC:
+        raise InputError(f"{name} is not a valid ELF file: it does not start with the ELF magic")
+    ei_class, ei_data = ident[4], ident[5]
+    if ei_class not in (1, 2):
+        raise InputError(f"{name} is not a valid ELF file: unknown class {ei_class}")
+    if ei_data not in (1, 2):
+        raise InputError(f"{name} is not a valid ELF file: unknown byte order {ei_data}")
+    bits = 64 if ei_class == 2 else 32
+    r = _Reader(read_at, size, name, little=ei_data == 1)
+    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    e_type, e_machine = r.unpack("HH", header, 16)
+    (e_flags,) = r.unpack("I", header, 48 if bits == 64 else 36)
+    if e_type in _ET_NAMES:
+        raise InputError(f"{name} is {_ET_NAMES[e_type]}, not a program")
+    if e_type not in (2, 3):
+        raise r.fail(f"unknown ELF type {e_type}")
+
+    segments = _program_headers(r, header, bits)
+    interpreter = ""
+    interp = next((s for s in segments if s.type == _PT_INTERP), None)
+    if interp is not None:
+        if interp.offset + interp.filesz > size:
+            raise r.fail("the interpreter path (PT_INTERP) lies beyond the end of the file")
+        interpreter = r.string(interp.offset, interp.filesz, "the interpreter path (PT_INTERP)")
+        if not interpreter:
+            raise r.fail("the interpreter path (PT_INTERP) is empty")
+    needed: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    dynamic = next((s for s in segments if s.type == _PT_DYNAMIC), None)
+    if dynamic is not None:
+        needed, rpath = _dynamic_strings(r, segments, _dynamic_entries(r, dynamic, bits))
+    return BinaryInfo(
+        format="elf",
+        architecture=_elf_architecture(e_machine, bits, ei_data == 1, e_flags),
+        bits=bits,
+        static=not interpreter and not needed,
+        interpreter=interpreter,
+        needed=needed,
+        rpath=rpath,
+    )
+
+
+def _parse_shebang(head: bytes, name: str) -> BinaryInfo:
+    line = head[2:_SHEBANG_MAX].split(b"\n", 1)[0]
+    words = line.replace(b"\t", b" ").split()
+    first = words[0] if words else b""
+    try:
+        shebang = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is a script whose #! line is not valid UTF-8") from None
+    return BinaryInfo(format="script", shebang=shebang)
+
+
+def _parse_macho(head: bytes) -> BinaryInfo:
+    magic = head[:4]
+    if magic in _MACHO_FAT:
+        # Java class files share 0xcafebabe; there the next word is a version, 45 or more.
+        if magic == b"\xca\xfe\xba\xbe" and len(head) >= 8 and struct.unpack(">I", head[4:8])[0] >= 45:
+            return BinaryInfo(format="unknown")
+        return BinaryInfo(format="macho")
+    order, bits = _MACHO_THIN[magic]
+    arch = ""
+    if len(head) >= 8:
+        arch = _MACHO_CPU.get(struct.unpack(order + "I", head[4:8])[0], "")
+    return BinaryInfo(format="macho", architecture=arch, bits=bits)
+
+
+def _parse_pe(read_at: ReadAt, size: int, head: bytes) -> BinaryInfo:
+    """A PE file's machine, when its headers are where they say; "pe" whatever they say."""
+    if len(head) >= 0x40:
+        (pe_offset,) = struct.unpack_from("<I", head, 0x3C)
+        if pe_offset + 6 <= size:
+            pe = read_at(pe_offset, 6)
+            if len(pe) == 6 and pe[:4] == b"PE\0\0":
+                arch, bits = _PE_MACHINES.get(struct.unpack_from("<H", pe, 4)[0], ("", 0))
+                return BinaryInfo(format="pe", architecture=arch, bits=bits)
+    return BinaryInfo(format="pe")
+
+
+def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
+    head = read_at(0, _SHEBANG_MAX)[:_SHEBANG_MAX] if size > 0 else b""
+    if head[:4] == _ELF_MAGIC:
+        return parse_elf(read_at, size, name)
+    if head[:2] == b"#!":
+        return _parse_shebang(head, name)
+    if head[:4] in _MACHO_THIN or head[:4] in _MACHO_FAT:
+        return _parse_macho(head)
+    if head[:2] == b"MZ":
+        return _parse_pe(read_at, size, head)
+    return BinaryInfo(format="unknown")
+
+
+def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
+    """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"binary {name} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"binary {name} is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"binary {name} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"binary {name} cannot be opened: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"binary {name} is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"binary {name} is not a regular file")
+
+        def read_at(offset: int, length: int) -> bytes:
+            try:
+                return os.pread(fd, length, offset)
+            except OSError as exc:
+                raise InputError(f"binary {name} cannot be read: {exc.strerror or exc}") from None
+
+        return _identify(read_at, st.st_size, f"binary {name}")
+    finally:
+        os.close(fd)
