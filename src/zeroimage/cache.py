@@ -1,0 +1,177 @@
+"""The local blob store and layer cache.
+
+Blobs that zeroimage builds are written here first, named by digest, and every output copies
+from here: one compression serves an OCI archive, a docker-archive and a push at once.
+
+The layer cache maps a layer's inputs to the descriptor it produced, so that rebuilding an
+unchanged binary neither recompresses nor (with a registry's HEAD) uploads anything. Its key is
+each input file's identity — device, inode, size, mtime and ctime in nanoseconds, the same
+facts git's index and make trust — plus its in-image path, mode and owner, and the layer options.
+ctime cannot be set from user space, so any write to the file, even one that restores the
+mtime (``cp -p``, ``touch -d``), changes the key; re-reading a 1 GB binary to hash it would cost
+more than the cache saves.
+
+The store is bounded (``ZEROIMAGE_CACHE_SIZE`` bytes, default 2 GiB): after each write the least
+recently used blobs are removed, never one used in the last ten minutes. Concurrent runs are
+safe: every file appears by atomic rename, and a missing blob is a cache miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from zeroimage.errors import OutputError, ZeroimageError
+from zeroimage.files import describe_os_error
+from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
+from zeroimage.oci import Descriptor, split_digest
+from zeroimage.progress import Reporter
+
+DEFAULT_MAX_BYTES = 2 << 30
+_KEEP_RECENT_SECONDS = 600
+_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("ZEROIMAGE_CACHE_DIR"):
+        return Path(os.environ["ZEROIMAGE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "zeroimage"
+
+
+class BlobStore:
+    """Content-addressed files under ``root/blobs/<alg>/<hex>``, plus the layer index."""
+
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+        self.root = root
+        env_max = os.environ.get("ZEROIMAGE_CACHE_SIZE", "")
+        self.max_bytes = max_bytes if max_bytes is not None else (
+            int(env_max) if env_max.isdigit() else DEFAULT_MAX_BYTES
+        )
+        self._blobs = root / "blobs" / "sha256"
+        self._layers = root / "layers"
+        try:
+            self._blobs.mkdir(parents=True, exist_ok=True)
+            self._layers.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot use cache directory {describe_os_error(exc, root)}") from None
+
+    @classmethod
+    @contextmanager
+    def temporary(cls) -> Iterator[BlobStore]:
+        """A store that lives for one build only (``--no-cache``)."""
+        root = tempfile.mkdtemp(prefix="zeroimage-")
+        try:
+            yield cls(Path(root), max_bytes=1 << 62)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def path(self, digest: str) -> Path:
+        return self._blobs / split_digest(digest)[1]
+
+    def has(self, desc: Descriptor) -> bool:
+        try:
+            return self.path(desc.digest).stat().st_size == desc.size
+        except OSError:
+            return False
+
+    def layer(
+        self, entries: Sequence[Entry], options: LayerOptions, reporter: Reporter
+    ) -> tuple[BuiltLayer, bool]:
+        """The layer of ``entries``: from the cache when its inputs are unchanged (True), else
+        built now, in one streaming pass, into the store (False)."""
+        key = layer_key(entries, options)
+        hit = self.lookup(key)
+        if hit is not None:
+            return hit, True
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
+        except OSError as exc:
+            raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                built = stream_layer(entries, handle, options, reporter)
+            os.replace(tmp, self.path(built.descriptor.digest))
+        except OSError as exc:
+            _unlink(tmp)
+            raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
+        except BaseException:
+            _unlink(tmp)
+            raise
+        self.remember(key, built)
+        self.prune()
+        return built, False
+
+    # -- layer index -------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> BuiltLayer | None:
+        try:
+            record = json.loads((self._layers / key).read_bytes())
+            desc = Descriptor.from_dict(record["descriptor"])
+            diff_id = str(record["diff_id"])
+        except (OSError, ValueError, KeyError, TypeError, ZeroimageError):
+            return None
+        if not self.has(desc):
+            return None
+        now = time.time()
+        try:
+            os.utime(self.path(desc.digest), (now, now))
+        except OSError:
+            return None
+        return BuiltLayer(desc, diff_id)
+
+    def remember(self, key: str, layer: BuiltLayer) -> None:
+        record = json.dumps({"descriptor": layer.descriptor.to_dict(), "diff_id": layer.diff_id}).encode()
+        fd, tmp = tempfile.mkstemp(dir=self._layers, prefix=".new-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(record)
+        os.replace(tmp, self._layers / key)
+
+    def prune(self) -> None:
+        """Remove least recently used blobs until the store fits its bound."""
+        blobs = []
+        for entry in os.scandir(self._blobs):
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if entry.name.startswith(".new-"):
+                if st.st_mtime < time.time() - 86400:
+                    _unlink(entry.path)  # left by a run that was killed
+                continue
+            blobs.append((st.st_mtime, st.st_size, entry.path))
+        total = sum(size for _, size, _ in blobs)
+        cutoff = time.time() - _KEEP_RECENT_SECONDS
+        for mtime, size, path in sorted(blobs):
+            if total <= self.max_bytes or mtime > cutoff:
+                break
+            _unlink(path)
+            total -= size
+
+
+def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:
+    """The cache key of a layer: its inputs' identities and the options that shape its bytes."""
+    parts: list[object] = [_FORMAT, options.compression, options.effective_level, options.mtime]
+    for entry in sorted(entries, key=lambda e: e.path):
+        identity: object = None
+        if entry.source is not None:
+            st = os.stat(entry.source)
+            identity = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        elif entry.data is not None:
+            identity = hashlib.sha256(entry.data).hexdigest()
+        parts.append([entry.path, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, identity])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

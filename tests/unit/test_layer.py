@@ -1,0 +1,116 @@
+"""Layers: deterministic tar streams, one-pass hashing, and the cache."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from zeroimage.cache import BlobStore, layer_key
+from zeroimage.errors import InputError, UsageError
+from zeroimage.layer import Entry, LayerOptions, clean_image_path, file_entry, stream_layer, write_tar
+from zeroimage.progress import NullReporter
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "app"
+    path.write_bytes(os.urandom(3000) + b"x" * 3_000_000)
+    path.chmod(0o750)
+    return path
+
+
+def test_tar_entry_is_deterministic_and_keeps_mode(program: Path) -> None:
+    buf = io.BytesIO()
+    write_tar([file_entry(program, "/app")], buf, mtime=1234)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        (member,) = tar.getmembers()
+        assert member.name == "app"
+        assert (member.mode, member.uid, member.gid, member.uname, member.gname) == (0o750, 0, 0, "", "")
+        assert member.mtime == 1234
+        assert tar.extractfile(member).read() == program.read_bytes()  # type: ignore[union-attr]
+
+
+def test_entries_are_sorted_parents_first() -> None:
+    entries = [
+        Entry("/b/c", "file", 0o644, data=b"1", size=1),
+        Entry("/a", "dir", 0o755),
+        Entry("/b", "dir", 0o755),
+        Entry("/a/z", "symlink", 0o777, target="/b/c"),
+    ]
+    buf = io.BytesIO()
+    write_tar(entries, buf, mtime=0)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert tar.getnames() == ["a", "a/z", "b", "b/c"]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_stream_layer_digests_match_content(program: Path, compression: str) -> None:
+    out = io.BytesIO()
+    built = stream_layer([file_entry(program, "/app")], out, LayerOptions(compression=compression))
+    blob = out.getvalue()
+    assert built.descriptor.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert built.descriptor.size == len(blob)
+    if compression == "gzip":
+        tar_bytes = gzip.decompress(blob)
+        assert blob[4:8] == b"\0\0\0\0"  # no mtime in the gzip header
+    elif compression == "zstd":
+        import zstandard
+
+        tar_bytes = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+    else:
+        tar_bytes = blob
+    assert built.diff_id == "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+
+
+def test_layer_bytes_do_not_depend_on_thread_count(program: Path) -> None:
+    digests = set()
+    for threads in (1, 2, 4):
+        out = io.BytesIO()
+        digests.add(stream_layer([file_entry(program, "/app")], out, LayerOptions(threads=threads)).descriptor.digest)
+    assert len(digests) == 1
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="directory"):
+        file_entry(tmp_path, "/x")
+    with pytest.raises(InputError, match="no such file"):
+        file_entry(tmp_path / "missing", "/x")
+    with pytest.raises(UsageError):
+        clean_image_path("relative")
+    with pytest.raises(UsageError):
+        clean_image_path("/a/../../b")
+    with pytest.raises(UsageError):
+        LayerOptions(compression="lz4")
+    with pytest.raises(UsageError):
+        LayerOptions(compression="gzip", level=9)
+
+
+def test_cache_hits_on_unchanged_input_and_misses_on_change(tmp_path: Path, program: Path) -> None:
+    store = BlobStore(tmp_path / "cache")
+    options = LayerOptions()
+    first, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    assert not cached and store.path(first.descriptor.digest).stat().st_size == first.descriptor.size
+    again, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    assert cached and again == first
+    stat = program.stat()
+    with open(program, "r+b") as handle:  # same size, same mtime: only ctime tells
+        handle.write(b"Y")
+    os.utime(program, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    assert not cached and changed.descriptor.digest != first.descriptor.digest
+    assert layer_key([file_entry(program, "/app")], options) != layer_key([file_entry(program, "/bin/app")], options)
+
+
+def test_cache_prunes_least_recently_used(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "cache", max_bytes=10)
+    old = store.path("sha256:" + "1" * 64)
+    old.write_bytes(b"x" * 100)
+    os.utime(old, (1, 1))
+    store.prune()
+    assert not old.exists()
