@@ -18,6 +18,7 @@ safe: every file appears by atomic rename, and a missing blob is a cache miss.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -52,8 +53,8 @@ class BlobStore:
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
         env_max = os.environ.get("ZEROIMAGE_CACHE_SIZE", "")
-        self.max_bytes = max_bytes if max_bytes is not None else (
-            int(env_max) if env_max.isdigit() else DEFAULT_MAX_BYTES
+        self.max_bytes = (
+            max_bytes if max_bytes is not None else (int(env_max) if env_max.isdigit() else DEFAULT_MAX_BYTES)
         )
         self._blobs = root / "blobs" / "sha256"
         self._layers = root / "layers"
@@ -82,9 +83,7 @@ class BlobStore:
         except OSError:
             return False
 
-    def layer(
-        self, entries: Sequence[Entry], options: LayerOptions, reporter: Reporter
-    ) -> tuple[BuiltLayer, bool]:
+    def layer(self, entries: Sequence[Entry], options: LayerOptions, reporter: Reporter) -> tuple[BuiltLayer, bool]:
         """The layer of ``entries``: from the cache when its inputs are unchanged (True), else
         built now, in one streaming pass, into the store (False)."""
         key = layer_key(entries, options)
@@ -171,7 +170,5 @@ def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

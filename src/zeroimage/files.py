@@ -7,18 +7,27 @@ place only when complete; every byte that arrives from outside passes through a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from zeroimage.errors import DigestError, InputError, OutputError
 from zeroimage.oci.digest import new_hasher, split_digest
 
 CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """What every blob stream is: read(n) until b"", then close()."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 def describe_os_error(exc: OSError, path: str | os.PathLike[str]) -> str:
@@ -75,10 +84,8 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 class RangeReader:
@@ -119,7 +126,7 @@ class VerifyingReader:
     ``size + 1`` bytes, whatever the source claims.
     """
 
-    def __init__(self, raw: BinaryIO | RangeReader, digest: str, size: int, what: str) -> None:
+    def __init__(self, raw: Readable, digest: str, size: int, what: str) -> None:
         self._raw = raw
         self._digest = digest
         self._size = size
@@ -166,7 +173,7 @@ class VerifyingReader:
 
 
 def copy_stream(
-    source: BinaryIO | VerifyingReader | RangeReader,
+    source: Readable,
     dest: BinaryIO,
     progress: Callable[[int], None] | None = None,
 ) -> int:

@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import CHUNK, describe_os_error
@@ -257,14 +257,15 @@ def _open_compressor(sink: _HashingWriter, options: LayerOptions) -> BinaryIO:
     if options.compression == "gzip":
         from isal import igzip_threaded
 
-        return igzip_threaded.open(  # type: ignore[no-any-return]
+        writer = igzip_threaded.open(  # type: ignore[no-untyped-call]
             sink, "wb", compresslevel=level, threads=options.cpu_threads(), block_size=_GZIP_BLOCK
         )
+        return cast(BinaryIO, writer)
     if options.compression == "zstd":
         import zstandard
 
         compressor = zstandard.ZstdCompressor(level=level, threads=options.cpu_threads())
-        return compressor.stream_writer(sink, closefd=False)  # type: ignore[return-value]
+        return cast(BinaryIO, compressor.stream_writer(cast(BinaryIO, sink), closefd=False))
     return _Passthrough(sink)  # type: ignore[return-value]
 
 

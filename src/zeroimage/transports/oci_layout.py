@@ -1,0 +1,246 @@
+"""OCI image layouts: in a directory (``oci:DIR[:TAG]``) or a tar archive (``oci-archive:PATH[:TAG]``).
+
+Reads layouts as skopeo, umoci, buildah, podman and zeroimage write them: with or without ``./``
+prefixes and directory entries, ``index.json`` with or without ``mediaType``, nested indexes.
+Writes ``oci-layout``, ``index.json`` (one entry per tag, annotated with
+``org.opencontainers.image.ref.name``) and ``blobs/<alg>/<hex>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from zeroimage.errors import DigestError, InputError, OutputError
+from zeroimage.files import Readable, VerifyingReader, atomic_write, copy_stream, describe_os_error
+from zeroimage.image import Blob, ImageGraph, WriteResult
+from zeroimage.oci import (
+    MAX_DOCUMENT_SIZE,
+    REF_NAME,
+    Descriptor,
+    Index,
+    dumps,
+    loads,
+    sha256_digest,
+    split_digest,
+    verify_bytes,
+)
+from zeroimage.oci import mediatypes as mt
+from zeroimage.progress import Reporter
+from zeroimage.transports.storage import DirFiles, Files, TarFiles
+from zeroimage.transports.tarwriter import TarWriter
+
+LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+#: Configs may be larger than manifests (long histories), but not absurdly so.
+MAX_CONFIG_SIZE = 16 * 1024 * 1024
+
+
+def blob_name(digest: str) -> str:
+    algorithm, hex_ = split_digest(digest)
+    return f"blobs/{algorithm}/{hex_}"
+
+
+class LayoutSource:
+    """An image in an OCI layout, chosen by tag when the layout holds several."""
+
+    def __init__(self, files: Files, tag: str | None, description: str) -> None:
+        self.files = files
+        self.tag = tag
+        self.description = description
+        self._synthetic: dict[str, bytes] = {}
+
+    @classmethod
+    def archive(cls, path: Path, tag: str | None) -> LayoutSource:
+        return cls(TarFiles(path), tag, f"oci-archive:{path}")
+
+    @classmethod
+    def directory(cls, path: Path, tag: str | None) -> LayoutSource:
+        if not path.is_dir():
+            raise InputError(f"oci:{path}: no such layout directory")
+        return cls(DirFiles(path), tag, f"oci:{path}")
+
+    def index(self) -> Index:
+        if self.files.size("index.json") is None:
+            raise InputError(f"{self.description} is not an OCI image layout: it has no index.json")
+        raw = self.files.read_small("index.json", MAX_DOCUMENT_SIZE)
+        obj = loads(raw, f"{self.description} index.json")
+        obj.setdefault("mediaType", mt.OCI_INDEX)
+        return Index.from_dict(obj, f"{self.description} index.json")
+
+    def root(self) -> Descriptor:
+        entries = self.index().manifests
+        if not entries:
+            raise InputError(f"{self.description} holds no image (index.json is empty)")
+        if self.tag is not None:
+            exact = [d for d in entries if d.ref_name == self.tag]
+            loose = [d for d in entries if d.ref_name.rsplit(":", 1)[-1] == self.tag]
+            chosen = exact or loose
+            if not chosen:
+                tags = sorted({d.ref_name for d in entries if d.ref_name})
+                raise InputError(
+                    f"{self.description} has no image tagged {self.tag!r}; it has: {', '.join(tags) or 'no tags'}"
+                )
+            return chosen[0]
+        if len(entries) > 1:
+            tags = sorted({d.ref_name for d in entries if d.ref_name})
+            if len(tags) > 1 or not tags:
+                raise InputError(
+                    f"{self.description} holds {len(entries)} images; name one with "
+                    f"{self.description}:TAG (tags: {', '.join(tags) or 'none'})"
+                )
+            # one tag for several platform manifests (as some tools write): treat as an index
+            return self._synthetic_index(entries)
+        return entries[0]
+
+    def _synthetic_index(self, entries: tuple[Descriptor, ...]) -> Descriptor:
+        data = Index(manifests=entries).to_bytes()
+        desc = Descriptor(mt.OCI_INDEX, sha256_digest(data), len(data))
+        self._synthetic[desc.digest] = data
+        return desc
+
+    def _check_size(self, desc: Descriptor, limit: int | None = None) -> str:
+        name = blob_name(desc.digest)
+        actual = self.files.size(name)
+        if actual is None:
+            raise InputError(f"{self.description} is missing blob {desc.digest}")
+        if actual != desc.size:
+            raise DigestError(
+                f"{self.description}: blob {desc.digest} has {actual} bytes, but its descriptor says {desc.size}"
+            )
+        if limit is not None and desc.size > limit:
+            raise InputError(f"{self.description}: document {desc.digest} is larger than {limit} bytes")
+        return name
+
+    def document(self, desc: Descriptor) -> bytes:
+        if desc.digest in self._synthetic:
+            return self._synthetic[desc.digest]
+        limit = MAX_CONFIG_SIZE if desc.media_type in mt.CONFIGS else MAX_DOCUMENT_SIZE
+        name = self._check_size(desc, limit)
+        data = self.files.read_small(name, limit)
+        return verify_bytes(data, desc.digest, f"{self.description} blob {desc.digest}")
+
+    def blob(self, desc: Descriptor) -> Blob:
+        def opener() -> Readable:
+            name = self._check_size(desc)
+            return VerifyingReader(self.files.open(name), desc.digest, desc.size, f"layer {desc.digest}")
+
+        return Blob(descriptor=desc, open=opener)
+
+    def close(self) -> None:
+        pass
+
+
+def _index_entry(graph: ImageGraph, tag: str) -> dict[str, object]:
+    entry = graph.root.to_dict()
+    annotations = dict(graph.root.annotations)
+    annotations[REF_NAME] = tag
+    entry["annotations"] = annotations
+    return entry
+
+
+def _write_graph(graph: ImageGraph, put_document: object, put_blob: object) -> None:
+    for desc in graph.children_first():
+        if desc.digest in graph.documents:
+            put_document(desc, graph.documents[desc.digest])  # type: ignore[operator]
+        else:
+            put_blob(desc, graph.blobs[desc.digest])  # type: ignore[operator]
+
+
+class OciArchiveSink:
+    """Writes one image as an OCI archive (replacing the file atomically)."""
+
+    def __init__(self, path: Path, tag: str, mtime: int) -> None:
+        self.path = path
+        self.tag = tag
+        self.mtime = mtime
+        self.description = f"oci-archive:{path}"
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [_index_entry(graph, self.tag)]}
+        written: set[str] = set()
+        with atomic_write(self.path) as out:
+            tar = TarWriter(out, self.mtime)
+            tar.add_bytes("oci-layout", LAYOUT_FILE)
+            tar.add_dir("blobs/")
+            algorithms = sorted({split_digest(d.digest)[0] for d in graph.children_first()})
+            for algorithm in algorithms:
+                tar.add_dir(f"blobs/{algorithm}/")
+
+            def put_document(desc: Descriptor, data: bytes) -> None:
+                if desc.digest not in written:
+                    written.add(desc.digest)
+                    tar.add_bytes(blob_name(desc.digest), data)
+
+            def put_blob(desc: Descriptor, blob: Blob) -> None:
+                if desc.digest not in written:
+                    written.add(desc.digest)
+                    tar.add_blob(blob_name(desc.digest), blob, reporter, f"writing {desc.digest[7:19]}")
+
+            _write_graph(graph, put_document, put_blob)
+            tar.add_bytes("index.json", dumps(index))
+            tar.close()
+        return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+
+
+class OciDirSink:
+    """Adds one image to an OCI layout directory, keeping the images already there.
+
+    Blobs are written first (each atomically, skipped when present with the right size), then
+    ``index.json`` is replaced atomically: an interrupted write leaves the old layout valid.
+    An existing entry with the same tag is replaced."""
+
+    def __init__(self, path: Path, tag: str) -> None:
+        self.path = path
+        self.tag = tag
+        self.description = f"oci:{path}"
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        root = self.path
+        try:
+            root.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create layout {describe_os_error(exc, root)}") from None
+        index_path = root / "index.json"
+        existing: list[dict[str, object]] = []
+        if index_path.exists():
+            obj = loads(index_path.read_bytes(), f"{index_path}")
+            manifests = obj.get("manifests", [])
+            if not isinstance(manifests, list):
+                raise InputError(f"{index_path} is not a valid OCI index")
+            existing = [m for m in manifests if not (isinstance(m, dict) and _ref_name(m) == self.tag)]
+        elif any(root.iterdir()):
+            raise OutputError(f"{root} is not empty and is not an OCI layout (no index.json)")
+
+        def put(desc: Descriptor, source: bytes | Blob) -> None:
+            target = root / blob_name(desc.digest)
+            if target.is_file() and target.stat().st_size == desc.size:
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(target) as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                else:
+                    stream = source.open()
+                    try:
+                        with reporter.task(f"writing {desc.digest[7:19]}", desc.size) as task:
+                            copy_stream(stream, out, task.advance)
+                    finally:
+                        stream.close()
+
+        _write_graph(graph, put, put)
+        if not (root / "oci-layout").exists():
+            with atomic_write(root / "oci-layout") as out:
+                out.write(LAYOUT_FILE)
+        index = {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [*existing, _index_entry(graph, self.tag)],
+        }
+        with atomic_write(index_path) as out:
+            out.write(json.dumps(index, separators=(",", ":")).encode())
+        return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+
+
+def _ref_name(entry: dict[str, object]) -> str:
+    annotations = entry.get("annotations")
+    return str(annotations.get(REF_NAME, "")) if isinstance(annotations, dict) else ""
