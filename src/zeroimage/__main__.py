@@ -1,0 +1,3 @@
+from zeroimage.cli import main
+
+main()

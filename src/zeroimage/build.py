@@ -1,0 +1,311 @@
+"""The build pipeline, start to end, and nothing else:
+
+BuildSpec → resolve the base → pick each binary's platform → build each new layer once
+          → derive config + manifest (+ index) → hand the graph to every sink
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zeroimage.cache import BlobStore, default_cache_dir
+from zeroimage.elf import BinaryInfo, inspect_binary
+from zeroimage.errors import PlatformError, UsageError
+from zeroimage.files import Readable
+from zeroimage.image import BaseImage, Blob, ImageGraph, Source, WriteResult, load_base
+from zeroimage.layer import BuiltLayer, LayerOptions, clean_image_path, file_entry
+from zeroimage.oci import (
+    BASE_DIGEST,
+    BASE_NAME,
+    CREATED,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    rfc3339,
+    sha256_digest,
+)
+from zeroimage.oci import mediatypes as mt
+from zeroimage.platform import host_platform, match_rank
+from zeroimage.progress import NullReporter, Reporter
+from zeroimage.transports import Location, TransportOptions, open_sink, open_source
+
+
+@dataclass(frozen=True)
+class BinarySpec:
+    """A program to put in the image, and the platform it is for when given explicitly."""
+
+    path: Path
+    platform: Platform | None = None
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything a build needs to know; the CLI's flags land here and nowhere else."""
+
+    binaries: tuple[BinarySpec, ...]
+    base: Location | None = None
+    outputs: tuple[Location, ...] = ()
+    entrypoint_path: str | None = None
+    image_format: str = "oci"
+    layer: LayerOptions = field(default_factory=LayerOptions)
+    source_date_epoch: int | None = None
+    use_cache: bool = True
+    insecure_registries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlatformResult:
+    platform: Platform
+    manifest: Descriptor
+    layer: Descriptor
+    diff_id: str
+    layer_cached: bool
+    binary: BinaryInfo
+    base: Descriptor | None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    root: Descriptor
+    platforms: tuple[PlatformResult, ...]
+    outputs: tuple[WriteResult, ...]
+    base: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    spec: BinarySpec
+    info: BinaryInfo
+    platform: Platform
+
+
+def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
+    """Run the whole build and write every output. Prints nothing; warnings go to ``reporter``."""
+    reporter = reporter or NullReporter()
+    if not spec.binaries:
+        raise UsageError("no program to put in the image")
+    if spec.image_format not in ("oci", "docker"):
+        raise UsageError(f"unknown image format {spec.image_format!r}: use oci or docker")
+    targets = _targets(spec)
+    entrypoint = _entrypoint_path(spec)
+    epoch = spec.source_date_epoch
+    created = rfc3339(epoch if epoch is not None else int(time.time()))
+    options = TransportOptions(mtime=epoch or 0, insecure_registries=spec.insecure_registries)
+    layer_options = LayerOptions(
+        compression=spec.layer.compression, level=spec.layer.level, mtime=epoch or 0, threads=spec.layer.threads
+    )
+    if spec.image_format == "docker" and mt.to_docker(layer_options.media_type) is None:
+        raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
+    sinks = [open_sink(location, options) for location in spec.outputs]
+
+    with ExitStack() as stack:
+        source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
+        bases = [load_base(source, t.platform) if source else None for t in targets]
+        for target, base in zip(targets, bases, strict=True):
+            _check_runnable(target, base, reporter)
+        store = stack.enter_context(_store(spec.use_cache))
+        documents: dict[str, bytes] = {}
+        blobs: dict[str, Blob] = {}
+        results = []
+        for target, base in zip(targets, bases, strict=True):
+            reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
+            entry = file_entry(target.spec.path, entrypoint)
+            layer, cached = store.layer([entry], layer_options, reporter)
+            if cached:
+                reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
+            manifest_desc = _add_image(documents, blobs, spec, target, base, layer, store, entrypoint, created)
+            results.append(
+                PlatformResult(
+                    platform=manifest_desc.platform or target.platform,
+                    manifest=manifest_desc,
+                    layer=layer.descriptor,
+                    diff_id=layer.diff_id,
+                    layer_cached=cached,
+                    binary=target.info,
+                    base=base.descriptor if base else None,
+                )
+            )
+        graph = ImageGraph(_root(documents, spec, [r.manifest for r in results]), documents, blobs)
+        written = []
+        for sink in sinks:
+            reporter.info(f"writing {sink.description}")
+            written.append(sink.write(graph, reporter))
+    return BuildResult(
+        root=graph.root,
+        platforms=tuple(results),
+        outputs=tuple(written),
+        base=str(spec.base) if spec.base else None,
+    )
+
+
+@contextmanager
+def _opened(location: Location, options: TransportOptions) -> Iterator[Source]:
+    source = open_source(location, options)
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+@contextmanager
+def _store(use_cache: bool) -> Iterator[BlobStore]:
+    if use_cache:
+        yield BlobStore(default_cache_dir())
+    else:
+        with BlobStore.temporary() as store:
+            yield store
+
+
+def _targets(spec: BuildSpec) -> list[_Target]:
+    targets: list[_Target] = []
+    for binary in spec.binaries:
+        info = inspect_binary(binary.path)
+        detected = info.platform
+        if binary.platform is not None:
+            platform = binary.platform
+            if detected is not None and (detected.architecture != platform.architecture or platform.os != "linux"):
+                raise PlatformError(f"--platform {platform} contradicts {binary.path}, an ELF binary for {detected}")
+        elif detected is not None:
+            platform = detected
+        elif info.format in ("elf",):
+            raise PlatformError(f"cannot tell the architecture of {binary.path} from its ELF header; give --platform")
+        elif len(spec.binaries) == 1:
+            platform = host_platform()
+        else:
+            raise PlatformError(f"{binary.path} is not an ELF binary: give its platform with --platform OS/ARCH=PATH")
+        targets.append(_Target(binary, info, platform))
+    seen: dict[str, Path] = {}
+    for target in targets:
+        key = str(target.platform)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {target.spec.path} are both for {key}: one binary per platform")
+        seen[key] = target.spec.path
+    return targets
+
+
+def _entrypoint_path(spec: BuildSpec) -> str:
+    if spec.entrypoint_path:
+        return clean_image_path(spec.entrypoint_path)
+    names = {b.path.name for b in spec.binaries}
+    if len(names) > 1:
+        raise UsageError(
+            f"the binaries have different names ({', '.join(sorted(names))}): "
+            "choose one path in the image with --entrypoint-path"
+        )
+    return clean_image_path("/" + names.pop())
+
+
+def _check_runnable(target: _Target, base: BaseImage | None, reporter: Reporter) -> None:
+    info = target.info
+    if base is None and info.format == "elf" and not info.static:
+        libs = f" and libraries {', '.join(info.needed)}" if info.needed else ""
+        reporter.warn(
+            f"{target.spec.path} is dynamically linked: it needs the loader {info.interpreter or '(none)'}"
+            f"{libs}, which a FROM-scratch image does not have, so it cannot start there. "
+            "Link it statically (e.g. CGO_ENABLED=0, -static, musl) or build on a base that has them (--from)."
+        )
+    if base is not None and match_rank(target.platform, base.platform) not in (0, None):
+        reporter.info(f"no {target.platform} image in the base: using its {base.platform} image")
+
+
+def _layer_descriptor(desc: Descriptor, image_format: str) -> Descriptor:
+    if image_format == "docker":
+        docker = mt.to_docker(desc.media_type)
+        if docker is None:
+            raise UsageError(f"--format docker cannot carry a layer of type {desc.media_type}")
+        return desc.with_changes(media_type=docker)
+    return desc.with_changes(media_type=mt.to_oci(desc.media_type))
+
+
+def _add_image(
+    documents: dict[str, bytes],
+    blobs: dict[str, Blob],
+    spec: BuildSpec,
+    target: _Target,
+    base: BaseImage | None,
+    layer: BuiltLayer,
+    store: BlobStore,
+    entrypoint: str,
+    created: str,
+) -> Descriptor:
+    docker = spec.image_format == "docker"
+    platform = base.platform if base else target.platform
+    config = base.config if base else ImageConfig.scratch(platform)
+    config = (
+        config.with_platform(platform if base is None else _keep_os_details(base.config.platform, platform))
+        .with_layer(layer.diff_id, created, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}")
+        .with_entrypoint([entrypoint])
+        .with_created(created)
+    )
+    config_bytes = config.to_bytes()
+    config_desc = Descriptor(
+        mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG, sha256_digest(config_bytes), len(config_bytes)
+    )
+    documents[config_desc.digest] = config_bytes
+
+    layers: list[Descriptor] = []
+    for blob in base.layers if base else ():
+        layers.append(_layer_descriptor(blob.descriptor, spec.image_format))
+        blobs.setdefault(blob.descriptor.digest, blob)
+    new_layer = _layer_descriptor(layer.descriptor, spec.image_format)
+    layers.append(new_layer)
+    layer_path = store.path(new_layer.digest)
+    blobs[new_layer.digest] = Blob(new_layer, _file_opener(layer_path), path=layer_path)
+
+    annotations: dict[str, str] = {}
+    if not docker:
+        annotations[CREATED] = created
+        if base is not None and spec.base is not None:
+            annotations[BASE_NAME] = _base_name(spec.base)
+            annotations[BASE_DIGEST] = base.descriptor.digest
+    manifest = Manifest(
+        config=config_desc,
+        layers=tuple(layers),
+        media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+        annotations=annotations,
+    )
+    raw = manifest.to_bytes()
+    desc = Descriptor(manifest.media_type, sha256_digest(raw), len(raw), platform=config.platform)
+    documents[desc.digest] = raw
+    return desc
+
+
+def _file_opener(path: Path) -> Callable[[], Readable]:
+    def opener() -> Readable:
+        return open(path, "rb")
+
+    return opener
+
+
+def _keep_os_details(base: Platform, chosen: Platform) -> Platform:
+    """The platform of the base entry, with os.version/os.features of the base config."""
+    return Platform(
+        os=chosen.os,
+        architecture=chosen.architecture,
+        variant=chosen.variant,
+        os_version=chosen.os_version or base.os_version,
+        os_features=chosen.os_features or base.os_features,
+    )
+
+
+def _base_name(location: Location) -> str:
+    if location.reference is not None and location.transport == "docker":
+        return str(location.reference)
+    return str(location)
+
+
+def _root(documents: dict[str, bytes], spec: BuildSpec, manifests: list[Descriptor]) -> Descriptor:
+    if len(manifests) == 1:
+        return manifests[0]
+    docker = spec.image_format == "docker"
+    index = Index(manifests=tuple(manifests), media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX)
+    raw = index.to_bytes()
+    desc = Descriptor(index.media_type, sha256_digest(raw), len(raw))
+    documents[desc.digest] = raw
+    return desc

@@ -1,0 +1,425 @@
+"""The command line: flags → BuildSpec, printing, exit codes. No image logic lives here.
+
+This is the only module that prints. Errors from below arrive as ZeroimageError and leave as
+one line on stderr with the error's exit code; SIGINT and SIGTERM exit 130 and 143 after the
+build's own clean-up has removed every temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from zeroimage import __version__
+from zeroimage.errors import Interrupted, UsageError, ZeroimageError
+
+if TYPE_CHECKING:
+    from zeroimage.build import BuildResult, BuildSpec
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+
+def _err(message: str) -> None:
+    click.echo(f"zeroimage: {message}", err=True)
+
+
+class _PlainTask:
+    """Progress as log lines, for logs and CI (stderr is not a terminal)."""
+
+    def __init__(self, description: str, total: int | None, verbose: bool) -> None:
+        self.description = description
+        self.total = total
+        self.done = 0
+        self.verbose = verbose
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+
+    def __enter__(self) -> _PlainTask:
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None and self.verbose:
+            _err(f"{self.description}: {_human(self.done)} done")
+
+
+class CliReporter:
+    """Warnings always; steps with --verbose; progress bars on a terminal unless --quiet."""
+
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.terminal = sys.stderr.isatty() and not quiet
+        self._progress: Any = None
+
+    def warn(self, message: str) -> None:
+        self._print(f"warning: {message}")
+
+    def info(self, message: str) -> None:
+        if self.verbose:
+            self._print(message)
+
+    def _print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(f"zeroimage: {line}", markup=False, highlight=False)
+        else:
+            _err(line)
+
+    def task(self, description: str, total: int | None) -> Any:
+        if not self.terminal:
+            return _PlainTask(description, total, self.verbose and not self.quiet)
+        return _RichTask(self, description, total)
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        if not self.terminal:
+            yield
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as progress:
+            self._progress = progress
+            try:
+                yield
+            finally:
+                self._progress = None
+
+
+class _RichTask:
+    def __init__(self, reporter: CliReporter, description: str, total: int | None) -> None:
+        self.reporter = reporter
+        self.description = description
+        self.total = total
+        self.id: Any = None
+
+    def __enter__(self) -> _RichTask:
+        progress = self.reporter._progress
+        if progress is not None:
+            self.id = progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, amount: int) -> None:
+        progress = self.reporter._progress
+        if progress is not None and self.id is not None:
+            progress.advance(self.id, amount)
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        progress = self.reporter._progress
+        if progress is not None and self.id is not None:
+            progress.remove_task(self.id)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+# -- running commands ----------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise Interrupted(signum)
+
+
+def _run(verbose: bool, action: Callable[[], int | None]) -> NoReturn:
+    """Run ``action``, turning every failure into one line and an exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = action() or 0
+    except Interrupted as exc:
+        _err(str(exc))
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        code = 130
+    except ZeroimageError as exc:
+        _err(f"error: {exc.message}")
+        code = exc.exit_code
+    except OSError as exc:
+        from zeroimage.files import describe_os_error
+
+        _err(f"error: {describe_os_error(exc, exc.filename or '')}")
+        code = 1
+    except Exception as exc:  # a bug: say so plainly, with the traceback only on request
+        _err(f"internal error: {type(exc).__name__}: {exc}")
+        if verbose:
+            traceback.print_exc()
+        else:
+            _err("run again with --verbose for details, and please report it")
+        code = 70
+    sys.exit(code)
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="zeroimage", message="%(prog)s %(version)s")
+def main() -> None:
+    """Build container images for single-binary programs, without Docker.
+
+    \b
+    zeroimage build app                                  # FROM scratch → ./app.tar (OCI archive)
+    zeroimage build --from gcr.io/distroless/static --push registry.example.com/app:v1 app
+    """
+
+
+def _parse_platform_options(values: tuple[str, ...], binaries: tuple[str, ...]) -> list[tuple[Path, Any]]:
+    from zeroimage.platform import parse_platform
+
+    explicit: dict[str, Any] = {}
+    bare: list[Any] = []
+    for value in values:
+        text, sep, path = value.partition("=")
+        if sep:
+            explicit[os.path.normpath(path)] = parse_platform(text)
+        else:
+            bare.append(parse_platform(text))
+    if bare and (len(bare) > 1 or len(binaries) > 1):
+        raise UsageError("with several binaries, give each its platform as --platform OS/ARCH[/VARIANT]=PATH")
+    paths = list(binaries)
+    for path in explicit:
+        if path not in {os.path.normpath(p) for p in paths}:
+            paths.append(path)
+    if not paths:
+        raise UsageError("no program given: zeroimage build [OPTIONS] PROGRAM")
+    out = []
+    for path in paths:
+        platform = explicit.get(os.path.normpath(path)) or (bare[0] if bare else None)
+        out.append((Path(path), platform))
+    return out
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("programs", nargs=-1, metavar="PROGRAM...")
+@click.option(
+    "--from",
+    "base",
+    metavar="SOURCE",
+    help="Base image: REF, docker://REF, oci:DIR[:TAG], "
+    "oci-archive:PATH[:TAG] or docker-archive:PATH. Default: FROM scratch.",
+)
+@click.option(
+    "--from-archive", metavar="PATH", help="Base image from an OCI archive (same as --from oci-archive:PATH)."
+)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT][=PROGRAM]",
+    help="Platform of the program when its ELF header cannot tell (default: from the header). Repeatable.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="DEST",
+    help="Write the image: PATH or oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH[:NAME:TAG], "
+    "docker-daemon:NAME:TAG. Repeatable. Default: ./PROGRAM.tar unless --push is given.",
+)
+@click.option("--push", "pushes", multiple=True, metavar="REF", help="Push the image to a registry. Repeatable.")
+@click.option("--entrypoint-path", metavar="PATH", help="Path of the program in the image (default: /NAME).")
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(["oci", "docker"]),
+    default="oci",
+    show_default=True,
+    help="Media types of the result: OCI, or Docker v2s2 for registries that display OCI poorly.",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    default="gzip",
+    show_default=True,
+    help="Compression of the new layer.",
+)
+@click.option("--compression-level", type=int, metavar="N", help="gzip 0-3 (ISA-L, default 1), zstd 1-19 (default 3).")
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP to this registry when it does not speak TLS. Repeatable.",
+)
+@click.option("--no-cache", is_flag=True, help="Do not reuse or keep layers in the local cache.")
+@click.option("--digest-file", type=click.Path(dir_okay=False), help="Write the image digest to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the result, nothing else.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
+def build(
+    programs: tuple[str, ...],
+    base: str | None,
+    from_archive: str | None,
+    platforms: tuple[str, ...],
+    outputs: tuple[str, ...],
+    pushes: tuple[str, ...],
+    entrypoint_path: str | None,
+    image_format: str,
+    compression: str,
+    compression_level: int | None,
+    insecure: tuple[str, ...],
+    no_cache: bool,
+    digest_file: str | None,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Build an image holding PROGRAM as its entrypoint (like FROM base; COPY PROGRAM /; ENTRYPOINT).
+
+    Give several PROGRAMs (one per platform, read from their ELF headers) for a multi-platform image.
+
+    \b
+    Examples:
+      zeroimage build ./app                                     # FROM scratch, writes ./app.tar
+      zeroimage build --from-archive base.tar -o out.tar ./app
+      zeroimage build --from alpine:3.20 --push localhost:5000/app:v1 ./app
+      zeroimage build --platform linux/arm/v7=./app-armv7 ./app-amd64 ./app-arm64 --push REG/app:v1
+    """
+
+    def action() -> int:
+        spec = _build_spec(
+            programs,
+            base,
+            from_archive,
+            platforms,
+            outputs,
+            pushes,
+            entrypoint_path,
+            image_format,
+            compression,
+            compression_level,
+            insecure,
+            no_cache,
+        )
+        from zeroimage.build import build as run_build
+
+        reporter = CliReporter(quiet=quiet or as_json, verbose=verbose)
+        with reporter.live():
+            result = run_build(spec, reporter)
+        _report(result, spec, as_json, digest_file)
+        return 0
+
+    _run(verbose, action)
+
+
+def _build_spec(
+    programs: tuple[str, ...],
+    base: str | None,
+    from_archive: str | None,
+    platforms: tuple[str, ...],
+    outputs: tuple[str, ...],
+    pushes: tuple[str, ...],
+    entrypoint_path: str | None,
+    image_format: str,
+    compression: str,
+    compression_level: int | None,
+    insecure: tuple[str, ...],
+    no_cache: bool,
+) -> BuildSpec:
+    from zeroimage.build import BinarySpec, BuildSpec
+    from zeroimage.layer import LayerOptions
+    from zeroimage.transports import parse_location
+
+    if base and from_archive:
+        raise UsageError("--from and --from-archive both name a base: give one")
+    base_location = None
+    if from_archive:
+        base_location = parse_location(f"oci-archive:{from_archive}", "oci-archive")
+    elif base:
+        base_location = parse_location(base, "docker")
+    binaries = tuple(BinarySpec(path, platform) for path, platform in _parse_platform_options(platforms, programs))
+    locations = [parse_location(o, "oci-archive") for o in outputs]
+    for push in pushes:
+        location = parse_location(push, "docker")
+        if not location.is_registry:
+            raise UsageError(f"--push takes a registry reference, not {push!r}; use -o for {location.transport}:")
+        locations.append(location)
+    if not locations:
+        locations.append(parse_location(f"oci-archive:{binaries[0].path.name}.tar", "oci-archive"))
+    return BuildSpec(
+        binaries=binaries,
+        base=base_location,
+        outputs=tuple(locations),
+        entrypoint_path=entrypoint_path,
+        image_format=image_format,
+        layer=LayerOptions(compression=compression, level=compression_level),
+        source_date_epoch=_source_date_epoch(),
+        use_cache=not no_cache,
+        insecure_registries=insecure,
+    )
+
+
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def _report(result: BuildResult, spec: BuildSpec, as_json: bool, digest_file: str | None) -> None:
+    if digest_file:
+        from zeroimage.files import atomic_write
+
+        with atomic_write(digest_file) as out:
+            out.write(result.root.digest.encode() + b"\n")
+    if as_json:
+        click.echo(json.dumps(_result_json(result), indent=2))
+        return
+    for written in result.outputs:
+        click.echo(f"{written.reference}@{written.digest}")
+
+
+def _result_json(result: BuildResult) -> dict[str, Any]:
+    return {
+        "digest": result.root.digest,
+        "mediaType": result.root.media_type,
+        "size": result.root.size,
+        "base": result.base,
+        "outputs": [{"reference": w.reference, "digest": w.digest} for w in result.outputs],
+        "platforms": [
+            {
+                "platform": str(p.platform),
+                "manifest": p.manifest.to_dict(),
+                "layer": {**p.layer.to_dict(), "diffID": p.diff_id, "cached": p.layer_cached},
+                "base": p.base.to_dict() if p.base else None,
+            }
+            for p in result.platforms
+        ],
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Shared fixtures: running the real CLI in a subprocess, the bundled images, test binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support import peers
+
+DATA = Path(__file__).parent / "data"
+MULTIARCH = DATA / "hello-world-multiarch.tar"
+ARM64_ONLY = DATA / "hello-world-linux-arm64.tar"
+
+Zeroimage = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def zeroimage(tmp_path: Path) -> Zeroimage:
+    """Run ``python -m zeroimage ARGS`` in ``tmp_path`` with a private cache and config."""
+    cache = tmp_path / ".cache"
+
+    def run(
+        *args: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(tmp_path / ".docker")}
+        full_env.pop("SOURCE_DATE_EPOCH", None)
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "zeroimage", *args],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"zeroimage {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def static_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small static amd64 program that prints a known line and its arguments."""
+    out = tmp_path_factory.mktemp("hello") / "hello"
+    source = Path(__file__).parent.parent / "examples" / "hello" / "hello.c"
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    proc = subprocess.run(["cc", "-static", "-Os", "-o", str(out), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot link statically: {proc.stderr.strip()[:200]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def busybox() -> Path:
+    path = Path("/bin/busybox")
+    if not path.exists():
+        pytest.skip("busybox-static is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def busybox_arm64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = Path(os.environ.get("ZEROIMAGE_TEST_CACHE", "/tmp/zeroimage-test-cache"))
+    cache.mkdir(parents=True, exist_ok=True)
+    path = peers.arm64_busybox(cache)
+    if path is None:
+        pytest.skip("the arm64 busybox-static package cannot be had here")
+    return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,272 @@
+"""`zeroimage build` to OCI archives, checked by skopeo, umoci, oci-image-tool and runc."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
+from tests.support import peers
+
+
+def layout_of(archive: Path, tmp: Path) -> Path:
+    return peers.extract_archive(archive, tmp / f"layout-{archive.stem}")
+
+
+def blob(layout: Path, digest: str) -> bytes:
+    return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+
+
+def image_parts(archive: Path, tmp: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(index.json entry, manifest, config) of a single-platform archive."""
+    layout = layout_of(archive, tmp)
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    manifest = json.loads(blob(layout, entry["digest"]))
+    config = json.loads(blob(layout, manifest["config"]["digest"]))
+    return entry, manifest, config
+
+
+def check_with_peers(archive: Path, tmp: Path, tag: str = "latest") -> None:
+    peers.oci_validate_archive(archive, tmp)
+    inspected = peers.skopeo_inspect(f"oci-archive:{archive}:{tag}")
+    assert inspected["Digest"].startswith("sha256:")
+
+
+def test_scratch_image_runs_under_runc(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
+    proc = zeroimage("build", str(static_binary))
+    archive = tmp_path / "hello.tar"  # default: <basename>.tar in the current directory
+    assert proc.stdout.strip().startswith(f"oci-archive:{archive.name}:latest@sha256:") or "@sha256:" in proc.stdout
+    check_with_peers(archive, tmp_path)
+    entry, manifest, config = image_parts(archive, tmp_path)
+    assert entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
+    assert config["config"]["Entrypoint"] == ["/hello"]
+    assert "Cmd" not in config["config"]
+    assert config["rootfs"]["type"] == "layers" and len(config["rootfs"]["diff_ids"]) == 1
+    assert len(manifest["layers"]) == 1
+    result = peers.run_image(archive)
+    assert "Hello from a FROM-scratch image built by zeroimage!" in result.stdout
+    assert "I am /hello" in result.stdout
+
+
+def test_layer_holds_only_the_binary_with_its_mode(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
+    program = tmp_path / "prog"
+    program.write_bytes(static_binary.read_bytes())
+    program.chmod(0o750)
+    link = tmp_path / "link-to-prog"
+    link.symlink_to(program)
+    zeroimage("build", "-o", "out.tar", str(link))
+    _, manifest, _ = image_parts(tmp_path / "out.tar", tmp_path)
+    layer = blob(layout_of(tmp_path / "out.tar", tmp_path / "x"), manifest["layers"][0]["digest"])
+    import gzip
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
+        (member,) = tar.getmembers()
+        assert member.name == "link-to-prog" and member.isreg()  # the symlink is followed
+        assert (member.mode, member.uid, member.gid) == (0o750, 0, 0)
+        assert tar.extractfile(member).read() == static_binary.read_bytes()  # type: ignore[union-attr]
+
+
+def test_on_multiarch_base_picks_amd64_and_keeps_base(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "img.tar", str(busybox))
+    archive = tmp_path / "img.tar"
+    check_with_peers(archive, tmp_path)
+    entry, manifest, config = image_parts(archive, tmp_path)
+    assert entry["platform"]["architecture"] == "amd64"
+    assert len(manifest["layers"]) == 2  # hello-world's layer, then ours
+    assert config["config"]["Entrypoint"] == ["/busybox"]
+    assert "Cmd" not in config["config"]  # the base's Cmd ["/hello"] is cleared
+    assert config["history"][-1]["created_by"] == "zeroimage build: COPY busybox /busybox"
+    assert len([h for h in config["history"] if not h.get("empty_layer")]) == 2
+    annotations = manifest["annotations"]
+    assert annotations["org.opencontainers.image.base.name"] == f"oci-archive:{MULTIARCH}"
+    assert annotations["org.opencontainers.image.base.digest"].startswith("sha256:")
+    # the base's layer is present and the image runs: our entrypoint can run the base's /hello
+    result = peers.run_image(archive, args=["/busybox", "sh", "-c", "/hello | head -2"])
+    assert "Hello from Docker!" in result.stdout
+
+
+def test_base_config_fields_are_kept(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "img.tar", str(busybox))
+    _, _, config = image_parts(tmp_path / "img.tar", tmp_path)
+    base_layout = layout_of(MULTIARCH, tmp_path)
+    base_config = json.loads(
+        peers.skopeo_inspect(
+            f"oci-archive:{MULTIARCH}",
+            raw=True,
+            config=True,
+            extra=["--override-arch", "amd64", "--override-os", "linux"],
+        )
+    )
+    assert base_layout.exists()
+    for key in base_config:
+        if key not in ("created", "history", "rootfs", "config"):
+            assert config[key] == base_config[key], key
+    for key, value in base_config["config"].items():
+        if key not in ("Cmd", "Entrypoint"):
+            assert config["config"][key] == value
+    assert config["rootfs"]["diff_ids"][0] == base_config["rootfs"]["diff_ids"][0]
+
+
+def test_arm64_binary_on_multiarch_base(zeroimage: Zeroimage, busybox_arm64: Path, tmp_path: Path) -> None:
+    zeroimage(
+        "build", "--from-archive", str(MULTIARCH), "-o", "arm.tar", "--entrypoint-path", "/busybox", str(busybox_arm64)
+    )
+    archive = tmp_path / "arm.tar"
+    check_with_peers(archive, tmp_path)
+    entry, _, config = image_parts(archive, tmp_path)
+    assert entry["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert (config["architecture"], config.get("variant")) == ("arm64", "v8")
+    bundle = peers.umoci_unpack(archive, "latest", tmp_path / "bundle")
+    rootfs_busybox = bundle / "rootfs" / "busybox"
+    assert rootfs_busybox.read_bytes() == busybox_arm64.read_bytes()
+    if peers.which("qemu-aarch64-static"):
+        out = peers.run(["qemu-aarch64-static", str(rootfs_busybox), "echo", "arm64 ok"])
+        assert out.stdout.strip() == "arm64 ok"
+
+
+def test_arm64_only_base(zeroimage: Zeroimage, busybox_arm64: Path, tmp_path: Path) -> None:
+    zeroimage("build", "--from-archive", str(ARM64_ONLY), "-o", "a.tar", str(busybox_arm64))
+    check_with_peers(tmp_path / "a.tar", tmp_path)
+
+
+def test_platform_fallback_uses_the_base_entry_platform(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    zeroimage("build", "--from-archive", str(MULTIARCH), "--platform", "linux/arm/v6", "-o", "v6.tar", str(script))
+    entry, _, config = image_parts(tmp_path / "v6.tar", tmp_path)
+    assert entry["platform"] == {"architecture": "arm", "os": "linux", "variant": "v5"}
+    assert config["variant"] == "v5"
+
+
+def test_missing_platform_lists_what_the_base_has(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    proc = zeroimage("build", "--from-archive", str(ARM64_ONLY), "-o", "x.tar", str(busybox), check=False)
+    assert proc.returncode != 0
+    assert "linux/amd64" in proc.stderr and "linux/arm64" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_reproducible_with_source_date_epoch(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "one.tar", str(busybox), env=env)
+    zeroimage("build", "--no-cache", "--from-archive", str(MULTIARCH), "-o", "two.tar", str(busybox), env=env)
+    one, two = (tmp_path / "one.tar").read_bytes(), (tmp_path / "two.tar").read_bytes()
+    assert hashlib.sha256(one).digest() == hashlib.sha256(two).digest()
+    _, manifest, config = image_parts(tmp_path / "one.tar", tmp_path)
+    assert config["created"] == "2023-11-14T22:13:20Z"
+    assert manifest["annotations"]["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
+
+
+def test_skopeo_and_umoci_written_bases(
+    zeroimage: Zeroimage, static_binary: Path, busybox: Path, tmp_path: Path
+) -> None:
+    # skopeo: no ./ prefix, directory entries, index.json without mediaType
+    skopeo_base = tmp_path / "skopeo-base.tar"
+    peers.run(["skopeo", "copy", f"oci-archive:{ARM64_ONLY}", f"oci-archive:{skopeo_base}:base"])
+    script = tmp_path / "script.sh"
+    script.write_text("#!/hello\n")
+    zeroimage(
+        "build", "--from", f"oci-archive:{skopeo_base}:base", "--platform", "linux/arm64", "-o", "s.tar", str(script)
+    )
+    check_with_peers(tmp_path / "s.tar", tmp_path)
+    entry, manifest, _ = image_parts(tmp_path / "s.tar", tmp_path / "s")
+    assert entry["platform"]["architecture"] == "arm64" and len(manifest["layers"]) == 2
+    # umoci: a FROM-scratch base holding busybox, then ours on top, run with runc
+    layout = peers.umoci_build(
+        tmp_path / "umoci-layout",
+        {"/bin/busybox": busybox},
+        tag="base",
+        entrypoint=["/bin/busybox"],
+        env={"FROM_BASE": "yes"},
+    )
+    base = peers.pack_layout(layout, tmp_path / "umoci-base.tar")
+    zeroimage("build", "--from", f"oci-archive:{base}:base", "-o", "u.tar", str(static_binary))
+    check_with_peers(tmp_path / "u.tar", tmp_path)
+    result = peers.run_image(tmp_path / "u.tar", args=["/bin/busybox", "sh", "-c", "echo $FROM_BASE; /hello"])
+    assert "yes" in result.stdout and "Hello from a FROM-scratch image" in result.stdout
+
+
+def test_docker_media_types_in_base_are_normalised_to_oci(
+    zeroimage: Zeroimage, busybox_arm64: Path, tmp_path: Path
+) -> None:
+    layout = layout_of(ARM64_ONLY, tmp_path)
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads(blob(layout, index["manifests"][0]["digest"]))
+    manifest["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    for layer in manifest["layers"]:
+        layer["mediaType"] = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    raw = json.dumps(manifest, indent=3).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(raw)
+    index["manifests"] = [{"mediaType": manifest["mediaType"], "digest": f"sha256:{digest}", "size": len(raw)}]
+    (layout / "index.json").write_text(json.dumps(index))
+    zeroimage("build", "--from", f"oci:{layout}", "-o", "d.tar", str(busybox_arm64))
+    _, out_manifest, _ = image_parts(tmp_path / "d.tar", tmp_path / "out")
+    assert out_manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert out_manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert {layer["mediaType"] for layer in out_manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    check_with_peers(tmp_path / "d.tar", tmp_path)
+
+
+def test_dynamic_binary_in_scratch_is_warned_about(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    proc = zeroimage("build", "-o", "ls.tar", "/bin/ls")
+    assert "warning" in proc.stderr and "ld-linux-x86-64.so.2" in proc.stderr
+    assert "statically" in proc.stderr
+
+
+# -- bad input: one line, non-zero, nothing written --------------------------------------------------
+
+
+def _fails(proc: Any, *words: str) -> None:
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in proc.stderr, (word, proc.stderr)
+
+
+def test_bad_inputs_give_one_line(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    _fails(zeroimage("build", "missing-program", check=False), "missing-program")
+    _fails(zeroimage("build", str(tmp_path), check=False), "directory")
+    _fails(zeroimage("build", "-o", "nodir/x.tar", str(busybox), check=False), "does not exist")
+    _fails(zeroimage("build", "--platform", "linux/sparc99", str(busybox), check=False), "sparc99")
+    _fails(zeroimage("build", "--platform", "linux/arm64", str(busybox), check=False), "contradicts")
+    _fails(zeroimage("build", "--from-archive", "nope.tar", str(busybox), check=False), "nope.tar")
+    _fails(zeroimage("build", "--from", "oci-archive:x.tar", "--from-archive", "y.tar", str(busybox), check=False))
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"this is not a tar archive" * 100)
+    _fails(zeroimage("build", "--from-archive", str(garbage), str(busybox), check=False), "garbage.tar")
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(MULTIARCH.read_bytes()[:30000])
+    _fails(zeroimage("build", "--from-archive", str(truncated), str(busybox), check=False))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert not (tmp_path / "busybox.tar").exists()
+
+
+def test_digest_mismatch_is_reported_and_existing_output_untouched(
+    zeroimage: Zeroimage, busybox: Path, tmp_path: Path
+) -> None:
+    layout = layout_of(MULTIARCH, tmp_path)
+    index = json.loads((layout / "index.json").read_text())
+    nested = json.loads(blob(layout, index["manifests"][0]["digest"]))
+    amd64 = next(m for m in nested["manifests"] if m["platform"]["architecture"] == "amd64")
+    manifest = json.loads(blob(layout, amd64["digest"]))
+    layer_path = layout / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    data = bytearray(layer_path.read_bytes())
+    data[100] ^= 0xFF  # same size, other bytes
+    layer_path.write_bytes(bytes(data))
+    existing = tmp_path / "out.tar"
+    existing.write_bytes(b"precious")
+    proc = zeroimage("build", "--from", f"oci:{layout}", "-o", str(existing), str(busybox), check=False)
+    _fails(proc, "digest")
+    assert existing.read_bytes() == b"precious"
+    assert not list(tmp_path.glob(".out.tar.*"))
