@@ -162,9 +162,7 @@ def parse_platform(text: str) -> Platform:
         if not part:
             raise PlatformError(f"invalid platform {text!r}: empty part, expected os/architecture[/variant]")
         if not _COMPONENT.fullmatch(part):
-            raise PlatformError(
-                f"invalid platform {text!r}: {part!r} may hold only letters, digits, '_', '.' and '-'"
-            )
+            raise PlatformError(f"invalid platform {text!r}: {part!r} may hold only letters, digits, '_', '.' and '-'")
 
     if len(parts) == 1:
         word = normalize(Platform(os=parts[0], architecture=""))
@@ -184,13 +182,11 @@ def parse_platform(text: str) -> Platform:
         if len(parts) == 2 and normalize(Platform("", parts[0])).architecture in KNOWN_ARCHITECTURES:
             hint = f" ({parts[0]!r} is an architecture: write linux/{spec})"
         raise PlatformError(
-            f"unknown platform {text!r}: operating system {parts[0]!r} is not one of "
-            f"{', '.join(KNOWN_OSES)}{hint}"
+            f"unknown platform {text!r}: operating system {parts[0]!r} is not one of {', '.join(KNOWN_OSES)}{hint}"
         )
     if p.architecture not in KNOWN_ARCHITECTURES:
         raise PlatformError(
-            f"unknown platform {text!r}: architecture {parts[1]!r} is not one of "
-            f"{', '.join(KNOWN_ARCHITECTURES)}"
+            f"unknown platform {text!r}: architecture {parts[1]!r} is not one of {', '.join(KNOWN_ARCHITECTURES)}"
         )
     return p
 

@@ -73,9 +73,7 @@ def make_elf(
 
     def phdr(p_type: int, offset: int, filesz: int) -> bytes:
         if bits == 64:
-            return struct.pack(
-                o + "IIQQQQQQ", p_type, 5, offset, BASE + offset, BASE + offset, filesz, filesz, 8
-            )
+            return struct.pack(o + "IIQQQQQQ", p_type, 5, offset, BASE + offset, BASE + offset, filesz, filesz, 8)
         return struct.pack(o + "IIIIIIII", p_type, offset, BASE + offset, BASE + offset, filesz, filesz, 5, 4)
 
     phdrs = phdr(1, 0, total)
@@ -221,9 +219,7 @@ def test_bad_headers() -> None:
         "dynamic beyond": _patch(good, 64 + 112 + 8, "<Q", len(good) + 1),
         "dynamic too long": _patch(good, 64 + 112 + 32, "<Q", len(good)),
         "interp too long": _patch(good, 64 + 56 + 32, "<Q", len(good)),
-        "strtab unmapped": good.replace(
-            struct.pack("<qQ", 5, BASE + 64 + 3 * 56 + 11), struct.pack("<qQ", 5, 0x10)
-        ),
+        "strtab unmapped": good.replace(struct.pack("<qQ", 5, BASE + 64 + 3 * 56 + 11), struct.pack("<qQ", 5, 0x10)),
         "needed offset": good.replace(struct.pack("<qQ", 1, 1), struct.pack("<qQ", 1, 999)),
         "pn_xnum": _patch(good, 56, "<H", 0xFFFF),
     }

@@ -62,9 +62,7 @@ def test_to_dict_key_order_and_omissions() -> None:
 
 
 def test_from_dict_lenient_on_missing_and_unknown_fields() -> None:
-    assert Platform.from_dict({"os": "linux", "architecture": "amd64", "features": ["sse4"]}) == P(
-        "linux", "amd64"
-    )
+    assert Platform.from_dict({"os": "linux", "architecture": "amd64", "features": ["sse4"]}) == P("linux", "amd64")
     assert Platform.from_dict({"os.features": None, "variant": None}) == P("", "")
 
 
@@ -148,9 +146,7 @@ def test_parse_errors(text: str, message: str) -> None:
 
 
 def test_parse_error_names_the_input() -> None:
-    with pytest.raises(
-        PlatformError, match=r"^unknown platform 'linux/foo': architecture 'foo' is not one of"
-    ):
+    with pytest.raises(PlatformError, match=r"^unknown platform 'linux/foo': architecture 'foo' is not one of"):
         parse_platform("linux/foo")
 
 

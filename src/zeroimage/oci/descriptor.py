@@ -38,9 +38,7 @@ def loads(data: bytes, what: str) -> dict[str, Any]:
 def string_map(value: object, what: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise InputError(f"{what} must be an object of strings")
     return dict(value)
 
