@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,23 +37,26 @@ def _err(message: str) -> None:
 
 
 class _PlainTask:
-    """Progress as log lines, for logs and CI (stderr is not a terminal)."""
+    """Progress as one log line per finished task, for logs and CI (stderr is not a terminal)."""
 
-    def __init__(self, description: str, total: int | None, verbose: bool) -> None:
+    def __init__(self, description: str, total: int | None, show: bool) -> None:
         self.description = description
         self.total = total
         self.done = 0
-        self.verbose = verbose
+        self.show = show
+        self.started = time.monotonic()
 
     def advance(self, amount: int) -> None:
         self.done += amount
 
     def __enter__(self) -> _PlainTask:
+        self.started = time.monotonic()
         return self
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        if kind is None and self.verbose:
-            _err(f"{self.description}: {_human(self.done)} done")
+        if kind is None and self.show and self.done:
+            seconds = max(time.monotonic() - self.started, 1e-6)
+            _err(f"{self.description}: {_human(self.done)} in {seconds:.2f} s ({_human(self.done / seconds)}/s)")
 
 
 class CliReporter:
@@ -79,7 +83,7 @@ class CliReporter:
 
     def task(self, description: str, total: int | None) -> Any:
         if not self.terminal:
-            return _PlainTask(description, total, self.verbose and not self.quiet)
+            return _PlainTask(description, total, not self.quiet)
         return _RichTask(self, description, total)
 
     @contextmanager
@@ -194,29 +198,26 @@ def main() -> None:
 
 
 def _parse_platform_options(values: tuple[str, ...], binaries: tuple[str, ...]) -> list[tuple[Path, Any]]:
+    """Pair each program with its explicit platform: ``--platform P`` (one program) or
+    ``--platform P=PATH`` (any number; one file may serve several platforms, e.g. a script)."""
     from zeroimage.platform import parse_platform
 
-    explicit: dict[str, Any] = {}
+    explicit: list[tuple[Path, Any]] = []
     bare: list[Any] = []
     for value in values:
         text, sep, path = value.partition("=")
         if sep:
-            explicit[os.path.normpath(path)] = parse_platform(text)
+            explicit.append((Path(path), parse_platform(text)))
         else:
             bare.append(parse_platform(text))
     if bare and (len(bare) > 1 or len(binaries) > 1):
         raise UsageError("with several binaries, give each its platform as --platform OS/ARCH[/VARIANT]=PATH")
-    paths = list(binaries)
-    for path in explicit:
-        if path not in {os.path.normpath(p) for p in paths}:
-            paths.append(path)
-    if not paths:
+    named = {os.path.normpath(path) for path, _ in explicit}
+    pairs = [(Path(b), bare[0] if bare else None) for b in binaries if os.path.normpath(b) not in named]
+    pairs += explicit
+    if not pairs:
         raise UsageError("no program given: zeroimage build [OPTIONS] PROGRAM")
-    out = []
-    for path in paths:
-        platform = explicit.get(os.path.normpath(path)) or (bare[0] if bare else None)
-        out.append((Path(path), platform))
-    return out
+    return pairs
 
 
 @main.command(context_settings=CONTEXT)
@@ -419,6 +420,191 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
             for p in result.platforms
         ],
     }
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", metavar="SOURCE")
+@click.option("--json", "as_json", is_flag=True, help="Print the full documents (index, manifests, configs) as JSON.")
+@click.option("--raw", is_flag=True, help="Print the exact bytes of the top-level manifest or index.")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]")
+@click.option("-v", "--verbose", is_flag=True)
+def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], verbose: bool) -> None:
+    """Show an image: platforms, digests, sizes, entrypoint, layers.
+
+    SOURCE is REF or docker://REF, oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker-archive:PATH.
+    """
+
+    def action() -> int:
+        from zeroimage.inspect import describe
+        from zeroimage.transports import TransportOptions, open_source, parse_location
+
+        opened = open_source(parse_location(source, "docker"), TransportOptions(insecure_registries=insecure))
+        try:
+            if raw:
+                sys.stdout.buffer.write(opened.document(opened.root()))
+                sys.stdout.flush()
+                return 0
+            info = describe(opened)
+        finally:
+            opened.close()
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+        else:
+            _print_description(info)
+        return 0
+
+    _run(verbose, action)
+
+
+def _print_description(info: dict[str, Any]) -> None:
+    click.echo(f"{info['source']}")
+    click.echo(f"  digest:     {info['digest']}")
+    click.echo(f"  media type: {info['mediaType']}")
+    for image in info["images"]:
+        config = image["config"]
+        container = config.get("config") or {}
+        click.echo(f"  {image['platform']}")
+        click.echo(f"    manifest:   {image['digest']}")
+        click.echo(f"    size:       {_human(image['size'])}")
+        if config.get("created"):
+            click.echo(f"    created:    {config['created']}")
+        click.echo(f"    entrypoint: {json.dumps(container.get('Entrypoint'))}")
+        if container.get("Cmd"):
+            click.echo(f"    cmd:        {json.dumps(container.get('Cmd'))}")
+        layers = image["manifest"].get("layers", [])
+        click.echo(f"    layers:     {len(layers)}")
+        for layer in layers:
+            click.echo(f"      {layer['digest']}  {_human(layer['size']):>9}  {layer.get('mediaType', '')}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+      eval "$(zeroimage completion bash)"     # in ~/.bashrc
+      zeroimage completion fish > ~/.config/fish/completions/zeroimage.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(main, {}, "zeroimage", "_ZEROIMAGE_COMPLETE").source())
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+def _client(registry: str, insecure: tuple[str, ...] = ()) -> Any:
+    from zeroimage.reference import api_host_of
+    from zeroimage.transports.registry.client import ClientOptions, RegistryClient
+
+    return RegistryClient(registry, api_host_of(registry), ClientOptions(insecure_registries=insecure))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("registry", default="docker.io")
+@click.option("-u", "--username", help="User name (prompted for on a terminal when not given).")
+@click.option("--password-stdin", is_flag=True, help="Read the password (or token) from standard input.")
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP to this registry when it does not speak TLS.",
+)
+@click.option("-v", "--verbose", is_flag=True)
+def login(registry: str, username: str | None, password_stdin: bool, insecure: tuple[str, ...], verbose: bool) -> None:
+    """Log in to REGISTRY (default docker.io) and store the credentials as Docker does.
+
+    The credentials are checked against the registry first: a wrong password stores nothing.
+    They are stored through the configured credential helper (credHelpers/credsStore), else in
+    config.json (mode 0600).
+
+    \b
+      echo "$TOKEN" | zeroimage login -u ci-bot --password-stdin ghcr.io
+    """
+
+    def action() -> int:
+        from zeroimage.reference import parse_registry
+        from zeroimage.transports.registry.credentials import Credential, CredentialStore
+
+        name = parse_registry(registry)
+        interactive = sys.stdin.isatty()
+        user = username
+        if not user:
+            if not interactive:
+                raise UsageError("no username: give -u USER")
+            user = click.prompt("Username", err=True)
+        if password_stdin:
+            password = sys.stdin.read().rstrip("\r\n")
+        elif interactive:
+            password = click.prompt("Password", hide_input=True, err=True)
+        else:
+            raise UsageError("no password: pipe it in with --password-stdin")
+        if not password:
+            raise UsageError("the password is empty")
+        credential = Credential(username=user, password=password)
+        client = _client(name, insecure)
+        try:
+            client.set_credential(credential)
+            client.login_check()
+        finally:
+            client.close()
+        where = CredentialStore().store(name, credential)
+        _err(f"credentials for {name} stored in {where}")
+        click.echo("Login Succeeded")
+        return 0
+
+    _run(verbose, action)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("registry", default="docker.io")
+@click.option("-v", "--verbose", is_flag=True)
+def logout(registry: str, verbose: bool) -> None:
+    """Remove the stored credentials for REGISTRY (default docker.io)."""
+
+    def action() -> int:
+        from zeroimage.reference import parse_registry
+        from zeroimage.transports.registry.credentials import CredentialStore
+
+        name = parse_registry(registry)
+        if CredentialStore().erase(name):
+            click.echo(f"Removed login credentials for {name}")
+        else:
+            _err(f"not logged in to {name}")
+        return 0
+
+    _run(verbose, action)
+
+
+@main.command("check-auth", context_settings=CONTEXT)
+@click.option("--push", "push", required=True, metavar="REF", help="The repository to check push access to.")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]")
+@click.option("-v", "--verbose", is_flag=True)
+def check_auth(push: str, insecure: tuple[str, ...], verbose: bool) -> None:
+    """Check, without pushing anything, that the stored credentials may push to REF.
+
+    Starts an upload session and cancels it."""
+
+    def action() -> int:
+        from zeroimage.transports import parse_location
+        from zeroimage.transports.registry.transport import RegistrySink
+
+        location = parse_location(push, "docker")
+        if location.reference is None or not location.is_registry:
+            raise UsageError(f"--push takes a registry reference, not {push!r}")
+        sink = RegistrySink(location.reference, client=_client(location.reference.registry, insecure))
+        try:
+            sink.check_push_access()
+        finally:
+            sink.client.close()
+        click.echo(f"push access to {location.reference.name} OK")
+        return 0
+
+    _run(verbose, action)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,452 @@
+"""Registries as a source (pull a base) and a sink (push an image): ``docker://REF``.
+
+Pulling verifies every document and blob against its digest (the root manifest against the
+reference's pinned digest or ``Docker-Content-Digest``). Pushing uploads only what the registry
+lacks, a few blobs at a time, mounts layers across repositories of the same registry, streams
+layers from a source registry straight to the target, and puts a manifest only after every
+blob it names is confirmed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from zeroimage.errors import DigestError, NetworkError, RegistryError
+from zeroimage.files import CHUNK, Readable, VerifyingReader
+from zeroimage.image import Blob, ImageGraph, WriteResult
+from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
+from zeroimage.oci import mediatypes as mt
+from zeroimage.progress import Reporter
+from zeroimage.reference import Reference
+from zeroimage.transports.registry.auth import scope_for
+from zeroimage.transports.registry.client import ClientOptions, RegistryClient
+
+MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
+MAX_CONFIG_SIZE = 16 * 1024 * 1024
+UPLOAD_CONCURRENCY = 4
+UPLOAD_ATTEMPTS = 4
+DEFAULT_CHUNK = 16 * 1024 * 1024
+
+
+def client_for(reference: Reference, options: Any) -> RegistryClient:
+    insecure = tuple(getattr(options, "insecure_registries", ()) or ())
+    return RegistryClient(reference.registry, reference.api_host, ClientOptions(insecure_registries=insecure))
+
+
+@dataclass(frozen=True)
+class RegistryOrigin:
+    """Where a blob can be mounted from: same registry, another repository."""
+
+    registry: str
+    repository: str
+
+
+def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
+    chunks, total = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
+            chunks.append(chunk)
+    except httpx.TransportError as exc:
+        raise NetworkError(f"reading {what} failed: the connection broke ({type(exc).__name__})") from None
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+class _BlobStream:
+    """A blob download that resumes with a Range request when the connection breaks."""
+
+    def __init__(self, client: RegistryClient, repository: str, desc: Descriptor) -> None:
+        self.client = client
+        self.repository = repository
+        self.desc = desc
+        self.position = 0
+        self.resumes = 0
+        self.response: httpx.Response | None = None
+        self.chunks: Iterator[bytes] | None = None
+        self.pending = b""
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self.position}-"} if self.position else {}
+        response = self.client.request(
+            "GET",
+            f"/v2/{self.repository}/blobs/{self.desc.digest}",
+            scopes=(scope_for(self.repository, "pull"),),
+            headers=headers,
+            stream=True,
+            follow_redirects=True,
+        )
+        if response.status_code >= 400:
+            response.read()
+            self.client.raise_for_status(response, f"blob {self.desc.digest}", self.repository)
+        skip = self.position if response.status_code == 200 else 0
+        self.response = response
+        self.chunks = response.iter_bytes(CHUNK)
+        while skip:
+            chunk = next(self.chunks, b"")
+            if not chunk:
+                break
+            self.pending = chunk[skip:]
+            skip -= min(skip, len(chunk))
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.pending:
+            if self.chunks is None:
+                self._open()
+                if self.pending:
+                    break
+            assert self.chunks is not None
+            try:
+                chunk = next(self.chunks, b"")
+            except httpx.TransportError as exc:
+                self._drop()
+                self.resumes += 1
+                if self.resumes > UPLOAD_ATTEMPTS:
+                    raise NetworkError(
+                        f"downloading blob {self.desc.digest} kept failing ({type(exc).__name__})"
+                    ) from None
+                continue
+            if not chunk:
+                return b""
+            self.pending = chunk
+        if n < 0 or n >= len(self.pending):
+            data, self.pending = self.pending, b""
+        else:
+            data, self.pending = self.pending[:n], self.pending[n:]
+        self.position += len(data)
+        return data
+
+    def _drop(self) -> None:
+        if self.response is not None:
+            self.response.close()
+        self.response = None
+        self.chunks = None
+
+    def close(self) -> None:
+        self._drop()
+
+
+class RegistrySource:
+    """An image in a registry repository, by tag or digest."""
+
+    def __init__(self, reference: Reference, options: Any = None, client: RegistryClient | None = None) -> None:
+        self.reference = reference
+        self.description = f"docker://{reference}"
+        self.client = client or client_for(reference, options)
+        self.origin = RegistryOrigin(reference.registry, reference.repository)
+        self._documents: dict[str, bytes] = {}
+        self._root: Descriptor | None = None
+
+    def _scopes(self) -> tuple[str, ...]:
+        return (scope_for(self.reference.repository, "pull"),)
+
+    def _get_manifest(self, identifier: str, expected: str | None) -> tuple[Descriptor, bytes]:
+        repo = self.reference.repository
+        response = self.client.request(
+            "GET",
+            f"/v2/{repo}/manifests/{identifier}",
+            scopes=self._scopes(),
+            headers={"Accept": MANIFEST_ACCEPT},
+            stream=True,
+        )
+        if response.status_code >= 400:
+            response.read()
+            what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
+            self.client.raise_for_status(response, what, repo)
+        data = _read_bounded(response, MAX_DOCUMENT_SIZE, f"manifest {identifier}")
+        header = response.headers.get("docker-content-digest", "")
+        digest = expected or (header if header.startswith("sha256:") else "") or sha256_digest(data)
+        verify_bytes(data, digest, f"manifest {self.reference.name}@{identifier}")
+        if header and expected and header != expected and header.startswith("sha256:"):
+            raise DigestError(f"registry says manifest {identifier} is {header}, expected {expected}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        doc = parse_document(data, f"manifest {identifier}", content_type)
+        desc = Descriptor(doc.media_type, digest, len(data))
+        self._documents[digest] = data
+        return desc, data
+
+    def root(self) -> Descriptor:
+        if self._root is None:
+            self._root, _ = self._get_manifest(self.reference.identifier, self.reference.digest)
+        return self._root
+
+    def document(self, desc: Descriptor) -> bytes:
+        if desc.digest in self._documents:
+            return self._documents[desc.digest]
+        if desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES:
+            _, data = self._get_manifest(desc.digest, desc.digest)
+            if len(data) != desc.size:
+                raise DigestError(f"manifest {desc.digest} has {len(data)} bytes, its descriptor says {desc.size}")
+            return data
+        if desc.size > MAX_CONFIG_SIZE:
+            raise RegistryError(f"config {desc.digest} is larger than {MAX_CONFIG_SIZE} bytes; refusing it")
+        with self.blob(desc).open() as stream:  # type: ignore[attr-defined]
+            data = b"".join(iter(lambda: stream.read(CHUNK), b""))
+        self._documents[desc.digest] = data
+        return data
+
+    def blob(self, desc: Descriptor) -> Blob:
+        def opener() -> Readable:
+            what = f"blob {desc.digest} of {self.reference.name}"
+            return VerifyingReader(
+                _BlobStream(self.client, self.reference.repository, desc), desc.digest, desc.size, what
+            )
+
+        return Blob(descriptor=desc, open=opener, origin=self.origin)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RegistrySink:
+    """Pushes an image to a repository, under the reference's tag (or by digest only)."""
+
+    def __init__(self, reference: Reference, options: Any = None, client: RegistryClient | None = None) -> None:
+        self.reference = reference
+        self.description = f"docker://{reference}"
+        self.client = client or client_for(reference, options)
+        self.stats = {"uploaded": 0, "mounted": 0, "existing": 0}
+        self._lock = threading.Lock()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.stats[key] += 1
+
+    def _scopes(self, mount_from: str | None = None) -> tuple[str, ...]:
+        scopes = [scope_for(self.reference.repository, "pull,push")]
+        if mount_from and mount_from != self.reference.repository:
+            scopes.append(scope_for(mount_from, "pull"))
+        return tuple(scopes)
+
+    # -- blobs -----------------------------------------------------------------------------------
+
+    def blob_exists(self, desc: Descriptor) -> bool:
+        response = self.client.request(
+            "HEAD",
+            f"/v2/{self.reference.repository}/blobs/{desc.digest}",
+            scopes=self._scopes(),
+            follow_redirects=True,
+        )
+        response.close()
+        if response.status_code == 200:
+            length = response.headers.get("content-length")
+            return not (length and length.isdigit() and int(length) != desc.size)
+        if response.status_code == 404:
+            return False
+        self.client.raise_for_status(response, f"blob {desc.digest}", self.reference.repository)
+        return False
+
+    def push_blob(self, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> str:
+        """Make ``desc`` present in the repository; returns 'existing', 'mounted' or 'uploaded'."""
+        if self.blob_exists(desc):
+            self._count("existing")
+            return "existing"
+        origin = blob.origin if isinstance(blob, Blob) else None
+        mount_from = None
+        if isinstance(origin, RegistryOrigin) and origin.registry == self.reference.registry:
+            mount_from = origin.repository
+        last_error: Exception | None = None
+        for attempt in range(UPLOAD_ATTEMPTS):
+            location = self._start_upload(desc, mount_from if attempt == 0 else None)
+            if location is None:
+                self._count("mounted")
+                return "mounted"
+            try:
+                self._upload(location, desc, blob, reporter)
+                self._count("uploaded")
+                return "uploaded"
+            except (NetworkError, httpx.TransportError) as exc:
+                last_error = exc
+                self._cancel(location)
+                continue
+        raise NetworkError(f"uploading {desc.digest} to {self.reference.name} kept failing: {last_error}")
+
+    def _start_upload(self, desc: Descriptor, mount_from: str | None) -> str | None:
+        repo = self.reference.repository
+        path = f"/v2/{repo}/blobs/uploads/"
+        if mount_from and mount_from != repo:
+            path += "?" + urlencode({"mount": desc.digest, "from": mount_from})
+        response = self.client.request("POST", path, scopes=self._scopes(mount_from))
+        response.close()
+        if response.status_code == 201 and mount_from:
+            return None
+        if response.status_code != 202:
+            self.client.raise_for_status(response, "starting an upload", repo)
+            raise RegistryError(f"{self.reference.registry}: unexpected HTTP {response.status_code} starting an upload")
+        location = str(response.headers.get("location", ""))
+        if not location:
+            raise RegistryError(f"{self.reference.registry} started an upload without a Location")
+        self._chunk_min = int(response.headers.get("oci-chunk-min-length", "0") or 0)
+        return location
+
+    def _body(self, blob: Blob | bytes, reporter: Reporter, desc: Descriptor) -> Any:
+        if isinstance(blob, bytes):
+            return blob
+
+        def chunks() -> Iterator[bytes]:
+            with reporter.task(f"pushing {desc.digest[7:19]}", desc.size) as task:
+                stream = blob.open()
+                try:
+                    while chunk := stream.read(CHUNK):
+                        task.advance(len(chunk))
+                        yield chunk
+                finally:
+                    stream.close()
+
+        return chunks
+
+    def _upload(self, location: str, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> None:
+        separator = "&" if "?" in location else "?"
+        url = f"{location}{separator}{urlencode({'digest': desc.digest})}"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        response = self.client.request(
+            "PUT", url, scopes=self._scopes(), headers=headers, body=self._body(blob, reporter, desc), retry=False
+        )
+        response.close()
+        if response.status_code in (400, 405, 413, 416) and not isinstance(blob, bytes) or response.status_code == 416:
+            self._upload_chunked(location, desc, blob, reporter)
+            return
+        self._check_created(response, desc)
+
+    def _upload_chunked(self, location: str, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> None:
+        """PATCH in chunks (at least OCI-Chunk-Min-Length), following the Range the registry returns."""
+        location = self._start_upload(desc, None) or location
+        chunk_size = max(DEFAULT_CHUNK, getattr(self, "_chunk_min", 0))
+        stream: Any = blob.open() if isinstance(blob, Blob) else _BytesReader(blob)
+        offset = 0
+        try:
+            with reporter.task(f"pushing {desc.digest[7:19]} (chunked)", desc.size) as task:
+                while offset < desc.size:
+                    data = b""
+                    while len(data) < chunk_size and (part := stream.read(min(CHUNK, chunk_size - len(data)))):
+                        data += part
+                    if not data:
+                        break
+                    headers = {
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                        "Content-Length": str(len(data)),
+                    }
+                    response = self.client.request(
+                        "PATCH", location, scopes=self._scopes(), headers=headers, body=data, retry=False
+                    )
+                    response.close()
+                    if response.status_code != 202:
+                        self.client.raise_for_status(response, f"uploading {desc.digest}", self.reference.repository)
+                    location = response.headers.get("location", location)
+                    confirmed = response.headers.get("range", "")
+                    if confirmed:
+                        offset = int(confirmed.rsplit("-", 1)[-1]) + 1
+                    else:
+                        offset += len(data)
+                    task.advance(len(data))
+        finally:
+            stream.close()
+        separator = "&" if "?" in location else "?"
+        response = self.client.request(
+            "PUT",
+            f"{location}{separator}{urlencode({'digest': desc.digest})}",
+            scopes=self._scopes(),
+            headers={"Content-Length": "0"},
+            retry=False,
+        )
+        response.close()
+        self._check_created(response, desc)
+
+    def _check_created(self, response: httpx.Response, desc: Descriptor) -> None:
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise NetworkError(f"{self.reference.registry} answered HTTP {response.status_code} to an upload")
+        if response.status_code != 201:
+            self.client.raise_for_status(response, f"uploading {desc.digest}", self.reference.repository)
+            raise RegistryError(
+                f"{self.reference.registry}: unexpected HTTP {response.status_code} finishing an upload"
+            )
+        confirmed = response.headers.get("docker-content-digest")
+        if confirmed and confirmed != desc.digest:
+            raise DigestError(f"{self.reference.registry} stored {confirmed} for upload of {desc.digest}")
+
+    def check_push_access(self) -> None:
+        """Start an upload session (which needs push access) and cancel it: nothing is written."""
+        location = self._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None)
+        if location is not None:
+            self._cancel(location)
+
+    def _cancel(self, location: str) -> None:
+        with contextlib.suppress(Exception):  # best effort: an abandoned session expires on its own
+            self.client.request("DELETE", location, scopes=self._scopes(), retry=False).close()
+
+    # -- manifests and the whole graph -----------------------------------------------------------
+
+    def put_manifest(self, identifier: str, desc: Descriptor, data: bytes) -> str:
+        response = self.client.request(
+            "PUT",
+            f"/v2/{self.reference.repository}/manifests/{identifier}",
+            scopes=self._scopes(),
+            headers={"Content-Type": desc.media_type},
+            body=data,
+        )
+        response.read()
+        response.close()
+        if response.status_code not in (200, 201, 202):
+            self.client.raise_for_status(response, f"pushing manifest {identifier}", self.reference.repository)
+        confirmed = response.headers.get("docker-content-digest")
+        if confirmed and confirmed != desc.digest:
+            raise DigestError(f"{self.reference.registry} stored manifest {confirmed}, expected {desc.digest}")
+        return desc.digest
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        order = graph.children_first()
+        documents = [d for d in order if d.media_type in mt.MANIFESTS or d.media_type in mt.INDEXES]
+        blobs = [d for d in order if d not in documents]
+        reporter.info(f"pushing {len(blobs)} blobs to {self.reference.name}")
+        with ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="push") as pool:
+            futures = [
+                pool.submit(self.push_blob, d, graph.documents.get(d.digest) or graph.blobs[d.digest], reporter)
+                for d in blobs
+            ]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        reporter.info(
+            f"blobs: {self.stats['uploaded']} uploaded, {self.stats['mounted']} mounted, "
+            f"{self.stats['existing']} already there"
+        )
+        for desc in documents:
+            is_root = desc.digest == graph.root.digest
+            identifier = self.reference.tag if is_root and self.reference.tag else desc.digest
+            self.put_manifest(identifier, desc, graph.documents[desc.digest])
+        return WriteResult(self.reference.name, graph.root.digest)
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self.pos + n
+        out = bytes(self.data[self.pos : end])
+        self.pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,226 @@
+"""Pull from and push to the real CNCF registry in every auth set-up; credentials; login/logout."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MULTIARCH, Zeroimage
+from tests.support import peers
+from tests.support.registry import Registry, seed, start_registry
+
+SETUPS = {
+    "plain": ("none", False),
+    "htpasswd": ("htpasswd", False),
+    "token": ("token", False),
+    "htpasswd-tls": ("htpasswd", True),
+    "token-tls": ("token", True),
+}
+
+
+@pytest.fixture(params=list(SETUPS))
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    auth, tls = SETUPS[request.param]
+    with start_registry(tmp_path / "registry", auth=auth, tls=tls) as reg:  # type: ignore[arg-type]
+        yield reg
+
+
+def env_for(registry: Registry) -> dict[str, str]:
+    return {"SSL_CERT_FILE": str(registry.ca_cert)} if registry.ca_cert else {}
+
+
+def login(zeroimage: Zeroimage, registry: Registry) -> None:
+    if registry.auth != "none":
+        zeroimage(
+            "login",
+            "-u",
+            registry.username,
+            "--password-stdin",
+            registry.host,
+            input=registry.password + "\n",
+            env=env_for(registry),
+        )
+
+
+def skopeo_creds(registry: Registry) -> list[str]:
+    return registry.skopeo_args("", creds=True)
+
+
+def test_pull_build_push_then_peers_read_and_run_it(
+    zeroimage: Zeroimage, registry: Registry, static_binary: Path, tmp_path: Path
+) -> None:
+    seed(registry, MULTIARCH, "base/hello:latest")
+    login(zeroimage, registry)
+    proc = zeroimage(
+        "build",
+        "--from",
+        f"{registry.host}/base/hello:latest",
+        "--push",
+        f"{registry.host}/app:v1",
+        str(static_binary),
+        env=env_for(registry),
+    )
+    pushed = proc.stdout.strip()
+    assert pushed.startswith(f"{registry.host}/app@sha256:")
+    digest = pushed.split("@")[1]
+    raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True, extra=skopeo_creds(registry))
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    manifest = json.loads(raw)
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert len(manifest["layers"]) == 2
+    log = registry.log_text()
+    assert "mount=sha256" in log  # the base layer was mounted across repositories, not copied
+    pulled = tmp_path / "pulled.tar"
+    peers.run(
+        [
+            "skopeo",
+            "copy",
+            *registry.skopeo_args("src"),
+            f"docker://{registry.host}/app:v1",
+            f"oci-archive:{pulled}:latest",
+        ]
+    )
+    result = peers.run_image(pulled)
+    assert "Hello from a FROM-scratch image" in result.stdout
+
+
+def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
+    with start_registry(tmp_path / "reg") as registry:
+        env = {"SOURCE_DATE_EPOCH": "1700000000"}
+        args = ("build", "--push", f"{registry.host}/app:v1", str(static_binary))
+        first = zeroimage(*args, env=env).stdout
+        before = registry.log_text()
+        assert before.count("PUT /v2/app/blobs/uploads/") == 2  # layer and config
+        second = zeroimage(*args, env=env).stdout
+        after = registry.log_text()[len(before) :]
+        assert first == second
+        assert "/blobs/uploads/" not in after
+        assert "HEAD /v2/app/blobs/sha256:" in after
+
+
+def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
+    with start_registry(tmp_path / "reg") as registry:
+        proc = zeroimage("build", "-o", "out.tar", "--push", f"{registry.host}/app:v1", str(static_binary))
+        lines = proc.stdout.split()
+        assert len(lines) == 2
+        assert lines[0].split("@")[1] == lines[1].split("@")[1]
+        assert (tmp_path / "out.tar").exists()
+        # --push alone writes no archive
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v2", str(static_binary))
+        assert not (tmp_path / "hello.tar").exists()
+
+
+def test_cross_registry_copy_streams_base_layers(zeroimage: Zeroimage, tmp_path: Path, busybox_arm64: Path) -> None:
+    with start_registry(tmp_path / "a") as source, start_registry(tmp_path / "b") as target:
+        seed(source, MULTIARCH, "library/hello-world:latest")
+        zeroimage(
+            "build",
+            "--from",
+            f"{source.host}/library/hello-world",
+            "--push",
+            f"{target.host}/app:arm",
+            str(busybox_arm64),
+        )
+        inspected = peers.skopeo_inspect(f"docker://{target.host}/app:arm")
+        assert inspected["Architecture"] == "arm64" and len(inspected["Layers"]) == 2
+
+
+def test_pinned_digest_is_verified(zeroimage: Zeroimage, tmp_path: Path, busybox: Path) -> None:
+    with start_registry(tmp_path / "reg") as registry:
+        seed(registry, MULTIARCH, "base:1")
+        wrong = "sha256:" + "0" * 64
+        proc = zeroimage("build", "--from", f"{registry.host}/base@{wrong}", "-o", "x.tar", str(busybox), check=False)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "not found" in proc.stderr or "digest" in proc.stderr
+        raw = peers.skopeo_inspect(f"docker://{registry.host}/base:1", raw=True)
+        import hashlib
+
+        good = "sha256:" + hashlib.sha256(raw).hexdigest()
+        zeroimage("build", "--from", f"{registry.host}/base:1@{good}", "-o", "x.tar", str(busybox))
+
+
+def test_registry_errors_are_one_clear_line(zeroimage: Zeroimage, tmp_path: Path, busybox: Path) -> None:
+    with start_registry(tmp_path / "reg", auth="htpasswd", tls=True) as registry:
+        env = env_for(registry)
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), env=env, check=False)
+        assert proc.returncode != 0 and "zeroimage login" in proc.stderr and registry.host in proc.stderr
+        proc = zeroimage(
+            "login", "-u", "alice", "--password-stdin", registry.host, input="wrong\n", env=env, check=False
+        )
+        assert proc.returncode != 0 and "rejected" in proc.stderr
+        assert not (tmp_path / ".docker" / "config.json").exists()  # a wrong password stores nothing
+        login(zeroimage, registry)
+        proc = zeroimage("build", "--from", f"{registry.host}/nothing/here:v1", str(busybox), env=env, check=False)
+        assert proc.returncode != 0 and "not found" in proc.stderr
+        # no CA given: a certificate error, never a fallback to plain HTTP
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), check=False)
+        assert proc.returncode != 0 and "TLS verification failed" in proc.stderr
+        for result in (proc,):
+            assert "Traceback" not in result.stderr and registry.password not in result.stderr
+    started = time.monotonic()
+    port = registry.port
+    proc = zeroimage("build", "--push", f"127.0.0.1:{port}/app:v1", str(busybox), check=False)
+    assert proc.returncode != 0 and "cannot reach" in proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_login_logout_and_config_file(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    with start_registry(tmp_path / "reg", auth="htpasswd") as registry:
+        config_dir = tmp_path / ".docker"
+        config_dir.mkdir()
+        (config_dir / "config.json").write_text(json.dumps({"auths": {}, "psFormat": "table {{.ID}}"}))
+        proc = zeroimage(
+            "login", "-u", registry.username, "--password-stdin", registry.host, input=registry.password + "\n"
+        )
+        assert "Login Succeeded" in proc.stdout and registry.password not in proc.stdout + proc.stderr
+        config = json.loads((config_dir / "config.json").read_text())
+        assert config["psFormat"] == "table {{.ID}}"  # keys we do not know are kept
+        assert registry.host in config["auths"]
+        assert stat.S_IMODE(os.stat(config_dir / "config.json").st_mode) == 0o600
+        zeroimage("check-auth", "--push", f"{registry.host}/app")
+        assert "uploads" in registry.log_text() and "DELETE" in registry.log_text()
+        zeroimage("logout", registry.host)
+        assert registry.host not in json.loads((config_dir / "config.json").read_text())["auths"]
+        proc = zeroimage("check-auth", "--push", f"{registry.host}/app", check=False)
+        assert proc.returncode != 0 and "zeroimage login" in proc.stderr
+
+
+def test_credential_helper_is_used(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
+    with start_registry(tmp_path / "reg", auth="token") as registry:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        helper = bin_dir / "docker-credential-test"
+        store = tmp_path / "helper-store.json"
+        helper.write_text(
+            "#!/usr/bin/env python3\n"
+            "import json, sys\n"
+            f"path = {str(store)!r}\n"
+            "try:\n    data = json.load(open(path))\nexcept FileNotFoundError:\n    data = {}\n"
+            "cmd = sys.argv[1]\n"
+            "if cmd == 'store':\n    item = json.load(sys.stdin); data[item['ServerURL']] = item\n"
+            "    json.dump(data, open(path, 'w'))\n"
+            "elif cmd == 'get':\n    url = sys.stdin.read().strip()\n"
+            "    if url not in data:\n        print('credentials not found in native keychain'); sys.exit(1)\n"
+            "    json.dump(data[url], sys.stdout)\n"
+            "elif cmd == 'erase':\n    data.pop(sys.stdin.read().strip(), None); json.dump(data, open(path, 'w'))\n"
+        )
+        helper.chmod(0o755)
+        (tmp_path / ".docker").mkdir()
+        (tmp_path / ".docker" / "config.json").write_text(json.dumps({"credHelpers": {registry.host: "test"}}))
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        zeroimage("login", "-u", registry.username, "--password-stdin", registry.host, input=registry.password, env=env)
+        assert registry.password in store.read_text()
+        assert registry.password not in (tmp_path / ".docker" / "config.json").read_text()
+        zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary), env=env)
+        assert any(r.has_authorization for r in registry.token_server.requests)  # type: ignore[union-attr]
+        helper.write_text("#!/bin/sh\necho 'keychain locked' >&2\nexit 3\n")
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary), env=env, check=False)
+        assert proc.returncode != 0 and "credential helper 'test'" in proc.stderr and "keychain locked" in proc.stderr
