@@ -19,6 +19,7 @@ need pigz pigz
 need zstd zstd
 need qemu-aarch64-static qemu-user-static
 need cc gcc
+need dockerd docker.io
 [ -x /usr/bin/time ] || missing="$missing time"
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ "$(uname -m)" != x86_64 ] || missing="$missing libc6-dev"
 for extra in "$@"; do need "$extra" "$extra"; done

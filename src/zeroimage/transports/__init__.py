@@ -33,12 +33,17 @@ def open_source(location: Location, options: TransportOptions) -> Source:
         if location.transport == "oci":
             return LayoutSource.directory(location.path, location.tag)
         return LayoutSource.archive(location.path, location.tag)
+    if location.transport == "docker-archive":
+        from zeroimage.transports.docker_archive import DockerArchiveSource
+
+        assert location.path is not None
+        return DockerArchiveSource(location.path, location.reference)
     if location.transport == "docker":
         from zeroimage.transports.registry import RegistrySource
 
         assert location.reference is not None
         return RegistrySource(location.reference, options)
-    raise UsageError(f"{location.transport}: cannot be read from (yet); use docker://, oci: or oci-archive:")
+    raise UsageError(f"{location.transport}: cannot be read from; use docker://, oci:, oci-archive: or docker-archive:")
 
 
 def open_sink(location: Location, options: TransportOptions) -> Sink:
@@ -52,9 +57,19 @@ def open_sink(location: Location, options: TransportOptions) -> Sink:
 
         assert location.path is not None
         return OciDirSink(location.path, location.tag or "latest")
+    if location.transport == "docker-archive":
+        from zeroimage.transports.docker_archive import DockerArchiveSink
+
+        assert location.path is not None
+        return DockerArchiveSink(location.path, location.reference, options.mtime)
+    if location.transport == "docker-daemon":
+        from zeroimage.transports.docker_daemon import DockerDaemonSink
+
+        assert location.reference is not None
+        return DockerDaemonSink(location.reference, options.mtime)
     if location.transport == "docker":
         from zeroimage.transports.registry import RegistrySink
 
         assert location.reference is not None
         return RegistrySink(location.reference, options)
-    raise UsageError(f"{location.transport}: cannot be written to (yet); use docker://, oci: or oci-archive:")
+    raise UsageError(f"unknown output transport {location.transport!r}")
