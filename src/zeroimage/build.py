@@ -6,18 +6,22 @@ BuildSpec → resolve the base → pick each binary's platform → build each ne
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zeroimage import runcheck
 from zeroimage.cache import BlobStore, default_cache_dir
+from zeroimage.customize import ConfigChanges, apply_changes
 from zeroimage.elf import BinaryInfo, inspect_binary
-from zeroimage.errors import PlatformError, UsageError
+from zeroimage.errors import PlatformError, RunCheckError, UsageError
+from zeroimage.essentials import add_entries, essential_entries
 from zeroimage.files import Readable
 from zeroimage.image import BaseImage, Blob, ImageGraph, Source, WriteResult, load_base
-from zeroimage.layer import BuiltLayer, LayerOptions, clean_image_path, file_entry
+from zeroimage.layer import BuiltLayer, Entry, LayerOptions, clean_image_path, file_entry
 from zeroimage.oci import (
     BASE_DIGEST,
     BASE_NAME,
@@ -31,8 +35,9 @@ from zeroimage.oci import (
     sha256_digest,
 )
 from zeroimage.oci import mediatypes as mt
-from zeroimage.platform import host_platform, match_rank
+from zeroimage.platform import host_platform
 from zeroimage.progress import NullReporter, Reporter
+from zeroimage.rootfs import FileTree, ListingCache, base_tree
 from zeroimage.transports import Location, TransportOptions, open_sink, open_source
 
 
@@ -57,6 +62,11 @@ class BuildSpec:
     source_date_epoch: int | None = None
     use_cache: bool = True
     insecure_registries: tuple[str, ...] = ()
+    config: ConfigChanges = field(default_factory=ConfigChanges)
+    adds: tuple[tuple[Path, str], ...] = ()
+    chown: tuple[int, int] = (0, 0)
+    essentials: tuple[str, ...] = ()
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class PlatformResult:
     layer_cached: bool
     binary: BinaryInfo
     base: Descriptor | None
+    extra_layer: Descriptor | None = None
 
 
 @dataclass(frozen=True)
@@ -104,22 +115,40 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
     sinks = [open_sink(location, options) for location in spec.outputs]
 
+    extras = [e for source, dest in spec.adds for e in add_entries(source, dest, *spec.chown)]
+    extras = essential_entries(spec.essentials) + extras
+
     with ExitStack() as stack:
         source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
         bases = [load_base(source, t.platform) if source else None for t in targets]
-        for target, base in zip(targets, bases, strict=True):
-            _check_runnable(target, base, reporter)
         store = stack.enter_context(_store(spec.use_cache))
+        listings = ListingCache(store.root)
         documents: dict[str, bytes] = {}
         blobs: dict[str, Blob] = {}
-        results = []
+        plans = []
         for target, base in zip(targets, bases, strict=True):
+            tree = _filesystem(target, base, bool(extras), spec, listings)
+            new_extras = _without_existing_dirs(_with_parents(extras, tree), tree)
+            binary = file_entry(target.spec.path, entrypoint)
+            if tree is not None:
+                tree.add_entries([*new_extras, binary])
+                _check_runnable(target, entrypoint, base, tree, spec.strict, reporter)
+            plans.append((target, base, tree, new_extras, binary))
+        results = []
+        for target, base, tree, new_extras, binary in plans:
             reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
-            entry = file_entry(target.spec.path, entrypoint)
-            layer, cached = store.layer([entry], layer_options, reporter)
+            new_layers = []
+            extra_layer = None
+            if new_extras:
+                extra_layer, _ = store.layer(new_extras, layer_options, reporter)
+                new_layers.append((extra_layer, f"zeroimage build: ADD {len(new_extras)} files"))
+            layer, cached = store.layer([binary], layer_options, reporter)
             if cached:
                 reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
-            manifest_desc = _add_image(documents, blobs, spec, target, base, layer, store, entrypoint, created)
+            new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}"))
+            manifest_desc = _add_image(
+                documents, blobs, spec, target, base, new_layers, store, entrypoint, created, tree
+            )
             results.append(
                 PlatformResult(
                     platform=manifest_desc.platform or target.platform,
@@ -129,6 +158,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                     layer_cached=cached,
                     binary=target.info,
                     base=base.descriptor if base else None,
+                    extra_layer=extra_layer.descriptor if extra_layer else None,
                 )
             )
         graph = ImageGraph(_root(documents, spec, [r.manifest for r in results]), documents, blobs)
@@ -201,17 +231,58 @@ def _entrypoint_path(spec: BuildSpec) -> str:
     return clean_image_path("/" + names.pop())
 
 
-def _check_runnable(target: _Target, base: BaseImage | None, reporter: Reporter) -> None:
+def _filesystem(
+    target: _Target, base: BaseImage | None, has_extras: bool, spec: BuildSpec, listings: ListingCache
+) -> FileTree | None:
+    """The base's filesystem when anything needs it (placing extra files, resolving a user name,
+    checking a dynamic program or script); None otherwise, so static builds never list a base."""
     info = target.info
-    if base is None and info.format == "elf" and not info.static:
-        libs = f" and libraries {', '.join(info.needed)}" if info.needed else ""
-        reporter.warn(
-            f"{target.spec.path} is dynamically linked: it needs the loader {info.interpreter or '(none)'}"
-            f"{libs}, which a FROM-scratch image does not have, so it cannot start there. "
-            "Link it statically (e.g. CGO_ENABLED=0, -static, musl) or build on a base that has them (--from)."
-        )
-    if base is not None and match_rank(target.platform, base.platform) not in (0, None):
-        reporter.info(f"no {target.platform} image in the base: using its {base.platform} image")
+    needed = (
+        has_extras
+        or spec.config.user_needs_lookup
+        or info.format in ("script", "macho", "pe")
+        or (info.format == "elf" and not info.static)
+    )
+    if not needed:
+        return None
+    return base_tree(base.layers, listings) if base is not None else FileTree()
+
+
+def _with_parents(entries: list[Entry], tree: FileTree | None) -> list[Entry]:
+    """Add directory entries for parents that neither the base nor the entries have."""
+    if not entries:
+        return entries
+    have = {e.path for e in entries}
+    parents: list[Entry] = []
+    for entry in entries:
+        parent = posixpath.dirname(entry.path)
+        while parent not in ("/", "") and parent not in have:
+            have.add(parent)
+            if tree is None or not tree.is_dir(parent):
+                parents.append(Entry(parent, "dir", 0o755))
+            parent = posixpath.dirname(parent)
+    return parents + entries
+
+
+def _without_existing_dirs(entries: list[Entry], tree: FileTree | None) -> list[Entry]:
+    """Directories the base already has keep the base's mode and owner: no entry for them."""
+    if tree is None:
+        return entries
+    return [e for e in entries if not (e.kind == "dir" and tree.is_dir(e.path))]
+
+
+def _check_runnable(
+    target: _Target, entrypoint: str, base: BaseImage | None, tree: FileTree, strict: bool, reporter: Reporter
+) -> None:
+    for problem in runcheck.problems(target.info, entrypoint, tree, target.platform.os):
+        if base is None and target.info.format == "elf":
+            problem += (
+                ". A FROM-scratch image has no loader or libraries: link it statically "
+                "(e.g. CGO_ENABLED=0, -static, musl) or build on a base that has them (--from)"
+            )
+        if strict:
+            raise RunCheckError(problem)
+        reporter.warn(problem)
 
 
 def _layer_descriptor(desc: Descriptor, image_format: str) -> Descriptor:
@@ -229,20 +300,19 @@ def _add_image(
     spec: BuildSpec,
     target: _Target,
     base: BaseImage | None,
-    layer: BuiltLayer,
+    new_layers: list[tuple[BuiltLayer, str]],
     store: BlobStore,
     entrypoint: str,
     created: str,
+    tree: FileTree | None,
 ) -> Descriptor:
     docker = spec.image_format == "docker"
     platform = base.platform if base else target.platform
     config = base.config if base else ImageConfig.scratch(platform)
-    config = (
-        config.with_platform(platform if base is None else _keep_os_details(base.config.platform, platform))
-        .with_layer(layer.diff_id, created, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}")
-        .with_entrypoint([entrypoint])
-        .with_created(created)
-    )
+    config = config.with_platform(platform if base is None else _keep_os_details(base.config.platform, platform))
+    for layer, created_by in new_layers:
+        config = config.with_layer(layer.diff_id, created, created_by)
+    config = apply_changes(config.with_entrypoint([entrypoint]).with_created(created), spec.config, tree)
     config_bytes = config.to_bytes()
     config_desc = Descriptor(
         mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG, sha256_digest(config_bytes), len(config_bytes)
@@ -253,10 +323,11 @@ def _add_image(
     for blob in base.layers if base else ():
         layers.append(_layer_descriptor(blob.descriptor, spec.image_format))
         blobs.setdefault(blob.descriptor.digest, blob)
-    new_layer = _layer_descriptor(layer.descriptor, spec.image_format)
-    layers.append(new_layer)
-    layer_path = store.path(new_layer.digest)
-    blobs[new_layer.digest] = Blob(new_layer, _file_opener(layer_path), path=layer_path)
+    for layer, _ in new_layers:
+        new_layer = _layer_descriptor(layer.descriptor, spec.image_format)
+        layers.append(new_layer)
+        layer_path = store.path(new_layer.digest)
+        blobs[new_layer.digest] = Blob(new_layer, _file_opener(layer_path), path=layer_path)
 
     annotations: dict[str, str] = {}
     if not docker:
@@ -264,6 +335,7 @@ def _add_image(
         if base is not None and spec.base is not None:
             annotations[BASE_NAME] = _base_name(spec.base)
             annotations[BASE_DIGEST] = base.descriptor.digest
+        annotations.update(spec.config.annotations)
     manifest = Manifest(
         config=config_desc,
         layers=tuple(layers),
@@ -304,7 +376,11 @@ def _root(documents: dict[str, bytes], spec: BuildSpec, manifests: list[Descript
     if len(manifests) == 1:
         return manifests[0]
     docker = spec.image_format == "docker"
-    index = Index(manifests=tuple(manifests), media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX)
+    index = Index(
+        manifests=tuple(manifests),
+        media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX,
+        annotations=dict(spec.config.annotations),
+    )
     raw = index.to_bytes()
     desc = Descriptor(index.media_type, sha256_digest(raw), len(raw))
     documents[desc.digest] = raw

@@ -273,29 +273,42 @@ def _parse_platform_options(values: tuple[str, ...], binaries: tuple[str, ...]) 
     metavar="HOST[:PORT]",
     help="Allow plain HTTP to this registry when it does not speak TLS. Repeatable.",
 )
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable. Repeatable.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a config label. Repeatable.")
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a manifest (and index) annotation. Repeatable.",
+)
+@click.option("--workdir", metavar="DIR", help="Working directory of the container.")
+@click.option("--user", metavar="USER[:GROUP]", help="User to run as; names are resolved in the image's /etc/passwd.")
+@click.option("--cmd", "cmds", multiple=True, metavar="ARG", help="Default argument after the entrypoint. Repeatable.")
+@click.option("--expose", "exposes", multiple=True, metavar="PORT[/PROTO]", help="Declare a port. Repeatable.")
+@click.option("--stop-signal", metavar="SIGNAL", help="Signal that stops the container (e.g. SIGINT).")
+@click.option(
+    "--add",
+    "adds",
+    multiple=True,
+    metavar="SRC:DEST",
+    help="Add a file or directory tree (in a layer of its own). Repeatable.",
+)
+@click.option("--chown", metavar="UID[:GID]", help="Owner of the files from --add (default 0:0).")
+@click.option(
+    "--with",
+    "essentials",
+    multiple=True,
+    metavar="LIST",
+    help="Essentials for FROM-scratch images: ca-certs, tzdata, users, tmp, or all (comma-separated).",
+)
+@click.option("--strict", is_flag=True, help="Fail, instead of warning, when the program could not start in the image.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or keep layers in the local cache.")
 @click.option("--digest-file", type=click.Path(dir_okay=False), help="Write the image digest to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the result, nothing else.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
-def build(
-    programs: tuple[str, ...],
-    base: str | None,
-    from_archive: str | None,
-    platforms: tuple[str, ...],
-    outputs: tuple[str, ...],
-    pushes: tuple[str, ...],
-    entrypoint_path: str | None,
-    image_format: str,
-    compression: str,
-    compression_level: int | None,
-    insecure: tuple[str, ...],
-    no_cache: bool,
-    digest_file: str | None,
-    as_json: bool,
-    quiet: bool,
-    verbose: bool,
-) -> None:
+def build(**options: Any) -> None:
     """Build an image holding PROGRAM as its entrypoint (like FROM base; COPY PROGRAM /; ENTRYPOINT).
 
     Give several PROGRAMs (one per platform, read from their ELF headers) for a multi-platform image.
@@ -306,78 +319,72 @@ def build(
       zeroimage build --from-archive base.tar -o out.tar ./app
       zeroimage build --from alpine:3.20 --push localhost:5000/app:v1 ./app
       zeroimage build --platform linux/arm/v7=./app-armv7 ./app-amd64 ./app-arm64 --push REG/app:v1
+      zeroimage build --with all --user nonroot --env TZ=Europe/Paris ./app
     """
 
     def action() -> int:
-        spec = _build_spec(
-            programs,
-            base,
-            from_archive,
-            platforms,
-            outputs,
-            pushes,
-            entrypoint_path,
-            image_format,
-            compression,
-            compression_level,
-            insecure,
-            no_cache,
-        )
+        spec = _build_spec(options)
         from zeroimage.build import build as run_build
 
-        reporter = CliReporter(quiet=quiet or as_json, verbose=verbose)
+        reporter = CliReporter(quiet=options["quiet"] or options["as_json"], verbose=options["verbose"])
         with reporter.live():
             result = run_build(spec, reporter)
-        _report(result, spec, as_json, digest_file)
+        _report(result, options["as_json"], options["digest_file"])
         return 0
 
-    _run(verbose, action)
+    _run(options["verbose"], action)
 
 
-def _build_spec(
-    programs: tuple[str, ...],
-    base: str | None,
-    from_archive: str | None,
-    platforms: tuple[str, ...],
-    outputs: tuple[str, ...],
-    pushes: tuple[str, ...],
-    entrypoint_path: str | None,
-    image_format: str,
-    compression: str,
-    compression_level: int | None,
-    insecure: tuple[str, ...],
-    no_cache: bool,
-) -> BuildSpec:
+def _build_spec(o: dict[str, Any]) -> BuildSpec:
+    """Every build flag, validated, into one BuildSpec."""
+    from zeroimage import customize
     from zeroimage.build import BinarySpec, BuildSpec
+    from zeroimage.essentials import parse_add, parse_chown, parse_essentials
     from zeroimage.layer import LayerOptions
     from zeroimage.transports import parse_location
 
-    if base and from_archive:
+    if o["base"] and o["from_archive"]:
         raise UsageError("--from and --from-archive both name a base: give one")
     base_location = None
-    if from_archive:
-        base_location = parse_location(f"oci-archive:{from_archive}", "oci-archive")
-    elif base:
-        base_location = parse_location(base, "docker")
-    binaries = tuple(BinarySpec(path, platform) for path, platform in _parse_platform_options(platforms, programs))
-    locations = [parse_location(o, "oci-archive") for o in outputs]
-    for push in pushes:
+    if o["from_archive"]:
+        base_location = parse_location(f"oci-archive:{o['from_archive']}", "oci-archive")
+    elif o["base"]:
+        base_location = parse_location(o["base"], "docker")
+    pairs = _parse_platform_options(o["platforms"], o["programs"])
+    binaries = tuple(BinarySpec(path, platform) for path, platform in pairs)
+    locations = [parse_location(out, "oci-archive") for out in o["outputs"]]
+    for push in o["pushes"]:
         location = parse_location(push, "docker")
         if not location.is_registry:
             raise UsageError(f"--push takes a registry reference, not {push!r}; use -o for {location.transport}:")
         locations.append(location)
     if not locations:
         locations.append(parse_location(f"oci-archive:{binaries[0].path.name}.tar", "oci-archive"))
+    changes = customize.ConfigChanges(
+        env=customize.parse_pairs(o["envs"], "--env", env=True),
+        labels=customize.parse_pairs(o["labels"], "--label"),
+        annotations=customize.parse_pairs(o["annotations"], "--annotation"),
+        workdir=customize.parse_workdir(o["workdir"]) if o["workdir"] is not None else None,
+        user=customize.parse_user(o["user"]) if o["user"] is not None else None,
+        cmd=o["cmds"],
+        expose=tuple(customize.parse_port(p) for p in o["exposes"]),
+        stop_signal=customize.parse_signal(o["stop_signal"]) if o["stop_signal"] is not None else None,
+    )
     return BuildSpec(
         binaries=binaries,
         base=base_location,
         outputs=tuple(locations),
-        entrypoint_path=entrypoint_path,
-        image_format=image_format,
-        layer=LayerOptions(compression=compression, level=compression_level),
+        entrypoint_path=o["entrypoint_path"],
+        image_format=o["image_format"],
+        layer=LayerOptions(compression=o["compression"], level=o["compression_level"]),
         source_date_epoch=_source_date_epoch(),
-        use_cache=not no_cache,
-        insecure_registries=insecure,
+        use_cache=not o["no_cache"],
+        insecure_registries=o["insecure"],
+        config=changes,
+        adds=tuple(parse_add(a) for a in o["adds"]),
+        chown=parse_chown(o["chown"]),
+        essentials=parse_essentials(o["essentials"]),
+        strict=o["strict"],
     )
 
 
@@ -390,7 +397,7 @@ def _source_date_epoch() -> int | None:
     return int(value)
 
 
-def _report(result: BuildResult, spec: BuildSpec, as_json: bool, digest_file: str | None) -> None:
+def _report(result: BuildResult, as_json: bool, digest_file: str | None) -> None:
     if digest_file:
         from zeroimage.files import atomic_write
 

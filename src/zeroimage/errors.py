@@ -80,3 +80,7 @@ class Interrupted(ZeroimageError):
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}")
         self.exit_code = 128 + signum
+
+
+class RunCheckError(ZeroimageError):
+    """With --strict: the entrypoint could not start in the image (loader, library or interpreter missing)."""

@@ -1,0 +1,269 @@
+"""The filesystem an image will have: base layers listed (headers only) with whiteouts honoured,
+plus the entries of new layers, with symlinks resolved inside the image.
+
+Listing a layer streams it once through its decompressor and reads only tar headers; the few
+small files the build needs to read (``/etc/passwd``, ``/etc/group``, ``/etc/ld.so.conf*``) are
+kept, nothing else. Listings are cached per layer digest, so a base is listed once per machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from zeroimage.errors import InputError
+from zeroimage.files import Readable
+from zeroimage.image import Blob
+from zeroimage.layer import Entry
+from zeroimage.oci import mediatypes as mt
+from zeroimage.oci import split_digest
+
+#: Files whose content the build reads from the image (users, groups, loader search path).
+_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf")
+_KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
+_MAX_KEPT = 256 * 1024
+_MAX_LINKS = 40
+_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    target: str = ""
+    content: str | None = None
+
+
+def _keep(path: str) -> bool:
+    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES)
+
+
+class _Stream(io.RawIOBase):
+    """Adapts a Readable to the raw file object that decompressors and tarfile read from."""
+
+    def __init__(self, raw: Readable) -> None:
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+    raw = blob.open()
+    kind = mt.compression_of(blob.descriptor.media_type)
+    stream: Any = io.BufferedReader(_Stream(raw), 1 << 20)
+    if kind == "gzip":
+        from isal import igzip
+
+        stream = igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[no-untyped-call]
+    elif kind == "zstd":
+        import zstandard
+
+        stream = zstandard.ZstdDecompressor().stream_reader(stream)
+    return stream, raw
+
+
+def list_layer(blob: Blob) -> list[tuple[str, Node]]:
+    """Every entry of a layer, in order: (path without leading '/', node)."""
+    out: list[tuple[str, Node]] = []
+    stream, raw = _decompressed(blob)
+    what = f"layer {blob.descriptor.digest}"
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for info in _members(tar):
+                path = posixpath.normpath(info.name.lstrip("/")).lstrip("/")
+                if path in (".", "") or path.startswith("../"):
+                    continue
+                content = None
+                if info.isreg() and _keep(path) and info.size <= _MAX_KEPT:
+                    handle = tar.extractfile(info)
+                    if handle is not None:
+                        content = handle.read().decode("utf-8", "replace")
+                kind = (
+                    "dir"
+                    if info.isdir()
+                    else "symlink"
+                    if info.issym()
+                    else "hardlink"
+                    if info.islnk()
+                    else "file"
+                    if info.isreg()
+                    else "other"
+                )
+                out.append((path, Node(kind, info.mode, info.uid, info.gid, info.linkname, content)))
+        # reading to the end lets the verifying reader check the digest
+        while raw.read(1 << 20):
+            pass
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"cannot list {what}: {str(exc)[:120]}") from None
+    finally:
+        raw.close()
+    return out
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Members of a streamed tar. Some writers (umoci) end a layer without the two zero blocks:
+    a clean end after the last member is accepted (the layer's digest is verified anyway)."""
+    count = 0
+    while True:
+        try:
+            info = tar.next()
+        except tarfile.ReadError as exc:
+            if count and "unexpected end of data" in str(exc):
+                return
+            raise
+        if info is None:
+            return
+        count += 1
+        yield info
+
+
+class FileTree:
+    """Paths (no leading '/') to nodes; layers applied in order."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {"": Node("dir", 0o755)}
+
+    def _remove(self, path: str, keep_self: bool = False) -> None:
+        prefix = path + "/" if path else ""
+        for key in [k for k in self.nodes if k.startswith(prefix) and k]:
+            del self.nodes[key]
+        if not keep_self and path:
+            self.nodes.pop(path, None)
+
+    def apply(self, entries: Iterable[tuple[str, Node]]) -> None:
+        """Apply one layer: opaque directories and whiteouts first, then its entries."""
+        entries = list(entries)
+        added = []
+        for path, node in entries:
+            directory, name = posixpath.split(path)
+            if name == ".wh..wh..opq":
+                self._remove(directory, keep_self=True)
+            elif name.startswith(".wh."):
+                self._remove(posixpath.join(directory, name[4:]))
+            else:
+                added.append((path, node))
+        for path, node in added:
+            if node.kind != "dir" and path in self.nodes and self.nodes[path].kind == "dir":
+                self._remove(path)
+            self.nodes[path] = node
+            # a member implies its parents (runtimes create them on extraction)
+            parent = posixpath.dirname(path)
+            while parent and parent not in self.nodes:
+                self.nodes[parent] = Node("dir", 0o755)
+                parent = posixpath.dirname(parent)
+
+    def add_entries(self, entries: Iterable[Entry]) -> None:
+        self.apply(
+            (
+                e.path.lstrip("/"),
+                Node(
+                    e.kind,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.target,
+                    e.data.decode("utf-8", "replace") if e.data is not None and _keep(e.path.lstrip("/")) else None,
+                ),
+            )
+            for e in entries
+        )
+
+    def resolve(self, path: str) -> tuple[str, Node] | None:
+        """Follow symlinks (in every component) inside the image; None if it does not exist."""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/".join([*resolved, part])
+            node = self.nodes.get(candidate)
+            if node is None:
+                return None
+            if node.kind == "symlink":
+                hops += 1
+                if hops > _MAX_LINKS:
+                    return None
+                target = node.target
+                if target.startswith("/"):
+                    resolved = []
+                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                continue
+            if node.kind == "hardlink":
+                linked = self.nodes.get(node.target.lstrip("/"))
+                node = linked if linked is not None else node
+            resolved.append(part)
+            if parts and node.kind != "dir":
+                return None
+        final = "/".join(resolved)
+        return final, self.nodes[final] if final in self.nodes else self.nodes[""]
+
+    def exists(self, path: str) -> bool:
+        return self.resolve(path) is not None
+
+    def is_dir(self, path: str) -> bool:
+        found = self.resolve(path)
+        return found is not None and found[1].kind == "dir"
+
+    def read_text(self, path: str) -> str | None:
+        found = self.resolve(path)
+        return found[1].content if found else None
+
+    def children(self, directory: str) -> Iterator[str]:
+        prefix = directory.strip("/") + "/"
+        for key in self.nodes:
+            if key.startswith(prefix) and "/" not in key[len(prefix) :]:
+                yield key
+
+
+class ListingCache:
+    """Layer listings by digest, as small JSON files beside the blob store."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root / "listings" if root else None
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    def listing(self, blob: Blob) -> list[tuple[str, Node]]:
+        path = self.root / split_digest(blob.descriptor.digest)[1] if self.root else None
+        if path is not None and path.exists():
+            try:
+                record = json.loads(path.read_text())
+                if record.get("format") == _FORMAT:
+                    return [(p, Node(**n)) for p, n in record["entries"]]
+            except (OSError, ValueError, TypeError, KeyError):
+                pass
+        entries = list_layer(blob)
+        if path is not None:
+            record = json.dumps({"format": _FORMAT, "entries": [[p, asdict(n)] for p, n in entries]})
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(record)
+            os.replace(tmp, path)
+        return entries
+
+
+def base_tree(layers: Iterable[Blob], cache: ListingCache) -> FileTree:
+    tree = FileTree()
+    for blob in layers:
+        tree.apply(cache.listing(blob))
+    return tree
