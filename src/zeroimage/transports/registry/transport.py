@@ -33,6 +33,8 @@ MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_L
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
 UPLOAD_CONCURRENCY = 4
 UPLOAD_ATTEMPTS = 4
+#: Tries of a document GET whose reply is cut mid-body (the connection-level retries are the client's).
+BODY_ATTEMPTS = 4
 DEFAULT_CHUNK = 16 * 1024 * 1024
 
 
@@ -157,18 +159,24 @@ class RegistrySource:
 
     def _get_manifest(self, identifier: str, expected: str | None) -> tuple[Descriptor, bytes]:
         repo = self.reference.repository
-        response = self.client.request(
-            "GET",
-            f"/v2/{repo}/manifests/{identifier}",
-            scopes=self._scopes(),
-            headers={"Accept": MANIFEST_ACCEPT},
-            stream=True,
-        )
-        if response.status_code >= 400:
-            response.read()
-            what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
-            self.client.raise_for_status(response, what, repo)
-        data = _read_bounded(response, MAX_DOCUMENT_SIZE, f"manifest {identifier}")
+        what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
+        for attempt in range(1, BODY_ATTEMPTS + 1):
+            response = self.client.request(
+                "GET",
+                f"/v2/{repo}/manifests/{identifier}",
+                scopes=self._scopes(),
+                headers={"Accept": MANIFEST_ACCEPT},
+                stream=True,
+            )
+            if response.status_code >= 400:
+                response.read()
+                self.client.raise_for_status(response, what, repo)
+            try:
+                data = _read_bounded(response, MAX_DOCUMENT_SIZE, what)
+                break
+            except NetworkError:  # the reply was cut mid-body: ask again
+                if attempt == BODY_ATTEMPTS:
+                    raise
         header = response.headers.get("docker-content-digest", "")
         digest = expected or (header if header.startswith("sha256:") else "") or sha256_digest(data)
         verify_bytes(data, digest, f"manifest {self.reference.name}@{identifier}")

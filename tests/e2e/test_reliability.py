@@ -1,0 +1,151 @@
+"""Registry faults survived, credentials kept to their host, hostile replies refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+
+from tests.conftest import MULTIARCH, Zeroimage
+from tests.support import peers
+from tests.support.faultproxy import FaultProxy
+from tests.support.registry import seed, start_registry
+
+
+def test_full_pull_build_push_through_a_flaky_proxy(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
+    with start_registry(tmp_path / "reg") as registry, FaultProxy(registry.url, mode="flaky") as proxy:
+        seed(registry, MULTIARCH, "base:1")
+        proc = zeroimage(
+            "build",
+            "--from",
+            f"{proxy.host}/base:1",
+            "--push",
+            f"{proxy.host}/app:v1",
+            "-o",
+            "out.tar",
+            str(static_binary),
+        )
+        assert proxy.faults >= 6, proxy.requests  # every request's first try failed: 503s and cut replies
+        assert proxy.fault_count("flaky-503") and proxy.fault_count("flaky-cut")
+        digest = proc.stdout.split()[-1].split("@")[1]
+        raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)  # straight to the registry
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+        pulled = tmp_path / "pulled.tar"
+        peers.run(
+            [
+                "skopeo",
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{registry.host}/app:v1",
+                f"oci-archive:{pulled}:latest",
+            ]
+        )
+        assert "Hello from a FROM-scratch image" in peers.run_image(pulled).stdout
+        assert proxy.errors == []
+
+
+def test_registry_stopped_mid_push_then_restarted(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with open(big, "wb") as handle:  # incompressible, so the upload takes a moment
+        handle.write(open("/bin/busybox", "rb").read())
+        handle.write(os.urandom(64 << 20))
+    big.chmod(0o755)
+    with start_registry(tmp_path / "reg") as registry:
+        stopper = threading.Thread(
+            target=lambda: (_wait_for(registry, "blobs/uploads/"), registry.stop(graceful=False))
+        )
+        stopper.start()
+        started = time.monotonic()
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(big), check=False)
+        stopper.join()
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "cannot reach" in proc.stderr or "failing" in proc.stderr
+        assert time.monotonic() - started < 60
+        registry.start()
+        inspect = peers.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/app:v1"], check=False
+        )
+        assert inspect.returncode != 0  # nothing was tagged
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(big))
+        raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == proc.stdout.strip().split("@")[1]
+        peers.run(
+            [
+                "skopeo",
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{registry.host}/app:v1",
+                f"oci:{tmp_path / 'check'}:x",
+            ]
+        )  # every blob present and matching its digest
+
+
+def _wait_for(registry: object, needle: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if needle in registry.log_text():  # type: ignore[attr-defined]
+            time.sleep(0.05)
+            return
+        time.sleep(0.01)
+
+
+def test_blob_redirects_to_another_host_carry_no_credentials(
+    zeroimage: Zeroimage, busybox: Path, tmp_path: Path
+) -> None:
+    with start_registry(tmp_path / "reg", auth="htpasswd") as registry, FaultProxy(registry.url) as proxy:
+        seed(registry, MULTIARCH, "base:1")
+        proxy.mode = "redirect-blobs"
+        zeroimage("login", "-u", registry.username, "--password-stdin", proxy.host, input=registry.password)
+        zeroimage("build", "--from", f"{proxy.host}/base:1", "-o", "out.tar", str(busybox))
+        assert proxy.redirect_requests, "the blob was not fetched from the second host"
+        assert all("Authorization" not in r.headers for r in proxy.redirect_requests)
+        assert any("Authorization" in r.headers for r in proxy.main_requests)
+
+
+def test_hostile_registry_replies_are_refused(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
+    with start_registry(tmp_path / "reg") as registry, FaultProxy(registry.url) as proxy:
+        seed(registry, MULTIARCH, "base:1")
+        for mode, words in [("redirect-loop", "redirect"), ("big-manifest", "larger than"), ("wrong-digest", "digest")]:
+            proxy.mode = mode
+            proc = zeroimage(
+                "build", "--no-cache", "--from", f"{proxy.host}/base:1", "-o", "x.tar", str(busybox), check=False
+            )
+            assert proc.returncode != 0 and words in proc.stderr and "Traceback" not in proc.stderr, (mode, proc.stderr)
+            assert not (tmp_path / "x.tar").exists()
+
+
+def test_registry_refusing_monolithic_uploads_gets_chunks(
+    zeroimage: Zeroimage, static_binary: Path, tmp_path: Path
+) -> None:
+    with start_registry(tmp_path / "reg") as registry, FaultProxy(registry.url, mode="require-chunked") as proxy:
+        zeroimage("build", "--push", f"{proxy.host}/app:v1", str(static_binary))
+        assert any(r.method == "PATCH" for r in proxy.requests)
+        peers.run(
+            [
+                "skopeo",
+                "copy",
+                "--src-tls-verify=false",
+                f"docker://{registry.host}/app:v1",
+                f"oci:{tmp_path / 'check'}:x",
+            ]
+        )
+
+
+def test_no_secret_is_ever_printed(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
+    with start_registry(tmp_path / "reg", auth="token") as registry:
+        zeroimage("login", "-u", registry.username, "--password-stdin", registry.host, input=registry.password)
+        outputs = [
+            zeroimage("build", "-v", "--json", "--push", f"{registry.host}/app:v1", str(static_binary)),
+            zeroimage("build", "-v", "--push", f"{registry.host}/app:v1", str(static_binary)),
+            zeroimage("check-auth", "-v", "--push", f"{registry.host}/app"),
+        ]
+        registry.token_server.user_actions = ("pull",)  # type: ignore[union-attr]
+        outputs.append(zeroimage("build", "-v", "--push", f"{registry.host}/other:v1", str(static_binary), check=False))
+        tokens = [r for r in registry.token_server.requests]  # type: ignore[union-attr]
+        assert tokens
+        for proc in outputs:
+            text = proc.stdout + proc.stderr
+            assert registry.password not in text and "Bearer" not in text and "Basic " not in text
+        assert outputs[-1].returncode != 0
