@@ -49,7 +49,7 @@ def test_full_pull_build_push_through_a_flaky_proxy(zeroimage: Zeroimage, static
 def test_registry_stopped_mid_push_then_restarted(zeroimage: Zeroimage, tmp_path: Path) -> None:
     big = tmp_path / "big"
     with open(big, "wb") as handle:  # incompressible, so the upload takes a moment
-        handle.write(open("/bin/busybox", "rb").read())
+        handle.write(Path("/bin/busybox").read_bytes())
         handle.write(os.urandom(64 << 20))
     big.chmod(0o755)
     with start_registry(tmp_path / "reg") as registry:
