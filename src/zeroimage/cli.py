@@ -54,8 +54,8 @@ class _PlainTask:
         return self
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        if kind is None and self.show and self.done:
-            seconds = max(time.monotonic() - self.started, 1e-6)
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        if kind is None and self.show and (self.done >= 1_000_000 or seconds >= 0.5):
             _err(f"{self.description}: {_human(self.done)} in {seconds:.2f} s ({_human(self.done / seconds)}/s)")
 
 

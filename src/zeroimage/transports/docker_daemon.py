@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from zeroimage.errors import NetworkError, RegistryError, UsageError
 from zeroimage.image import ImageGraph, WriteResult
 from zeroimage.progress import Reporter
@@ -37,10 +39,25 @@ class DockerDaemonSink:
         self.reference = reference
         self.mtime = mtime
         self.description = f"docker-daemon:{_familiar(reference)}"
+        self._ping()  # fail before the build, not after it
+
+    def _client(self) -> httpx.Client:
+        base, socket = _endpoint()
+        transport = httpx.HTTPTransport(uds=socket) if socket else httpx.HTTPTransport()
+        return httpx.Client(transport=transport, base_url=base, timeout=httpx.Timeout(30, read=300))
+
+    def _ping(self) -> None:
+        base, socket = _endpoint()
+        with self._client() as client:
+            try:
+                client.get("/_ping").raise_for_status()
+            except httpx.HTTPError as exc:
+                where = socket or base
+                raise NetworkError(
+                    f"no Docker daemon answers at {where} ({type(exc).__name__}); start Docker or set DOCKER_HOST"
+                ) from None
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
-        import httpx
-
         single_image(graph, self.description)
         base, socket = _endpoint()
         where = socket or base
@@ -49,8 +66,7 @@ class DockerDaemonSink:
             with os.fdopen(fd, "w+b", buffering=0) as out:
                 write_docker_archive(graph, out, self.reference, self.mtime, reporter, self.description)
             size = Path(tmp).stat().st_size
-            transport = httpx.HTTPTransport(uds=socket) if socket else httpx.HTTPTransport()
-            with httpx.Client(transport=transport, base_url=base, timeout=httpx.Timeout(30, read=300)) as client:
+            with self._client() as client:
                 try:
                     with (
                         open(tmp, "rb") as body,
