@@ -224,3 +224,30 @@ def test_credential_helper_is_used(zeroimage: Zeroimage, tmp_path: Path, static_
         helper.write_text("#!/bin/sh\necho 'keychain locked' >&2\nexit 3\n")
         proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary), env=env, check=False)
         assert proc.returncode != 0 and "credential helper 'test'" in proc.stderr and "keychain locked" in proc.stderr
+
+
+def test_identity_token_is_exchanged_with_a_refresh_grant(
+    zeroimage: Zeroimage, tmp_path: Path, static_binary: Path
+) -> None:
+    with start_registry(tmp_path / "reg", auth="token") as registry:
+        server = registry.token_server
+        assert server is not None
+        (tmp_path / ".docker").mkdir()
+        config = {"auths": {registry.host: {"identitytoken": server.refresh_token}}}
+        (tmp_path / ".docker" / "config.json").write_text(json.dumps(config))
+        zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary))
+        posts = [r for r in server.requests if r.method == "POST"]
+        assert posts and posts[0].form["grant_type"] == ["refresh_token"]
+        assert all(r.method == "POST" for r in server.requests)  # never a password grant
+
+
+def test_private_ca_from_a_certs_d_folder(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
+    with start_registry(tmp_path / "reg", tls=True) as registry:
+        assert registry.ca_cert is not None
+        home = tmp_path / "home"
+        certs = home / ".config" / "containers" / "certs.d" / registry.host
+        certs.mkdir(parents=True)
+        (certs / "ca.crt").write_bytes(registry.ca_cert.read_bytes())
+        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary), env={"HOME": str(home)})
+        assert proc.stdout.startswith(f"{registry.host}/app@sha256:")
+        assert "https" in registry.url
