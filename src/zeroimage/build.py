@@ -20,7 +20,7 @@ from zeroimage.elf import BinaryInfo, inspect_binary
 from zeroimage.errors import PlatformError, RunCheckError, UsageError
 from zeroimage.essentials import add_entries, essential_entries
 from zeroimage.files import Readable
-from zeroimage.image import BaseImage, Blob, ImageGraph, Source, WriteResult, load_base
+from zeroimage.image import BaseImage, Blob, ImageGraph, LayerTap, Sink, Source, WriteResult, load_base
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, clean_image_path, file_entry
 from zeroimage.oci import (
     BASE_DIGEST,
@@ -140,9 +140,9 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             new_layers = []
             extra_layer = None
             if new_extras:
-                extra_layer, _ = store.layer(new_extras, layer_options, reporter)
+                extra_layer, _ = store.layer(new_extras, layer_options, reporter, _taps(sinks, reporter))
                 new_layers.append((extra_layer, f"zeroimage build: ADD {len(new_extras)} files"))
-            layer, cached = store.layer([binary], layer_options, reporter)
+            layer, cached = store.layer([binary], layer_options, reporter, _taps(sinks, reporter))
             if cached:
                 reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
             new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}"))
@@ -172,6 +172,11 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         outputs=tuple(written),
         base=str(spec.base) if spec.base else None,
     )
+
+
+def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:
+    """Sinks that take a new layer while it is compressed (registries: upload overlaps compression)."""
+    return [sink.layer_tap(reporter) for sink in sinks if hasattr(sink, "layer_tap")]
 
 
 @contextmanager

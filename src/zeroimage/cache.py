@@ -28,9 +28,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from zeroimage.errors import OutputError, ZeroimageError
 from zeroimage.files import describe_os_error
+from zeroimage.image import LayerTap
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
@@ -83,9 +85,16 @@ class BlobStore:
         except OSError:
             return False
 
-    def layer(self, entries: Sequence[Entry], options: LayerOptions, reporter: Reporter) -> tuple[BuiltLayer, bool]:
+    def layer(
+        self,
+        entries: Sequence[Entry],
+        options: LayerOptions,
+        reporter: Reporter,
+        taps: Sequence[LayerTap] = (),
+    ) -> tuple[BuiltLayer, bool]:
         """The layer of ``entries``: from the cache when its inputs are unchanged (True), else
-        built now, in one streaming pass, into the store (False)."""
+        built now, in one streaming pass, into the store (False), its bytes also handed to
+        ``taps`` as they are made."""
         key = layer_key(entries, options)
         hit = self.lookup(key)
         if hit is not None:
@@ -94,16 +103,21 @@ class BlobStore:
             fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
         except OSError as exc:
             raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
+        for tap in taps:
+            tap.start()
         try:
             with os.fdopen(fd, "wb") as handle:
-                built = stream_layer(entries, handle, options, reporter)
+                built = stream_layer(entries, _Tee(handle, taps), options, reporter)
             os.replace(tmp, self.path(built.descriptor.digest))
-        except OSError as exc:
+        except BaseException as exc:
             _unlink(tmp)
-            raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
-        except BaseException:
-            _unlink(tmp)
+            for tap in taps:
+                tap.abort()
+            if isinstance(exc, OSError):
+                raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
             raise
+        for tap in taps:
+            tap.finish(built.descriptor)
         self.remember(key, built)
         self.prune()
         return built, False
@@ -153,6 +167,25 @@ class BlobStore:
                 break
             _unlink(path)
             total -= size
+
+
+class _Tee:
+    """Writes to the store's file and hands the same bytes to every tap."""
+
+    def __init__(self, out: BinaryIO, taps: Sequence[LayerTap]) -> None:
+        self.out = out
+        self.taps = taps
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.out.write(data)
+        if self.taps:
+            chunk = bytes(data)
+            for tap in self.taps:
+                tap.write(chunk)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:

@@ -22,6 +22,14 @@ from zeroimage.oci.digest import new_hasher, split_digest
 CHUNK = 1 << 20
 
 
+class Writable(Protocol):
+    """Where a stream of bytes goes: a file, or a tee of a file and more."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class Readable(Protocol):
     """What every blob stream is: read(n) until b"", then close()."""
 
@@ -56,7 +64,8 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
 
     The data goes to a hidden temporary file in the same directory (so the final rename is
     atomic); on any exception, SIGINT and SIGTERM included, the temporary file is removed
-    and an existing ``path`` is left untouched.
+    and an existing ``path`` is left untouched. A ``path`` that exists but is not a regular
+    file (``/dev/null``, a FIFO) is refused: the rename would replace it.
     """
     target = Path(path)
     parent = target.parent
@@ -64,6 +73,8 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
         raise OutputError(f"cannot write {target}: directory {parent} does not exist")
     if target.is_dir():
         raise OutputError(f"cannot write {target}: it is a directory")
+    if target.exists() and not target.is_file():  # the rename would replace a device, FIFO or socket
+        raise OutputError(f"cannot write {target}: it is not a regular file")
     try:
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:

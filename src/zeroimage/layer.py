@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, cast
 
 from zeroimage.errors import InputError, UsageError
-from zeroimage.files import CHUNK, describe_os_error
+from zeroimage.files import CHUNK, Writable, describe_os_error
 from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter, Reporter
@@ -155,7 +155,7 @@ def _copy_file(entry: Entry, out: BinaryIO, view: memoryview) -> int:
 class _HashingWriter:
     """A file-like sink that hashes and counts what passes to ``out``."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Writable) -> None:
         self.out = out
         self.hasher = hashlib.sha256()
         self.size = 0
@@ -235,7 +235,7 @@ def total_size(entries: Sequence[Entry]) -> int:
 
 
 def stream_layer(
-    entries: Sequence[Entry], out: BinaryIO, options: LayerOptions, reporter: Reporter | None = None
+    entries: Sequence[Entry], out: Writable, options: LayerOptions, reporter: Reporter | None = None
 ) -> BuiltLayer:
     """Write the compressed layer to ``out`` in one pass; return its descriptor and diff_id."""
     reporter = reporter or NullReporter()

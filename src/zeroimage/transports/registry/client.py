@@ -153,6 +153,7 @@ class RegistryClient:
         self._challenge: Challenge | None = None
         self._tokens = TokenCache()
         self._lock = threading.Lock()
+        self._ping_lock = threading.Lock()
         timeout = httpx.Timeout(
             connect=self.options.connect_timeout,
             read=self.options.read_timeout,
@@ -192,8 +193,9 @@ class RegistryClient:
         return is_loopback(host) or host in self.options.insecure_registries or name in self.options.insecure_registries
 
     def base_url(self) -> str:
-        if self._scheme is None:
-            self.ping()
+        with self._ping_lock:  # concurrent uploads must not each ping
+            if self._scheme is None:
+                self.ping()
         assert self._scheme is not None
         return f"{self._scheme}://{self.host}"
 

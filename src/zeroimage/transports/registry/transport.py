@@ -10,6 +10,7 @@ blob it names is confirmed.
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -229,6 +230,7 @@ class RegistrySink:
         self.description = f"docker://{reference}"
         self.client = client or client_for(reference, options)
         self.stats = {"uploaded": 0, "mounted": 0, "existing": 0}
+        self.streamed: set[str] = set()  # blobs uploaded while they were being compressed
         self._lock = threading.Lock()
 
     def _count(self, key: str) -> None:
@@ -261,6 +263,8 @@ class RegistrySink:
 
     def push_blob(self, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> str:
         """Make ``desc`` present in the repository; returns 'existing', 'mounted' or 'uploaded'."""
+        if desc.digest in self.streamed:
+            return "uploaded"
         if self.blob_exists(desc):
             self._count("existing")
             return "existing"
@@ -388,6 +392,10 @@ class RegistrySink:
         if confirmed and confirmed != desc.digest:
             raise DigestError(f"{self.reference.registry} stored {confirmed} for upload of {desc.digest}")
 
+    def layer_tap(self, reporter: Reporter) -> _StreamedUpload:
+        """Upload a new layer while it is being compressed (see :class:`_StreamedUpload`)."""
+        return _StreamedUpload(self, reporter)
+
     def check_push_access(self) -> None:
         """Start an upload session (which needs push access) and cancel it: nothing is written."""
         location = self._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None)
@@ -443,6 +451,95 @@ class RegistrySink:
             identifier = self.reference.tag if is_root and self.reference.tag else desc.digest
             self.put_manifest(identifier, desc, graph.documents[desc.digest])
         return WriteResult(self.reference.name, graph.root.digest)
+
+
+class _StreamedUpload:
+    """Streams a layer to the registry as it is compressed: one upload session, one PATCH whose
+    body is the compressor's output (chunked transfer encoding), then PUT ?digest= once the
+    digest is known; the registry checks it. A bounded queue keeps memory flat and slows the
+    compressor down to the network's pace. Any failure only costs the overlap: the sink's own
+    write HEADs every blob and uploads what is missing."""
+
+    QUEUE_CHUNKS = 16
+
+    def __init__(self, sink: RegistrySink, reporter: Reporter) -> None:
+        self.sink = sink
+        self.reporter = reporter
+        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_CHUNKS)
+        self.thread: threading.Thread | None = None
+        self.failed: BaseException | None = None
+        self.ended = False  # the end-of-layer marker was taken from the queue
+        self.location = ""
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="stream-upload", daemon=True)
+        self.thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while (chunk := self.queue.get()) is not None:
+            yield chunk
+        self.ended = True
+
+    def _run(self) -> None:
+        sink = self.sink
+        try:
+            location = sink._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None) or ""
+            response = sink.client.request(
+                "PATCH",
+                location,
+                scopes=sink._scopes(),
+                headers={"Content-Type": "application/octet-stream"},
+                body=self._chunks,
+                retry=False,
+            )
+            response.close()
+            if response.status_code != 202:
+                raise RegistryError(f"PATCH answered HTTP {response.status_code}")
+            self.location = response.headers.get("location", location)
+        except BaseException as exc:  # noqa: BLE001 - reported, then the normal upload path takes over
+            self.failed = exc
+            while not self.ended and self.queue.get() is not None:  # drain: the compressor must never block
+                pass
+
+    def write(self, data: bytes) -> None:
+        if self.failed is None:
+            self.queue.put(data)
+
+    def _stop(self) -> None:
+        self.queue.put(None)
+        if self.thread is not None:
+            self.thread.join()
+
+    def finish(self, descriptor: Descriptor) -> None:
+        self._stop()
+        if self.failed is None and self.location:
+            separator = "&" if "?" in self.location else "?"
+            try:
+                response = self.sink.client.request(
+                    "PUT",
+                    f"{self.location}{separator}{urlencode({'digest': descriptor.digest})}",
+                    scopes=self.sink._scopes(),
+                    headers={"Content-Length": "0"},
+                    retry=False,
+                )
+                response.close()
+                self.sink._check_created(response, descriptor)
+                self.sink._count("uploaded")
+                self.sink.streamed.add(descriptor.digest)
+                return
+            except (RegistryError, httpx.TransportError) as exc:
+                self.failed = exc
+        self.reporter.info(
+            f"streaming the layer to {self.sink.reference.registry} failed ({self.failed}); uploading it afterwards"
+        )
+        self.abort()
+
+    def abort(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            self._stop()
+        if self.location:
+            self.sink._cancel(self.location)
+            self.location = ""
 
 
 class _BytesReader:
