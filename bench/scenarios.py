@@ -1,0 +1,379 @@
+"""The five scenarios of the performance issue, plus compression throughput for context.
+
+Each scenario runs its contenders alternately (the order rotates every round, so none always
+goes first), ``runs`` rounds, and records every sample. Before every timed run of any tool the
+binary gets fresh content (:meth:`~bench.workload.Binary.freshen`), dirty pages are flushed
+(``sync``) and zeroimage gets an empty cache directory, so no cache hit hides the cost.
+
+1. binary → OCI archive on the base: zeroimage vs the umoci pipeline and vs buildah.
+2. binary → pushed to a loopback registry: zeroimage vs umoci + ``skopeo copy docker://``.
+3. the same push again, unchanged (``SOURCE_DATE_EPOCH`` fixed, zeroimage's cache kept):
+   re-push time / first push time, and the blob uploads the registry saw during the re-push.
+4. peak RSS (``/usr/bin/time -v``) building the small and the big binary into an archive.
+5. start-up: ``zeroimage --version`` and ``--help`` against ``python3 -c pass``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from tests.support.registry import Registry
+
+from bench.report import Report, Row, Target, log, median
+from bench.tools import Buildah, Outcome, ToolError, UmociPipeline, Zeroimage, run_step
+from bench.workload import Binary
+
+SOURCE_DATE_EPOCH = "1700000000"
+STARTUP_RUNS = 20
+RSS_LIMIT_MIB = 64.0
+
+#: A contender measures one run and returns the number to record (seconds or MiB).
+Measure = Callable[[], float]
+
+
+@dataclass
+class Bench:
+    """What every scenario needs: the inputs, the tools found, and where results go."""
+
+    work: Path
+    runs: int
+    zeroimage: Zeroimage
+    small: Binary
+    base: Path
+    report: Report
+    big: Binary | None = None
+    umoci: UmociPipeline | None = None
+    buildah: Buildah | None = None
+    registry: Registry | None = None
+    _tags: int = field(default=0)
+
+    def out(self, name: str) -> Path:
+        return self.work / "out" / name
+
+    def next_ref(self) -> str:
+        assert self.registry is not None
+        self._tags += 1
+        return f"{self.registry.host}/bench:run{self._tags}"
+
+
+def alternate(
+    bench: Bench,
+    contenders: dict[str, Measure],
+    *,
+    runs: int,
+    binary: Binary | None,
+    what: str,
+    verbose: bool = True,
+) -> dict[str, list[float]]:
+    """Run ``contenders`` alternately ``runs`` rounds; return each one's samples.
+
+    ``binary`` (if any) gets fresh content before each run; ``verbose`` logs every round. A peer
+    that fails is noted and dropped; if zeroimage fails, the scenario stops (ToolError).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    active = list(contenders)
+    for round_ in range(runs):
+        order = active[round_ % len(active) :] + active[: round_ % len(active)]
+        line: list[str] = []
+        for name in order:
+            if binary is not None:
+                binary.freshen()
+            os.sync()
+            try:
+                value = contenders[name]()
+            except ToolError as exc:
+                if name == "zeroimage":
+                    raise
+                bench.report.note(f"{what}: {name} failed and was dropped: {exc}")
+                active.remove(name)
+                continue
+            samples[name].append(value)
+            line.append(f"{name} {value:.3f}")
+        if verbose:
+            log(f"{what}: round {round_ + 1}/{runs}: " + ", ".join(line))
+    if not verbose:
+        log(f"{what}: medians " + ", ".join(f"{n} {median(v) or 0:.3f}" for n, v in samples.items()))
+    return samples
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _timed(action: Callable[[], Outcome], cleanup: Path | None = None) -> Measure:
+    def measure() -> float:
+        try:
+            return action().seconds
+        finally:
+            if cleanup is not None:
+                _remove(cleanup)
+
+    return measure
+
+
+def _file_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
+
+
+# ---------------------------------------------------------------------------------------------- 1
+
+
+def archive_scenario(bench: Bench) -> None:
+    """1. binary → OCI archive on the base, against the umoci pipeline and buildah."""
+    z, binary = bench.zeroimage, bench.small
+    peers: list[UmociPipeline | Buildah] = [p for p in (bench.umoci, bench.buildah) if p is not None]
+    if not peers:
+        bench.report.note("scenario 1 skipped: neither umoci+skopeo nor buildah is available")
+        return
+    sizes: dict[str, float] = {}
+
+    def contender(name: str, build: Callable[[Path], Outcome]) -> Measure:
+        out = bench.out(f"s1-{name.replace('+', '-')}.tar")
+
+        def measure() -> float:
+            try:
+                seconds = build(out).seconds
+                sizes.setdefault(name, _file_mb(out))
+                return seconds
+            finally:
+                _remove(out)
+
+        return measure
+
+    contenders = {"zeroimage": contender("zeroimage", lambda out: z.archive(binary.path, bench.base, out))}
+    for peer in peers:
+        contenders[peer.name] = contender(peer.name, _peer_archive(peer, binary))
+    samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what="[1] archive")
+    for peer in peers:
+        bench.report.add(
+            Row(
+                "1",
+                f"{binary.megabytes:.0f} MB binary -> OCI archive on base",
+                peer.name,
+                "s",
+                Target(0.35, 0.25),
+                samples["zeroimage"],
+                samples[peer.name],
+            )
+        )
+    bench.report.context["archive_mb"] = sizes
+
+
+def _peer_archive(peer: UmociPipeline | Buildah, binary: Binary) -> Callable[[Path], Outcome]:
+    return lambda out: peer.archive(binary.path, out)
+
+
+# ---------------------------------------------------------------------------------------------- 2
+
+
+def push_scenario(bench: Bench) -> None:
+    """2. binary → pushed to the loopback registry, against umoci + ``skopeo copy docker://``."""
+    if bench.registry is None:
+        bench.report.note("scenario 2 skipped: docker-registry is not available")
+        return
+    z, binary, umoci = bench.zeroimage, bench.small, bench.umoci
+
+    def zeroimage_push() -> float:
+        cache = z.fresh_cache()
+        try:
+            return z.push(binary.path, bench.base, bench.next_ref(), cache=cache).seconds
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+
+    contenders: dict[str, Measure] = {"zeroimage": zeroimage_push}
+    if umoci is not None:
+        contenders[umoci.name] = lambda: umoci.push(binary.path, bench.next_ref()).seconds
+    samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what="[2] push")
+    bench.registry.check_alive()
+    row = Row(
+        "2",
+        f"{binary.megabytes:.0f} MB binary -> push to 127.0.0.1 registry",
+        umoci.name if umoci is not None else "(none)",
+        "s",
+        Target(0.40, 0.30),
+        samples["zeroimage"],
+        samples.get("umoci+skopeo", []),
+    )
+    if umoci is None:
+        row.note = "umoci/skopeo missing: no peer"
+    bench.report.add(row)
+
+
+# ---------------------------------------------------------------------------------------------- 3
+
+
+def _uploads(lines: list[str]) -> int:
+    """Blob uploads started (``POST /v2/<repo>/blobs/uploads/``, cross-repository mounts included)."""
+    return sum(1 for line in lines if '"POST /v2/' in line and "/blobs/uploads/" in line)
+
+
+def repush_scenario(bench: Bench) -> None:
+    """3. push, then the same push again unchanged: re-push / first push, and blob uploads."""
+    registry = bench.registry
+    if registry is None:
+        bench.report.note("scenario 3 skipped: docker-registry is not available")
+        return
+    z, binary = bench.zeroimage, bench.small
+    env = {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    first: list[float] = []
+    again: list[float] = []
+    uploads: list[int] = []
+    same_digest = True
+    for round_ in range(bench.runs):
+        binary.freshen()
+        cache = z.fresh_cache()
+        ref = bench.next_ref()
+        try:
+            os.sync()
+            one = z.push(binary.path, bench.base, ref, cache=cache, env=env)
+            mark = len(registry.access_log())
+            os.sync()
+            two = z.push(binary.path, bench.base, ref, cache=cache, env=env)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        first.append(one.seconds)
+        again.append(two.seconds)
+        uploads.append(_uploads(registry.access_log()[mark:]))
+        same_digest = same_digest and one.stdout.strip() == two.stdout.strip()
+        log(
+            f"[3] re-push: round {round_ + 1}/{bench.runs}: first {one.seconds:.3f}, "
+            f"again {two.seconds:.3f}, blob uploads {uploads[-1]}"
+        )
+    row = Row(
+        "3",
+        "unchanged re-push / first push (cache kept)",
+        "own first push",
+        "s",
+        Target(0.35, 0.2),
+        again,
+        first,
+    )
+    row.note = (
+        f"blob uploads during re-push: {max(uploads)} (per run {uploads}; should be 0); "
+        f"same digest both times: {'yes' if same_digest else 'NO'}"
+    )
+    bench.report.add(row)
+    bench.report.context["repush_blob_uploads"] = uploads
+    bench.report.context["repush_same_digest"] = same_digest
+
+
+# ---------------------------------------------------------------------------------------------- 4
+
+
+def memory_scenario(bench: Bench) -> None:
+    """4. peak RSS of zeroimage (and of the umoci pipeline) building into an OCI archive."""
+    times: dict[str, dict[str, float | None]] = {}
+    for binary in (bench.small, bench.big):
+        if binary is not None:
+            times[f"{binary.megabytes:.0f} MB"] = _memory_row(bench, binary)
+    bench.report.context["rss_build_seconds"] = times
+
+
+def _memory_row(bench: Bench, binary: Binary) -> dict[str, float | None]:
+    """Add the peak-RSS row of ``binary``; return each builder's median build time."""
+    z, umoci = bench.zeroimage, bench.umoci
+    seconds: dict[str, list[float]] = {}
+
+    def rss(name: str, build: Callable[[Path], Outcome]) -> Measure:
+        out = bench.out(f"s4-{name.replace('+', '-')}-{binary.path.name}.tar")
+
+        def measure() -> float:
+            try:
+                outcome = build(out)
+            finally:
+                _remove(out)
+            if outcome.peak_rss_mib is None:
+                raise ToolError(f"{name}: /usr/bin/time reported no maximum resident set size")
+            seconds.setdefault(name, []).append(outcome.seconds)
+            return outcome.peak_rss_mib
+
+        return measure
+
+    path = binary.path
+    contenders = {"zeroimage": rss("zeroimage", lambda out: z.archive(path, bench.base, out, measure_rss=True))}
+    if umoci is not None:
+        contenders[umoci.name] = rss(umoci.name, lambda out: umoci.archive(path, out, measure_rss=True))
+    label = f"{binary.megabytes:.0f} MB"
+    samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what=f"[4] peak RSS {label}")
+    bench.report.add(
+        Row(
+            "4",
+            f"peak RSS, {label} binary -> OCI archive",
+            umoci.name if umoci is not None else "(none)",
+            "MiB",
+            Target(RSS_LIMIT_MIB, quantity="zeroimage"),
+            samples["zeroimage"],
+            samples.get("umoci+skopeo", []),
+        )
+    )
+    return {name: median(values) for name, values in seconds.items()}
+
+
+# ---------------------------------------------------------------------------------------------- 5
+
+
+def startup_scenario(bench: Bench) -> None:
+    """5. ``zeroimage --version`` and ``--help`` against ``python3 -c pass`` (same interpreter)."""
+    python = Path(sys.executable)
+    for flag in ("--version", "--help"):
+        contenders: dict[str, Measure] = {
+            "zeroimage": _timed(partial(run_step, [bench.zeroimage.exe, flag])),
+            "python3 -c pass": _timed(partial(run_step, [python, "-c", "pass"])),
+        }
+        for measure in contenders.values():  # warm the page cache and the .pyc files
+            measure()
+        samples = alternate(bench, contenders, runs=STARTUP_RUNS, binary=None, what=f"[5] {flag}", verbose=False)
+        bench.report.add(
+            Row(
+                "5",
+                f"zeroimage {flag} start-up",
+                "python3 -c pass",
+                "s",
+                Target(0.15, quantity="zeroimage"),
+                samples["zeroimage"],
+                samples["python3 -c pass"],
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------- context
+
+
+def compression_context(bench: Bench) -> None:
+    """Single-file compression throughput on the small binary: gzip -1, pigz -1, zeroimage."""
+    binary = bench.small
+    out = bench.out("ctx-scratch.tar")
+    contenders: dict[str, Measure] = {
+        "zeroimage": _timed(lambda: bench.zeroimage.archive(binary.path, None, out), cleanup=out),
+    }
+    for tool in ("gzip", "pigz"):
+        if shutil.which(tool):
+            gzip = partial(run_step, [tool, "-1", "-c"], stdin=binary.path, keep_stdout=False)
+            contenders[f"{tool} -1"] = _timed(gzip)
+        else:
+            bench.report.note(f"{tool} is missing: no {tool} -1 throughput")
+    samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what="[c] compression")
+    throughput: dict[str, float | None] = {}
+    for name, values in samples.items():
+        seconds = median(values)
+        throughput[name] = None if not seconds else binary.megabytes / seconds
+    bench.report.context["compression_mb_per_s"] = throughput
+
+
+SCENARIOS: dict[str, Callable[[Bench], None]] = {
+    "1": archive_scenario,
+    "2": push_scenario,
+    "3": repush_scenario,
+    "4": memory_scenario,
+    "5": startup_scenario,
+    "c": compression_context,
+}
