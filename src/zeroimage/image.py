@@ -110,6 +110,20 @@ class WriteResult:
     digest: str
 
 
+class LayerTap(Protocol):
+    """Receives a new layer's compressed bytes while they are made (a registry starts uploading
+    before the digest is known). An optimisation only: whatever a tap did, the sink's own write
+    still checks that every blob is there."""
+
+    def start(self) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def finish(self, descriptor: Descriptor) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class Sink(Protocol):
     """Somewhere an image can be written to."""
 
@@ -139,8 +153,12 @@ class BaseImage:
 
 
 def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate]:
-    """Every manifest under ``root`` (nested indexes followed, bounded, cycles refused)."""
+    """Every manifest under ``root`` (nested indexes followed, bounded, cycles refused).
+
+    Each index is read once: one naming another many times over, level after level, would
+    otherwise cost its fan-out to the power of its depth."""
     found: list[Candidate] = []
+    expanded: set[str] = set()
 
     def visit(desc: Descriptor, depth: int, path: tuple[str, ...]) -> None:
         if desc.digest in path:
@@ -152,10 +170,13 @@ def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate
             return
         if desc.media_type and desc.media_type not in mt.INDEXES:
             return  # an artifact or something else that is not an image: skip it
+        if desc.digest in expanded:
+            return  # an index named before: its manifests are found already
         doc = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
         if isinstance(doc, Manifest):
             found.append(Candidate(desc.platform, desc.with_changes(media_type=doc.media_type)))
             return
+        expanded.add(desc.digest)
         for child in doc.manifests:
             visit(child, depth + 1, (*path, desc.digest))
 
