@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from zeroimage.errors import InputError
+from zeroimage.errors import DigestError, InputError
 from zeroimage.oci.descriptor import dumps, loads
+from zeroimage.oci.digest import validate_digest
 from zeroimage.oci.platform import Platform
 
 
@@ -32,6 +33,11 @@ class ImageConfig:
         diff_ids = rootfs.get("diff_ids", []) if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
             raise InputError(f"{what} has an invalid rootfs")
+        for diff_id in diff_ids:
+            try:
+                validate_digest(diff_id)
+            except DigestError:
+                raise InputError(f"{what} has an invalid diff_id {diff_id[:80]!r}") from None
         if not isinstance(obj.get("config", {}), dict | None):
             raise InputError(f"{what} has an invalid config section")
         if not isinstance(obj.get("history", []), list | None):

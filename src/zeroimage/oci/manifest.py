@@ -135,11 +135,21 @@ class Index:
         return replace(self, **changes)
 
 
+def _kind(media_type: object) -> str:
+    return "index" if media_type in mt.INDEXES else "manifest" if media_type in mt.MANIFESTS else ""
+
+
 def parse_document(data: bytes, what: str, media_type: str = "") -> Manifest | Index:
-    """Parse a manifest or index, telling them apart by mediaType or, lacking one, by shape."""
+    """Parse a manifest or index, telling them apart by mediaType or, lacking one, by shape.
+
+    A document whose own mediaType makes it an index while ``media_type`` (its descriptor's)
+    says manifest, or the reverse, is refused."""
     if len(data) > MAX_DOCUMENT_SIZE:
         raise InputError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes")
     obj = loads(data, what)
+    own, named = _kind(obj.get("mediaType")), _kind(media_type)
+    if own and named and own != named:
+        raise InputError(f"{what} is an image {own}, but the descriptor naming it says {media_type}")
     declared = obj.get("mediaType") or media_type
     if declared in mt.INDEXES or (not declared and "manifests" in obj):
         return Index.from_dict(obj, what)

@@ -64,7 +64,8 @@ class DockerArchiveSource:
             return dict(entries[0])
         wanted = {str(reference), _familiar(reference)}
         for entry in entries:
-            if wanted & set(entry.get("RepoTags") or []):
+            tags = entry.get("RepoTags") or []
+            if isinstance(tags, list) and wanted & {t for t in tags if isinstance(t, str)}:
                 return dict(entry)
         raise InputError(f"{self.description} has no image tagged {_familiar(reference)}")
 

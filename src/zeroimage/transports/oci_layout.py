@@ -8,7 +8,9 @@ Writes ``oci-layout``, ``index.json`` (one entry per tag, annotated with
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
@@ -186,7 +188,8 @@ class OciDirSink:
     """Adds one image to an OCI layout directory, keeping the images already there.
 
     Blobs are written first (each atomically, skipped when present with the right size), then
-    ``index.json`` is replaced atomically: an interrupted write leaves the old layout valid.
+    ``index.json`` is replaced atomically: an interrupted write leaves the old layout valid, and
+    removes a layout it began (which would otherwise, lacking index.json, block the next write).
     An existing entry with the same tag is replaced."""
 
     def __init__(self, path: Path, tag: str) -> None:
@@ -195,6 +198,16 @@ class OciDirSink:
         self.description = f"oci:{path}"
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        created = not self.path.exists()
+        began = created or _is_empty_dir(self.path)  # never clean up a directory that held anything
+        try:
+            return self._write(graph, reporter)
+        except BaseException:
+            if began:
+                _remove_layout(self.path, created)
+            raise
+
+    def _write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
         root = self.path
         try:
             root.mkdir(exist_ok=True)
@@ -239,6 +252,25 @@ class OciDirSink:
         with atomic_write(index_path) as out:
             out.write(json.dumps(index, separators=(",", ":")).encode())
         return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _remove_layout(root: Path, created: bool) -> None:
+    """Remove what a failed write put in a layout it began (and the directory, if it made it)."""
+    if not root.is_dir() or (root / "index.json").exists():
+        return  # not ours, or another writer finished it meanwhile
+    for child in [root] if created else list(root.iterdir()):
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
 
 
 def _ref_name(entry: dict[str, object]) -> str:
