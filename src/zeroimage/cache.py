@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from zeroimage.errors import OutputError, ZeroimageError
-from zeroimage.files import describe_os_error
+from zeroimage.files import atomic_write, describe_os_error
 from zeroimage.image import LayerTap
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest
@@ -142,10 +142,8 @@ class BlobStore:
 
     def remember(self, key: str, layer: BuiltLayer) -> None:
         record = json.dumps({"descriptor": layer.descriptor.to_dict(), "diff_id": layer.diff_id}).encode()
-        fd, tmp = tempfile.mkstemp(dir=self._layers, prefix=".new-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(record)
-        os.replace(tmp, self._layers / key)
+        with contextlib.suppress(OutputError), atomic_write(self._layers / key) as out:
+            out.write(record)  # a record that cannot be written is only a future cache miss
 
     def prune(self) -> None:
         """Remove least recently used blobs until the store fits its bound."""

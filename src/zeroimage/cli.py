@@ -150,13 +150,17 @@ def _human(size: float) -> str:
 # -- running commands ----------------------------------------------------------------------------
 
 
-def _on_sigterm(signum: int, frame: object) -> NoReturn:
+def _on_signal(signum: int, frame: object) -> NoReturn:
+    from zeroimage import cancel
+
+    cancel.request(signum)
     raise Interrupted(signum)
 
 
 def _run(verbose: bool, action: Callable[[], int | None]) -> NoReturn:
     """Run ``action``, turning every failure into one line and an exit code."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         code = action() or 0
     except Interrupted as exc:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from zeroimage import cancel
 from zeroimage.errors import DigestError, InputError, OutputError
 from zeroimage.oci.digest import new_hasher, split_digest
 
@@ -85,6 +86,7 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode & ~_umask())
+        cancel.check()  # the last moment an interrupt may still stop the output
         os.replace(tmp, target)
     except OSError as exc:
         _unlink(tmp)

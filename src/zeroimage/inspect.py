@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zeroimage.errors import InputError
 from zeroimage.image import Source, candidates
-from zeroimage.oci import Descriptor, Manifest, parse_document
+from zeroimage.oci import Descriptor, Manifest, loads, parse_document
 
 
 def describe(source: Source) -> dict[str, Any]:
@@ -31,8 +32,8 @@ def _image(source: Source, desc: Descriptor) -> dict[str, Any]:
     raw = source.document(desc)
     manifest = parse_document(raw, f"{source.description} {desc.digest}", desc.media_type)
     if not isinstance(manifest, Manifest):
-        raise AssertionError("candidates() yields manifests only")
-    config = json.loads(source.document(manifest.config))
+        raise InputError(f"{source.description}: {desc.digest} is not an image manifest")
+    config = loads(source.document(manifest.config), f"{source.description} config {manifest.config.digest}")
     platform = desc.platform
     return {
         "platform": str(platform) if platform else f"{config.get('os', '?')}/{config.get('architecture', '?')}",

@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import tarfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -180,15 +181,22 @@ class _HashingWriter:
         return False
 
 
+class _Cancelled(Exception):
+    """The build was interrupted: stop producing the tar stream."""
+
+
 class _ProgressWriter:
     """Passes writes to ``out``, hashing them (the diff_id) and reporting progress."""
 
-    def __init__(self, out: BinaryIO, task: object) -> None:
+    def __init__(self, out: BinaryIO, task: object, cancel: threading.Event) -> None:
         self.out = out
         self.hasher = hashlib.sha256()
         self.task = task
+        self.cancel = cancel
 
     def write(self, data: bytes | memoryview) -> int:
+        if self.cancel.is_set():
+            raise _Cancelled
         self.hasher.update(data)
         self.out.write(data)
         self.task.advance(len(data))  # type: ignore[attr-defined]
@@ -237,16 +245,41 @@ def total_size(entries: Sequence[Entry]) -> int:
 def stream_layer(
     entries: Sequence[Entry], out: Writable, options: LayerOptions, reporter: Reporter | None = None
 ) -> BuiltLayer:
-    """Write the compressed layer to ``out`` in one pass; return its descriptor and diff_id."""
+    """Write the compressed layer to ``out`` in one pass; return its descriptor and diff_id.
+
+    The tar stream is produced in a worker thread while the calling thread waits. A signal
+    (SIGINT, SIGTERM) therefore never lands inside the compressor's ``write`` — where it would
+    leave the threaded gzip writer with a numbered block that never comes, and ``close`` would
+    wait forever — but only sets a flag that the worker checks between chunks."""
     reporter = reporter or NullReporter()
     sink = _HashingWriter(out)
+    cancel = threading.Event()
+    failures: list[BaseException] = []
     with reporter.task("compressing layer", total_size(entries)) as task:
         compressor = _open_compressor(sink, options)
-        tee = _ProgressWriter(compressor, task)
+        tee = _ProgressWriter(compressor, task, cancel)
+
+        def work() -> None:
+            try:
+                write_tar(entries, tee, options.mtime)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the calling thread
+                failures.append(exc)
+            finally:
+                try:
+                    compressor.close()
+                except BaseException as exc:
+                    failures.append(exc)
+
+        worker = threading.Thread(target=work, name="layer")
+        worker.start()
         try:
-            write_tar(entries, tee, options.mtime)  # type: ignore[arg-type]
-        finally:
-            compressor.close()
+            worker.join()
+        except BaseException:
+            cancel.set()
+            worker.join()
+            raise
+    if failures:
+        raise failures[0]
     return BuiltLayer(
         descriptor=Descriptor(
             media_type=options.media_type, digest="sha256:" + sink.hasher.hexdigest(), size=sink.size

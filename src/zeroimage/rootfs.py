@@ -8,19 +8,18 @@ kept, nothing else. Listings are cached per layer digest, so a base is listed on
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
 import posixpath
 import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from zeroimage.errors import InputError
-from zeroimage.files import Readable
+from zeroimage.errors import InputError, OutputError
+from zeroimage.files import Readable, atomic_write
 from zeroimage.image import Blob
 from zeroimage.layer import Entry
 from zeroimage.oci import mediatypes as mt
@@ -255,10 +254,8 @@ class ListingCache:
         entries = list_layer(blob)
         if path is not None:
             record = json.dumps({"format": _FORMAT, "entries": [[p, asdict(n)] for p, n in entries]})
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-", suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(record)
-            os.replace(tmp, path)
+            with contextlib.suppress(OutputError), atomic_write(path) as out:
+                out.write(record.encode())  # a listing that cannot be kept is listed again next time
         return entries
 
 

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from zeroimage import cancel
 from zeroimage.errors import DigestError, NetworkError, RegistryError
 from zeroimage.files import CHUNK, Readable, VerifyingReader
 from zeroimage.image import Blob, ImageGraph, WriteResult
@@ -447,6 +448,7 @@ class RegistrySink:
             f"{self.stats['existing']} already there"
         )
         for desc in documents:
+            cancel.check()  # nothing is tagged after an interrupt
             is_root = desc.digest == graph.root.digest
             identifier = self.reference.tag if is_root and self.reference.tag else desc.digest
             self.put_manifest(identifier, desc, graph.documents[desc.digest])

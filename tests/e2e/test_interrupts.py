@@ -1,0 +1,316 @@
+"""Interrupted builds, full disks and big binaries: nothing half-written is ever left behind.
+
+A build stopped by SIGINT or SIGTERM exits 130 or 143 with one line, and leaves no output, no
+temporary file beside the output, in the layer cache or in TMPDIR, and an existing output as it
+was. A full disk, under the output or under the cache, is one clear line and no partial file.
+Memory does not grow with the size of the program.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TIME = Path("/usr/bin/time")
+MB = 1 << 20
+
+
+@dataclass
+class Home:
+    """A private world for one zeroimage run: its cwd, layer cache and TMPDIR."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        for d in (self.work, self.cache, self.tmp):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "ZEROIMAGE_CACHE_DIR": str(self.cache),
+            "TMPDIR": str(self.tmp),
+            "DOCKER_CONFIG": str(self.root / "docker-config"),
+        }
+        env.pop("SOURCE_DATE_EPOCH", None)
+        return {**env, **extra}
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zeroimage", *args],
+            cwd=self.work,
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        proc = self.start(*args, **env)
+        stdout, stderr = proc.communicate(timeout=300)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def temporary_files(*roots: Path) -> list[str]:
+    """Files left by an unfinished write: zeroimage's are hidden and end in .tmp."""
+    return [str(p) for root in roots for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".new-")]
+
+
+def incompressible(path: Path, size: int) -> Path:
+    """Random blocks, some repeated farther apart than deflate can see: ISA-L gains nothing."""
+    block = os.urandom(4 * MB)
+    with open(path, "wb") as out:
+        for i in range(size // (4 * MB)):
+            out.write(block if i % 3 == 0 else os.urandom(4 * MB))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_binary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """512 MB that compress slowly enough to be interrupted mid-way (about 1.5 s on 2 cores)."""
+    path = incompressible(tmp_path_factory.mktemp("big") / "big", 512 * MB)
+    yield path
+    path.unlink()
+
+
+@pytest.fixture(scope="module")
+def big_base(big_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An OCI archive whose one layer is big: a build on it streams (and verifies) that layer
+    into its output, so the output's temporary file lives long enough to be interrupted."""
+    home = Home(tmp_path_factory.mktemp("big-base"))
+    proc = home.run("build", "-q", str(big_binary), "-o", "base.tar")
+    assert proc.returncode == 0, proc.stderr
+    yield home.work / "base.tar"
+    (home.work / "base.tar").unlink()
+
+
+def wait_for(condition: object, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def assert_interrupted(proc: subprocess.Popen[str], signum: int, compressing: bool = False) -> None:
+    try:
+        stdout, stderr = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:  # a hang is a failure (the compressor must never wait forever)
+        proc.kill()
+        proc.communicate()
+        raise
+    told = f"exit {proc.returncode}\nstdout: {stdout}\nstderr: {stderr}"
+    assert proc.returncode == 128 + signum, told
+    assert "Traceback" not in stderr and "error" not in stderr, told
+    assert stderr.strip().splitlines()[-1].startswith("zeroimage: interrupted"), told
+    assert stdout == "", told
+
+
+SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("when", ["after-0.5s", "while-compressing", "while-compressing-no-cache", "while-writing"])
+def test_interrupted_build_leaves_nothing(
+    signum: signal.Signals, when: str, big_binary: Path, big_base: Path, static_binary: Path, tmp_path: Path
+) -> None:
+    home = Home(tmp_path)
+    previous = home.work / "previous.tar"  # an existing output must survive untouched
+    previous.write_bytes(b"an earlier build\n")
+    before = previous.stat()
+    if when == "while-writing":
+        args = ["build", "--from", f"oci-archive:{big_base}", str(static_binary), "-o", "previous.tar"]
+    else:
+        args = ["build", str(big_binary), "-o", "previous.tar", *(["--no-cache"] if "no-cache" in when else [])]
+    proc = home.start(*args)
+    try:
+        if when == "after-0.5s":
+            time.sleep(0.5)
+        elif when == "while-writing":
+            wait_for(lambda: any(home.work.glob(".previous.tar.*.tmp")), "the output's temporary file")
+        elif "no-cache" in when:
+            wait_for(lambda: any(home.tmp.glob("zeroimage-*/blobs/sha256/.new-*.tmp")), "the layer's temporary file")
+        else:
+            wait_for(lambda: any(home.cache.glob("blobs/sha256/.new-*.tmp")), "the layer's temporary file")
+        assert proc.poll() is None, "the build ended before it could be interrupted"
+        proc.send_signal(signum)
+        assert_interrupted(proc, signum, compressing=when != "while-writing")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    after = previous.stat()
+    assert previous.read_bytes() == b"an earlier build\n"
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in home.work.iterdir()) == ["previous.tar"]
+    assert temporary_files(home.cache) == []
+    assert list(home.tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("existing", [False, True], ids=["new-layout", "existing-layout"])
+def test_interrupted_write_to_a_layout_directory(
+    signum: signal.Signals, existing: bool, big_base: Path, static_binary: Path, tmp_path: Path
+) -> None:
+    """A layout the write began is removed (lacking index.json, it would block the next write);
+    one that held images keeps its index.json, and what it had, as they were."""
+    home = Home(tmp_path)
+    layout = home.work / "layout"
+    if existing:
+        assert home.run("build", str(static_binary), "-o", "oci:layout:old").returncode == 0
+        index = (layout / "index.json").read_bytes()
+        had = {name: (layout / name).read_bytes() for name in files_in(layout)}
+    proc = home.start("build", "--from", f"oci-archive:{big_base}", str(static_binary), "-o", "oci:layout:new")
+    try:
+        wait_for(lambda: any(layout.glob("blobs/sha256/.*.tmp")), "a blob's temporary file")
+        proc.send_signal(signum)
+        assert_interrupted(proc, signum)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if existing:
+        assert (layout / "index.json").read_bytes() == index
+        assert {name: (layout / name).read_bytes() for name in had} == had
+        assert temporary_files(layout) == []
+    else:
+        assert not layout.exists()
+    assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
+
+
+# -- full disks ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs (root only; skipped where mounting is not permitted)."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mountpoint)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def assert_disk_full(proc: subprocess.CompletedProcess[str]) -> None:
+    told = f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert proc.returncode not in (0, 70) and "Traceback" not in proc.stderr, told
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("zeroimage: error: "), told
+    assert "no space left" in errors[0], told
+
+
+def files_in(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+@pytest.mark.parametrize("output", ["oci-archive", "docker-archive", "oci"])
+def test_full_disk_under_the_output(output: str, tiny_disk: Path, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    program = incompressible(tmp_path / "app", 10 * MB)
+    target = {"oci-archive": f"{tiny_disk}/out.tar", "oci": f"oci:{tiny_disk}/layout"}.get(
+        output, f"docker-archive:{tiny_disk}/out.tar"
+    )
+    assert_disk_full(home.run("build", str(program), "-o", target))
+    assert list(tiny_disk.iterdir()) == []  # no partial output, no temporary file, no half-made layout
+    assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
+
+
+def test_full_disk_under_the_cache(tiny_disk: Path, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    program = incompressible(tmp_path / "app", 10 * MB)
+    assert_disk_full(home.run("build", str(program), "-o", "out.tar", ZEROIMAGE_CACHE_DIR=str(tiny_disk / "cache")))
+    assert temporary_files(tiny_disk) == []
+    assert [p for p in tiny_disk.rglob("*") if p.is_file()] == []  # nothing half-written in the cache
+    assert list(home.work.iterdir()) == [] and list(home.tmp.iterdir()) == []
+
+
+def test_full_disk_in_tmpdir_without_cache(tiny_disk: Path, tmp_path: Path) -> None:
+    home = Home(tmp_path / "home")
+    program = incompressible(tmp_path / "app", 10 * MB)
+    assert_disk_full(home.run("build", "--no-cache", str(program), "-o", "out.tar", TMPDIR=str(tiny_disk)))
+    assert list(tiny_disk.iterdir()) == []
+    assert list(home.work.iterdir()) == []
+
+
+def test_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """The atomic rename would replace it: a FIFO, or (as root) a device like /dev/null."""
+    home = Home(tmp_path / "home")
+    program = incompressible(tmp_path / "app", MB)
+    os.mkfifo(home.work / "fifo")
+    targets = {"fifo": "p"}
+    if os.geteuid() == 0:
+        os.mknod(home.work / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        targets["null"] = "c"
+    for name, kind in targets.items():
+        for output in (name, f"docker-archive:{name}", f"oci-archive:{name}"):
+            proc = home.run("build", str(program), "-o", output)
+            assert proc.returncode == 1 and "it is not a regular file" in proc.stderr, proc.stderr
+            assert stat.filemode((home.work / name).lstat().st_mode)[0] == kind
+    assert sorted(p.name for p in home.work.iterdir()) == sorted(targets)
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def sparse_binary(path: Path, size: int) -> Path:
+    """Mostly a hole (compresses fast), with 1 MB of random data at eight places."""
+    with open(path, "wb") as out:
+        out.truncate(size)
+        for offset in range(0, size, max(size // 8, MB)):
+            out.seek(offset)
+            out.write(os.urandom(MB))
+    path.chmod(0o755)
+    return path
+
+
+def peak_rss_kb(home: Home, program: Path) -> int:
+    rss = home.root / "rss"
+    proc = subprocess.run(
+        [str(TIME), "-f", "%M", "-o", str(rss), sys.executable, "-m", "zeroimage", "build", "-q"]
+        + [str(program), "-o", f"{program.name}.tar"],
+        cwd=home.work,
+        env=home.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return int(rss.read_text().split()[-1])
+
+
+def test_memory_does_not_grow_with_the_program(tmp_path: Path) -> None:
+    """A 2 GB program takes no more memory to build than a 20 MB one (slow-ish: about 10 s)."""
+    if not TIME.exists():
+        pytest.skip("GNU time is not installed (/usr/bin/time)")
+    home = Home(tmp_path / "home")
+    small = peak_rss_kb(home, sparse_binary(tmp_path / "small", 20 * MB))
+    big = peak_rss_kb(home, sparse_binary(tmp_path / "big", 2 << 30))
+    assert big <= 2 * small and big < 100_000, f"peak RSS: {small} kB for 20 MB, {big} kB for 2 GB"
