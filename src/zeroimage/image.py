@@ -48,15 +48,15 @@ class ImageGraph:
 
     def manifests(self) -> Iterator[tuple[Descriptor, Manifest]]:
         """Every image manifest under the root, depth first, in document order."""
-        yield from self._walk(self.root, 0)
+        yield from self._walk(self.root)
 
-    def _walk(self, desc: Descriptor, depth: int) -> Iterator[tuple[Descriptor, Manifest]]:
+    def _walk(self, desc: Descriptor) -> Iterator[tuple[Descriptor, Manifest]]:
         doc = parse_document(self.documents[desc.digest], f"document {desc.digest}", desc.media_type)
         if isinstance(doc, Manifest):
             yield desc, doc
             return
         for child in doc.manifests:
-            yield from self._walk(child, depth + 1)
+            yield from self._walk(child)
 
     def children_first(self) -> list[Descriptor]:
         """Every descriptor of the graph in an order where each comes after all it names

@@ -331,7 +331,9 @@ class RegistrySink:
             "PUT", url, scopes=self._scopes(), headers=headers, body=self._body(blob, reporter, desc), retry=False
         )
         response.close()
-        if response.status_code in (400, 405, 413, 416) and not isinstance(blob, bytes) or response.status_code == 416:
+        # Registries that will not take a whole blob in one PUT answer 416 (the spec's "not this
+        # way"), 413 (a proxy's body limit), or 400/405 (older servers): send it in chunks instead.
+        if response.status_code in (413, 416) or (response.status_code in (400, 405) and isinstance(blob, Blob)):
             self._upload_chunked(location, desc, blob, reporter)
             return
         self._check_created(response, desc)
