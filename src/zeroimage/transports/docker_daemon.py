@@ -13,13 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from zeroimage.errors import NetworkError, RegistryError, UsageError
 from zeroimage.image import ImageGraph, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.docker_archive import _familiar, single_image, write_docker_archive
+from zeroimage.transports.http import httpx
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 

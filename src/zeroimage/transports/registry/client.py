@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
 from zeroimage.errors import (
     AuthError,
     CredentialError,
@@ -34,6 +32,7 @@ from zeroimage.errors import (
     RegistryError,
     TLSError,
 )
+from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import (
     Challenge,
     TokenCache,

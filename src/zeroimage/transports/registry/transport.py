@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
-
 from zeroimage import cancel
 from zeroimage.errors import DigestError, NetworkError, RegistryError
 from zeroimage.files import CHUNK, Readable, VerifyingReader
@@ -28,6 +26,7 @@ from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
+from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import ClientOptions, RegistryClient
 
