@@ -15,8 +15,11 @@ else
     exit 1
 fi
 
-echo "==> zeroimage build -o hello.tar $program"
-SOURCE_DATE_EPOCH=0 zeroimage build --entrypoint-path /hello -o hello.tar "$program"
+echo "==> SOURCE_DATE_EPOCH=0 zeroimage build --with all --entrypoint-path /hello -o hello.tar $program"
+SOURCE_DATE_EPOCH=0 zeroimage build --with all --entrypoint-path /hello -o hello.tar "$program"
+echo
+echo "==> zeroimage inspect oci-archive:hello.tar"
+zeroimage inspect oci-archive:hello.tar
 echo
 
 if [ "$(id -u)" = 0 ] && command -v runc >/dev/null 2>&1 && command -v umoci >/dev/null 2>&1; then
