@@ -507,13 +507,6 @@ def completion(shell: str) -> None:
 # -- credentials ---------------------------------------------------------------------------------
 
 
-def _client(registry: str, insecure: tuple[str, ...] = ()) -> Any:
-    from zeroimage.reference import api_host_of
-    from zeroimage.transports.registry.client import ClientOptions, RegistryClient
-
-    return RegistryClient(registry, api_host_of(registry), ClientOptions(insecure_registries=insecure))
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("registry", default="docker.io")
 @click.option("-u", "--username", help="User name (prompted for on a terminal when not given).")
@@ -557,7 +550,9 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
         if not password:
             raise UsageError("the password is empty")
         credential = Credential(username=user, password=password)
-        client = _client(name, insecure)
+        from zeroimage.transports.registry.transport import client_for
+
+        client = client_for(name, insecure)
         try:
             client.set_credential(credential)
             client.login_check()
@@ -607,7 +602,7 @@ def check_auth(push: str, insecure: tuple[str, ...], verbose: bool) -> None:
         location = parse_location(push, "docker")
         if location.reference is None or not location.is_registry:
             raise UsageError(f"--push takes a registry reference, not {push!r}")
-        sink = RegistrySink(location.reference, client=_client(location.reference.registry, insecure))
+        sink = RegistrySink(location.reference, insecure)
         try:
             sink.check_push_access()
         finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from zeroimage.errors import InputError, PlatformError
 from zeroimage.files import Readable
@@ -223,10 +223,3 @@ def load_base(source: Source, want: Platform) -> BaseImage:
         layers=tuple(source.blob(layer) for layer in manifest.layers),
         platform=platform,
     )
-
-
-def read_all(stream: BinaryIO | Readable) -> bytes:
-    chunks = []
-    while chunk := stream.read(1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -47,14 +47,6 @@ def to_docker(media_type: str) -> str | None:
     return _OCI_TO_DOCKER.get(media_type)
 
 
-def is_layer(media_type: str) -> bool:
-    return ".layer." in media_type or ".rootfs." in media_type
-
-
-def is_foreign_layer(media_type: str) -> bool:
-    return "nondistributable" in media_type or "foreign" in media_type
-
-
 def compression_of(media_type: str) -> str:
     """'gzip', 'zstd' or 'none' for a layer media type."""
     if media_type.endswith(("+gzip", ".gzip")):

@@ -6,7 +6,7 @@ Transport names follow skopeo's: ``docker://REF``, ``oci:DIR[:TAG]``, ``oci-arch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from zeroimage.errors import UsageError
 from zeroimage.image import Sink, Source
@@ -21,7 +21,6 @@ class TransportOptions:
 
     mtime: int = 0
     insecure_registries: tuple[str, ...] = ()
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def open_source(location: Location, options: TransportOptions) -> Source:
@@ -42,7 +41,7 @@ def open_source(location: Location, options: TransportOptions) -> Source:
         from zeroimage.transports.registry import RegistrySource
 
         assert location.reference is not None
-        return RegistrySource(location.reference, options)
+        return RegistrySource(location.reference, options.insecure_registries)
     raise UsageError(f"{location.transport}: cannot be read from; use docker://, oci:, oci-archive: or docker-archive:")
 
 
@@ -71,5 +70,5 @@ def open_sink(location: Location, options: TransportOptions) -> Sink:
         from zeroimage.transports.registry import RegistrySink
 
         assert location.reference is not None
-        return RegistrySink(location.reference, options)
+        return RegistrySink(location.reference, options.insecure_registries)
     raise UsageError(f"unknown output transport {location.transport!r}")

@@ -30,7 +30,7 @@ MAX_CONFIG_SIZE = 16 * 1024 * 1024
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 
 
-def _familiar(reference: Reference) -> str:
+def familiar_name(reference: Reference) -> str:
     """``docker.io/library/busybox:latest`` → ``busybox:latest``, as ``docker save`` writes tags."""
     name = reference.name
     if name.startswith("docker.io/library/"):
@@ -62,12 +62,12 @@ class DockerArchiveSource:
             if len(entries) > 1:
                 raise InputError(f"{self.description} holds {len(entries)} images; name one with :NAME:TAG")
             return dict(entries[0])
-        wanted = {str(reference), _familiar(reference)}
+        wanted = {str(reference), familiar_name(reference)}
         for entry in entries:
             tags = entry.get("RepoTags") or []
             if isinstance(tags, list) and wanted & {t for t in tags if isinstance(t, str)}:
                 return dict(entry)
-        raise InputError(f"{self.description} has no image tagged {_familiar(reference)}")
+        raise InputError(f"{self.description} has no image tagged {familiar_name(reference)}")
 
     def _load(self, entry: dict[str, Any]) -> Descriptor:
         config_name, layer_names = entry.get("Config"), entry.get("Layers")
@@ -159,7 +159,7 @@ def write_docker_archive(
             tar.add_blob(name(layer.digest), graph.blobs[layer.digest], reporter, f"writing {layer.digest[7:19]}")
     entry = {
         "Config": name(manifest.config.digest),
-        "RepoTags": [_familiar(reference)] if reference else [],
+        "RepoTags": [familiar_name(reference)] if reference else [],
         "Layers": [name(layer.digest) for layer in manifest.layers],
     }
     tar.add_bytes("manifest.json", json.dumps([entry], separators=(",", ":")).encode())
@@ -178,5 +178,5 @@ class DockerArchiveSink:
         with atomic_write(self.path) as out:
             write_docker_archive(graph, out, self.reference, self.mtime, reporter, self.description)
         return WriteResult(
-            self.description + (f":{_familiar(self.reference)}" if self.reference else ""), graph.root.digest
+            self.description + (f":{familiar_name(self.reference)}" if self.reference else ""), graph.root.digest
         )

@@ -17,7 +17,7 @@ from zeroimage.errors import NetworkError, RegistryError, UsageError
 from zeroimage.image import ImageGraph, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
-from zeroimage.transports.docker_archive import _familiar, single_image, write_docker_archive
+from zeroimage.transports.docker_archive import familiar_name, single_image, write_docker_archive
 from zeroimage.transports.http import httpx
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -37,7 +37,7 @@ class DockerDaemonSink:
     def __init__(self, reference: Reference, mtime: int) -> None:
         self.reference = reference
         self.mtime = mtime
-        self.description = f"docker-daemon:{_familiar(reference)}"
+        self.description = f"docker-daemon:{familiar_name(reference)}"
         self._ping()  # fail before the build, not after it
 
     def _client(self) -> httpx.Client:

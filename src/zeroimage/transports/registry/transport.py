@@ -25,7 +25,7 @@ from zeroimage.image import Blob, ImageGraph, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
-from zeroimage.reference import Reference
+from zeroimage.reference import Reference, api_host_of
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import ClientOptions, RegistryClient
@@ -39,9 +39,9 @@ BODY_ATTEMPTS = 4
 DEFAULT_CHUNK = 16 * 1024 * 1024
 
 
-def client_for(reference: Reference, options: Any) -> RegistryClient:
-    insecure = tuple(getattr(options, "insecure_registries", ()) or ())
-    return RegistryClient(reference.registry, reference.api_host, ClientOptions(insecure_registries=insecure))
+def client_for(registry: str, insecure_registries: tuple[str, ...] = ()) -> RegistryClient:
+    """A client for ``registry`` as references name it (``docker.io`` talks to registry-1.docker.io)."""
+    return RegistryClient(registry, api_host_of(registry), ClientOptions(insecure_registries=insecure_registries))
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,12 @@ class _BlobStream:
 class RegistrySource:
     """An image in a registry repository, by tag or digest."""
 
-    def __init__(self, reference: Reference, options: Any = None, client: RegistryClient | None = None) -> None:
+    def __init__(
+        self, reference: Reference, insecure_registries: tuple[str, ...] = (), client: RegistryClient | None = None
+    ) -> None:
         self.reference = reference
         self.description = f"docker://{reference}"
-        self.client = client or client_for(reference, options)
+        self.client = client or client_for(reference.registry, insecure_registries)
         self.origin = RegistryOrigin(reference.registry, reference.repository)
         self._documents: dict[str, bytes] = {}
         self._root: Descriptor | None = None
@@ -225,10 +227,12 @@ class RegistrySource:
 class RegistrySink:
     """Pushes an image to a repository, under the reference's tag (or by digest only)."""
 
-    def __init__(self, reference: Reference, options: Any = None, client: RegistryClient | None = None) -> None:
+    def __init__(
+        self, reference: Reference, insecure_registries: tuple[str, ...] = (), client: RegistryClient | None = None
+    ) -> None:
         self.reference = reference
         self.description = f"docker://{reference}"
-        self.client = client or client_for(reference, options)
+        self.client = client or client_for(reference.registry, insecure_registries)
         self.stats = {"uploaded": 0, "mounted": 0, "existing": 0}
         self.streamed: set[str] = set()  # blobs uploaded while they were being compressed
         self._lock = threading.Lock()
