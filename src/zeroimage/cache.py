@@ -28,10 +28,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from zeroimage.errors import OutputError, ZeroimageError
-from zeroimage.files import atomic_write, describe_os_error
+from zeroimage.files import GrowingFile, atomic_write, describe_os_error
 from zeroimage.image import LayerTap
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest
@@ -103,16 +102,22 @@ class BlobStore:
             fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
         except OSError as exc:
             raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
-        for tap in taps:
-            tap.start()
+        growing = GrowingFile(fd)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                built = stream_layer(entries, _Tee(handle, taps), options, reporter)
+            for tap in taps:
+                tap.start(growing.follow())
+            built = stream_layer(entries, growing, options, reporter)
+            growing.end()
+            os.close(fd)
+            fd = -1
             os.replace(tmp, self.path(built.descriptor.digest))
         except BaseException as exc:
-            _unlink(tmp)
+            growing.abandon()
             for tap in taps:
                 tap.abort()
+            if fd >= 0:
+                os.close(fd)
+            _unlink(tmp)
             if isinstance(exc, OSError):
                 raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
             raise
@@ -165,25 +170,6 @@ class BlobStore:
                 break
             _unlink(path)
             total -= size
-
-
-class _Tee:
-    """Writes to the store's file and hands the same bytes to every tap."""
-
-    def __init__(self, out: BinaryIO, taps: Sequence[LayerTap]) -> None:
-        self.out = out
-        self.taps = taps
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.out.write(data)
-        if self.taps:
-            chunk = bytes(data)
-            for tap in self.taps:
-                tap.write(chunk)
-        return len(data)
-
-    def flush(self) -> None:
-        self.out.flush()
 
 
 def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:

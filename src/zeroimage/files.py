@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,6 +130,84 @@ class RangeReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LayerAbandoned(Exception):
+    """The file a :class:`GrowingFile` follower was reading will never be complete."""
+
+
+class GrowingFile:
+    """A file written by one thread and read, while it grows, by others.
+
+    The writer's bytes go straight to the file (no buffer), so a follower — :meth:`follow` —
+    can ``pread`` every byte written so far from its own descriptor; its ``read`` waits for
+    more until :meth:`end` (then returns what is left, then b"") or :meth:`abandon` (then
+    raises :class:`LayerAbandoned`). Nothing is held in memory: a slow follower costs disk
+    pages, never the writer's pace."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._size = 0
+        self._state = "open"  # then "ended" or "abandoned"
+        self._changed = threading.Condition()
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        with self._changed:
+            self._size += len(data)
+            self._changed.notify_all()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def end(self) -> None:
+        self._settle("ended")
+
+    def abandon(self) -> None:
+        self._settle("abandoned")
+
+    def _settle(self, state: str) -> None:
+        with self._changed:
+            if self._state == "open":
+                self._state = state
+            self._changed.notify_all()
+
+    def follow(self) -> Readable:
+        """A reader of the whole file from its start, with a descriptor of its own."""
+        return _Follower(self, os.dup(self._fd))
+
+    def _available(self, offset: int) -> int:
+        """Bytes written beyond ``offset``, once there are some or the file is ended."""
+        with self._changed:
+            while self._state == "open" and self._size <= offset:
+                self._changed.wait()
+            if self._state == "abandoned":
+                raise LayerAbandoned
+            return self._size - offset
+
+
+class _Follower:
+    def __init__(self, growing: GrowingFile, fd: int) -> None:
+        self._growing = growing
+        self._fd = fd
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        available = self._growing._available(self._pos)
+        n = available if n < 0 else min(n, available)
+        if n <= 0:
+            return b""
+        data = os.pread(self._fd, n, self._pos)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class VerifyingReader:

@@ -111,13 +111,13 @@ class WriteResult:
 
 
 class LayerTap(Protocol):
-    """Receives a new layer's compressed bytes while they are made (a registry starts uploading
-    before the digest is known). An optimisation only: whatever a tap did, the sink's own write
-    still checks that every blob is there."""
+    """Takes a new layer while it is made (a registry uploads it as it is compressed). ``start``
+    gets a reader that follows the layer's bytes as they are written (its ``read`` waits for
+    more, and raises if the layer is abandoned); ``finish`` tells the digest, ``abort`` that
+    there will be none. Neither waits: the sink's own write does, and still checks that every
+    blob is there, so a tap is an optimisation only."""
 
-    def start(self) -> None: ...
-
-    def write(self, data: bytes) -> None: ...
+    def start(self, layer: Readable) -> None: ...
 
     def finish(self, descriptor: Descriptor) -> None: ...
 

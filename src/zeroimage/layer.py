@@ -113,8 +113,6 @@ def _header(entry: Entry, mtime: int) -> bytes:
 def write_tar(entries: Iterable[Entry], out: BinaryIO, mtime: int, progress: Reporter | None = None) -> int:
     """Write ``entries`` as a tar stream to ``out``; returns the number of bytes written."""
     written = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
     for entry in sorted(entries, key=_sort_key):
         header = _header(entry, mtime)
         out.write(header)
@@ -125,7 +123,7 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO, mtime: int, progress: Rep
             out.write(entry.data)
             copied = len(entry.data)
         else:
-            copied = _copy_file(entry, out, view)
+            copied = _copy_file(entry, out)
         written += copied
         padding = -copied % tarfile.BLOCKSIZE
         out.write(b"\0" * padding)
@@ -134,17 +132,19 @@ def write_tar(entries: Iterable[Entry], out: BinaryIO, mtime: int, progress: Rep
     return written + 2 * tarfile.BLOCKSIZE
 
 
-def _copy_file(entry: Entry, out: BinaryIO, view: memoryview) -> int:
+def _copy_file(entry: Entry, out: BinaryIO) -> int:
+    """Copy the file's content in fresh chunks: the compressor keeps each chunk as it is (it
+    would copy a view into a reused buffer)."""
     assert entry.source is not None
     copied = 0
     try:
         with open(entry.source, "rb", buffering=0) as handle:
             while copied < entry.size:
-                n = handle.readinto(view[: min(CHUNK, entry.size - copied)])
-                if not n:
+                chunk = handle.read(min(CHUNK, entry.size - copied))
+                if not chunk:
                     break
-                out.write(view[:n])
-                copied += n
+                out.write(chunk)
+                copied += len(chunk)
             grew = handle.read(1)
     except OSError as exc:
         raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None

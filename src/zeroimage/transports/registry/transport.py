@@ -10,7 +10,6 @@ blob it names is confirmed.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from urllib.parse import urlencode
 
 from zeroimage import cancel
 from zeroimage.errors import DigestError, NetworkError, RegistryError
-from zeroimage.files import CHUNK, Readable, VerifyingReader
+from zeroimage.files import CHUNK, LayerAbandoned, Readable, VerifyingReader
 from zeroimage.image import Blob, ImageGraph, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
@@ -232,10 +231,20 @@ class RegistrySink:
     ) -> None:
         self.reference = reference
         self.description = f"docker://{reference}"
-        self.client = client or client_for(reference.registry, insecure_registries)
         self.stats = {"uploaded": 0, "mounted": 0, "existing": 0}
-        self.streamed: set[str] = set()  # blobs uploaded while they were being compressed
+        self.streams: dict[str, _StreamedUpload] = {}  # layers uploaded while they were compressed
         self._lock = threading.Lock()
+        self._client = client
+        self._insecure_registries = insecure_registries
+
+    @property
+    def client(self) -> RegistryClient:
+        """Made on first use: a push's first request comes from a layer upload that starts with
+        the compressor, so setting up HTTP and TLS overlaps compression."""
+        with self._lock:
+            if self._client is None:
+                self._client = client_for(self.reference.registry, self._insecure_registries)
+            return self._client
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -267,7 +276,9 @@ class RegistrySink:
 
     def push_blob(self, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> str:
         """Make ``desc`` present in the repository; returns 'existing', 'mounted' or 'uploaded'."""
-        if desc.digest in self.streamed:
+        stream = self.streams.pop(desc.digest, None)
+        if stream is not None and stream.wait():
+            self._count("uploaded")
             return "uploaded"
         if self.blob_exists(desc):
             self._count("existing")
@@ -461,92 +472,77 @@ class RegistrySink:
 
 
 class _StreamedUpload:
-    """Streams a layer to the registry as it is compressed: one upload session, one PATCH whose
-    body is the compressor's output (chunked transfer encoding), then PUT ?digest= once the
-    digest is known; the registry checks it. A bounded queue keeps memory flat and slows the
-    compressor down to the network's pace. Any failure only costs the overlap: the sink's own
-    write HEADs every blob and uploads what is missing."""
-
-    QUEUE_CHUNKS = 16
+    """Uploads a layer while it is compressed: one upload session, one PATCH whose body follows
+    the layer's file as the compressor writes it (chunked transfer encoding), then PUT ?digest=
+    once the digest is known; the registry checks it. The upload reads the file, never a queue,
+    so the compressor never waits for the network, and memory stays flat however slow the
+    registry is. The sink's write waits for the upload (:meth:`wait`); any failure costs only the
+    overlap, since the sink then uploads the blob as any other."""
 
     def __init__(self, sink: RegistrySink, reporter: Reporter) -> None:
         self.sink = sink
         self.reporter = reporter
-        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_CHUNKS)
         self.thread: threading.Thread | None = None
         self.failed: BaseException | None = None
-        self.ended = False  # the end-of-layer marker was taken from the queue
-        self.location = ""
+        self.descriptor: Descriptor | None = None
+        self._settled = threading.Event()  # finish or abort was called
 
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="stream-upload", daemon=True)
+    def start(self, layer: Readable) -> None:
+        self.thread = threading.Thread(target=self._run, args=(layer,), name="stream-upload", daemon=True)
         self.thread.start()
 
-    def _chunks(self) -> Iterator[bytes]:
-        while (chunk := self.queue.get()) is not None:
-            yield chunk
-        self.ended = True
-
-    def _run(self) -> None:
+    def _run(self, layer: Readable) -> None:
         sink = self.sink
+        location = ""
+
+        def chunks() -> Iterator[bytes]:
+            while chunk := layer.read(CHUNK):
+                yield chunk
+
         try:
             location = sink._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None) or ""
-            response = sink.client.request(
-                "PATCH",
-                location,
-                scopes=sink._scopes(),
-                headers={"Content-Type": "application/octet-stream"},
-                body=self._chunks,
-                retry=False,
-            )
+            scopes = sink._scopes()
+            headers = {"Content-Type": "application/octet-stream"}
+            response = sink.client.request("PATCH", location, scopes=scopes, headers=headers, body=chunks, retry=False)
             response.close()
             if response.status_code != 202:
                 raise RegistryError(f"PATCH answered HTTP {response.status_code}")
-            self.location = response.headers.get("location", location)
-        except BaseException as exc:  # noqa: BLE001 - reported, then the normal upload path takes over
+            location = response.headers.get("location", location)
+            self._settled.wait()
+            descriptor = self.descriptor
+            if descriptor is None:
+                raise LayerAbandoned
+            separator = "&" if "?" in location else "?"
+            url = f"{location}{separator}{urlencode({'digest': descriptor.digest})}"
+            response = sink.client.request("PUT", url, scopes=scopes, headers={"Content-Length": "0"}, retry=False)
+            response.close()
+            sink._check_created(response, descriptor)
+            location = ""
+        except BaseException as exc:  # noqa: BLE001 - reported by wait(); the sink uploads the blob itself
             self.failed = exc
-            while not self.ended and self.queue.get() is not None:  # drain: the compressor must never block
-                pass
-
-    def write(self, data: bytes) -> None:
-        if self.failed is None:
-            self.queue.put(data)
-
-    def _stop(self) -> None:
-        self.queue.put(None)
-        if self.thread is not None:
-            self.thread.join()
+        finally:
+            layer.close()
+            if location:
+                sink._cancel(location)
 
     def finish(self, descriptor: Descriptor) -> None:
-        self._stop()
-        if self.failed is None and self.location:
-            separator = "&" if "?" in self.location else "?"
-            try:
-                response = self.sink.client.request(
-                    "PUT",
-                    f"{self.location}{separator}{urlencode({'digest': descriptor.digest})}",
-                    scopes=self.sink._scopes(),
-                    headers={"Content-Length": "0"},
-                    retry=False,
-                )
-                response.close()
-                self.sink._check_created(response, descriptor)
-                self.sink._count("uploaded")
-                self.sink.streamed.add(descriptor.digest)
-                return
-            except (RegistryError, httpx.TransportError) as exc:
-                self.failed = exc
+        self.descriptor = descriptor
+        self.sink.streams[descriptor.digest] = self
+        self._settled.set()
+
+    def abort(self) -> None:
+        self._settled.set()  # the layer's reader raises; the upload session is cancelled
+
+    def wait(self) -> bool:
+        """Wait for the upload to end; True if the registry confirmed the blob."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.failed is None:
+            return True
         self.reporter.info(
             f"streaming the layer to {self.sink.reference.registry} failed ({self.failed}); uploading it afterwards"
         )
-        self.abort()
-
-    def abort(self) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            self._stop()
-        if self.location:
-            self.sink._cancel(self.location)
-            self.location = ""
+        return False
 
 
 class _BytesReader:
