@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zeroimage import runcheck
 from zeroimage.cache import BlobStore, default_cache_dir
 from zeroimage.customize import ConfigChanges, apply_changes
 from zeroimage.elf import BinaryInfo, inspect_binary
-from zeroimage.errors import PlatformError, RunCheckError, UsageError
+from zeroimage.errors import InputError, PlatformError, RunCheckError, UsageError
 from zeroimage.essentials import add_entries, essential_entries
 from zeroimage.files import Readable
 from zeroimage.image import BaseImage, Blob, ImageGraph, LayerTap, Sink, Source, WriteResult, load_base
@@ -135,20 +135,21 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                 _check_runnable(target, entrypoint, base, tree, spec.strict, reporter)
             plans.append((target, base, tree, new_extras, binary))
         results = []
+        keep = any(not hasattr(sink, "layer_tap") for sink in sinks)  # a local output copies the layers
         for target, base, tree, new_extras, binary in plans:
             reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
             new_layers = []
             extra_layer = None
             if new_extras:
-                extra_layer, _ = store.layer(new_extras, layer_options, reporter, _taps(sinks, reporter))
-                new_layers.append((extra_layer, f"zeroimage build: ADD {len(new_extras)} files"))
-            layer, cached = store.layer([binary], layer_options, reporter, _taps(sinks, reporter))
+                extra_layer, _ = store.layer(new_extras, layer_options, reporter, _taps(sinks, reporter), keep)
+                new_layers.append((extra_layer, f"zeroimage build: ADD {len(new_extras)} files", new_extras))
+            layer, cached = store.layer([binary], layer_options, reporter, _taps(sinks, reporter), keep)
             if cached:
                 reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
-            new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}"))
-            manifest_desc = _add_image(
-                documents, blobs, spec, target, base, new_layers, store, entrypoint, created, tree
-            )
+            new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}", [binary]))
+            for built, _, entries in new_layers:
+                blobs[built.descriptor.digest] = _layer_blob(store, built, entries, layer_options, reporter)
+            manifest_desc = _add_image(documents, blobs, spec, target, base, new_layers, entrypoint, created, tree)
             results.append(
                 PlatformResult(
                     platform=manifest_desc.platform or target.platform,
@@ -305,8 +306,7 @@ def _add_image(
     spec: BuildSpec,
     target: _Target,
     base: BaseImage | None,
-    new_layers: list[tuple[BuiltLayer, str]],
-    store: BlobStore,
+    new_layers: list[tuple[BuiltLayer, str, list[Entry]]],
     entrypoint: str,
     created: str,
     tree: FileTree | None,
@@ -315,7 +315,7 @@ def _add_image(
     platform = base.platform if base else target.platform
     config = base.config if base else ImageConfig.scratch(platform)
     config = config.with_platform(platform if base is None else _keep_os_details(base.config.platform, platform))
-    for layer, created_by in new_layers:
+    for layer, created_by, _ in new_layers:
         config = config.with_layer(layer.diff_id, created, created_by)
     config = apply_changes(config.with_entrypoint([entrypoint]).with_created(created), spec.config, tree)
     config_bytes = config.to_bytes()
@@ -328,11 +328,10 @@ def _add_image(
     for blob in base.layers if base else ():
         layers.append(_layer_descriptor(blob.descriptor, spec.image_format))
         blobs.setdefault(blob.descriptor.digest, blob)
-    for layer, _ in new_layers:
+    for layer, _, _ in new_layers:
         new_layer = _layer_descriptor(layer.descriptor, spec.image_format)
         layers.append(new_layer)
-        layer_path = store.path(new_layer.digest)
-        blobs[new_layer.digest] = Blob(new_layer, _file_opener(layer_path), path=layer_path)
+        blobs[new_layer.digest] = replace(blobs[new_layer.digest], descriptor=new_layer)
 
     annotations: dict[str, str] = {}
     if not docker:
@@ -353,11 +352,23 @@ def _add_image(
     return desc
 
 
-def _file_opener(path: Path) -> Callable[[], Readable]:
+def _layer_blob(
+    store: BlobStore, layer: BuiltLayer, entries: list[Entry], options: LayerOptions, reporter: Reporter
+) -> Blob:
+    """A new layer as a blob: its file in the store; or, when a push kept only its identity and
+    a sink still needs its bytes (the streamed upload failed, or the registry lacks an unchanged
+    layer), the same bytes made again — compression is deterministic, and the digest checked."""
+    desc = layer.descriptor
+    path = store.path(desc.digest)
+
     def opener() -> Readable:
+        if not store.has(desc):
+            again, _ = store.layer(entries, options, reporter, keep=True)
+            if again.descriptor.digest != desc.digest:
+                raise InputError(f"{', '.join(e.path for e in entries)} changed during the build; try again")
         return open(path, "rb")
 
-    return opener
+    return Blob(desc, opener, path=path if store.has(desc) else None)
 
 
 def _keep_os_details(base: Platform, chosen: Platform) -> Platform:

@@ -1,7 +1,9 @@
 """The local blob store and layer cache.
 
-Blobs that zeroimage builds are written here first, named by digest, and every output copies
-from here: one compression serves an OCI archive, a docker-archive and a push at once.
+Layers that a local output needs are written here first, named by digest, and every output
+copies from here: one compression serves an OCI archive, a docker-archive and a push at once. A
+build that only pushes passes the layer through memory to the upload and keeps its identity
+alone (writing 100 MB to disk costs a push more than it saves later).
 
 The layer cache maps a layer's inputs to the descriptor it produced, so that rebuilding an
 unchanged binary neither recompresses nor (with a registry's HEAD) uploads anything. Its key is
@@ -30,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zeroimage.errors import OutputError, ZeroimageError
-from zeroimage.files import GrowingFile, atomic_write, describe_os_error
+from zeroimage.files import GrowingFile, MemoryPipe, atomic_write, describe_os_error
 from zeroimage.image import LayerTap
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest
@@ -90,52 +92,64 @@ class BlobStore:
         options: LayerOptions,
         reporter: Reporter,
         taps: Sequence[LayerTap] = (),
+        keep: bool = True,
     ) -> tuple[BuiltLayer, bool]:
         """The layer of ``entries``: from the cache when its inputs are unchanged (True), else
-        built now, in one streaming pass, into the store (False), its bytes also handed to
-        ``taps`` as they are made."""
+        built now in one streaming pass (False), its bytes handed to ``taps`` as they are made.
+
+        With ``keep``, the bytes are kept in the store, where outputs copy them from, and a hit
+        needs them there. Without (a push only), they pass through memory to the taps and only
+        the layer's identity is remembered: enough for the next push of an unchanged layer to
+        skip it when the registry has it, without writing the layer to disk now."""
         key = layer_key(entries, options)
-        hit = self.lookup(key)
+        hit = self.lookup(key, need_blob=keep)
         if hit is not None:
             return hit, True
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
-        except OSError as exc:
-            raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
-        growing = GrowingFile(fd)
+        fd, tmp = -1, ""
+        if keep:
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
+            except OSError as exc:
+                raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
+        feed = GrowingFile(fd) if keep else MemoryPipe()
         try:
             for tap in taps:
-                tap.start(growing.follow())
-            built = stream_layer(entries, growing, options, reporter)
-            growing.end()
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, self.path(built.descriptor.digest))
+                tap.start(feed.follow())
+            built = stream_layer(entries, feed, options, reporter, on_cancel=feed.abandon)
+            feed.end()
+            if keep:
+                os.close(fd)
+                fd = -1
+                os.replace(tmp, self.path(built.descriptor.digest))
         except BaseException as exc:
-            growing.abandon()
+            feed.abandon()
             for tap in taps:
                 tap.abort()
             if fd >= 0:
                 os.close(fd)
-            _unlink(tmp)
+            if tmp:
+                _unlink(tmp)
             if isinstance(exc, OSError):
                 raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
             raise
         for tap in taps:
             tap.finish(built.descriptor)
         self.remember(key, built)
-        self.prune()
+        if keep:
+            self.prune()
         return built, False
 
     # -- layer index -------------------------------------------------------------------------
 
-    def lookup(self, key: str) -> BuiltLayer | None:
+    def lookup(self, key: str, need_blob: bool = True) -> BuiltLayer | None:
         try:
             record = json.loads((self._layers / key).read_bytes())
             desc = Descriptor.from_dict(record["descriptor"])
             diff_id = str(record["diff_id"])
         except (OSError, ValueError, KeyError, TypeError, ZeroimageError):
             return None
+        if not need_blob:
+            return BuiltLayer(desc, diff_id)
         if not self.has(desc):
             return None
         now = time.time()

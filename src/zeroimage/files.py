@@ -210,6 +210,105 @@ class _Follower:
             self._fd = -1
 
 
+class MemoryPipe:
+    """A layer's bytes handed to followers through memory, when nothing keeps the layer.
+
+    Followers (:meth:`follow`, all made before the first write) read every chunk in order; the
+    chunks all of them have read are dropped. The writer waits while the slowest follower is
+    ``window`` bytes behind, so memory stays bounded; a follower that closes is dropped, and with
+    none left the writer's bytes go nowhere. :meth:`end` and :meth:`abandon` as for
+    :class:`GrowingFile`; :meth:`abandon` also frees a writer that is waiting."""
+
+    def __init__(self, window: int = 16 << 20) -> None:
+        self._window = window
+        self._chunks: list[bytes] = []
+        self._first = 0  # the index of self._chunks[0] in the whole stream
+        self._held = 0  # bytes in self._chunks
+        self._followers: list[_PipeFollower] = []
+        self._state = "open"
+        self._changed = threading.Condition()
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        chunk = bytes(data)
+        with self._changed:
+            while self._followers and self._held >= self._window and self._state == "open":
+                self._changed.wait()
+            if self._state == "abandoned":
+                raise LayerAbandoned
+            if self._followers:
+                self._chunks.append(chunk)
+                self._held += len(chunk)
+                self._changed.notify_all()
+        return len(chunk)
+
+    def flush(self) -> None:
+        pass
+
+    def end(self) -> None:
+        self._settle("ended")
+
+    def abandon(self) -> None:
+        self._settle("abandoned")
+
+    def _settle(self, state: str) -> None:
+        with self._changed:
+            if self._state == "open":
+                self._state = state
+            self._changed.notify_all()
+
+    def follow(self) -> Readable:
+        follower = _PipeFollower(self)
+        with self._changed:
+            self._followers.append(follower)
+        return follower
+
+    def _next(self, follower: _PipeFollower) -> bytes:
+        """The follower's next chunk: waits for one; b"" at the end."""
+        with self._changed:
+            while self._state == "open" and follower.index >= self._first + len(self._chunks):
+                self._changed.wait()
+            if self._state == "abandoned":
+                raise LayerAbandoned
+            if follower.index >= self._first + len(self._chunks):
+                return b""
+            chunk = self._chunks[follower.index - self._first]
+            follower.index += 1
+            self._drop_read()
+            return chunk
+
+    def _leave(self, follower: _PipeFollower) -> None:
+        with self._changed:
+            if follower in self._followers:
+                self._followers.remove(follower)
+            self._drop_read()
+
+    def _drop_read(self) -> None:
+        done = min((f.index for f in self._followers), default=self._first + len(self._chunks))
+        while self._first < done:
+            self._held -= len(self._chunks.pop(0))
+            self._first += 1
+        self._changed.notify_all()
+
+
+class _PipeFollower:
+    def __init__(self, pipe: MemoryPipe) -> None:
+        self._pipe = pipe
+        self.index = 0
+        self._pending = b""
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._pending:
+            self._pending = self._pipe._next(self)
+        if n < 0 or n >= len(self._pending):
+            data, self._pending = self._pending, b""
+        else:
+            data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+    def close(self) -> None:
+        self._pipe._leave(self)
+
+
 class VerifyingReader:
     """Reads exactly ``size`` bytes from ``raw`` and checks them against ``digest``.
 

@@ -14,7 +14,7 @@ import os
 import stat
 import tarfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, cast
@@ -243,14 +243,19 @@ def total_size(entries: Sequence[Entry]) -> int:
 
 
 def stream_layer(
-    entries: Sequence[Entry], out: Writable, options: LayerOptions, reporter: Reporter | None = None
+    entries: Sequence[Entry],
+    out: Writable,
+    options: LayerOptions,
+    reporter: Reporter | None = None,
+    on_cancel: Callable[[], None] | None = None,
 ) -> BuiltLayer:
     """Write the compressed layer to ``out`` in one pass; return its descriptor and diff_id.
 
     The tar stream is produced in a worker thread while the calling thread waits. A signal
     (SIGINT, SIGTERM) therefore never lands inside the compressor's ``write`` — where it would
     leave the threaded gzip writer with a numbered block that never comes, and ``close`` would
-    wait forever — but only sets a flag that the worker checks between chunks."""
+    wait forever — but only sets a flag that the worker checks between chunks. ``on_cancel``
+    then frees an ``out`` that may be waiting for room (a :class:`~zeroimage.files.MemoryPipe`)."""
     reporter = reporter or NullReporter()
     sink = _HashingWriter(out)
     cancel = threading.Event()
@@ -276,6 +281,8 @@ def stream_layer(
             worker.join()
         except BaseException:
             cancel.set()
+            if on_cancel is not None:
+                on_cancel()
             worker.join()
             raise
     if failures:

@@ -8,8 +8,10 @@ Memory does not grow with the size of the program.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.registry import start_registry
 
 TIME = Path("/usr/bin/time")
 MB = 1 << 20
@@ -197,6 +201,41 @@ def test_interrupted_write_to_a_layout_directory(
         assert temporary_files(layout) == []
     else:
         assert not layout.exists()
+    assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
+
+
+@pytest.fixture
+def stalled_registry() -> Iterator[str]:
+    """A loopback port whose connections are accepted by the kernel and then never answered."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("signum", SIGNALS)
+@pytest.mark.parametrize("registry", ["answering", "stalled"])
+def test_interrupted_push_leaves_nothing(
+    signum: signal.Signals, registry: str, big_binary: Path, stalled_registry: str, tmp_path: Path
+) -> None:
+    """A push streams the layer through memory to the upload; an interrupt must stop it promptly,
+    even when the registry stopped reading and the compressor waits for room, and tag nothing."""
+    home = Home(tmp_path)
+    with contextlib.ExitStack() as stack:
+        real = stack.enter_context(start_registry(tmp_path / "registry")) if registry == "answering" else None
+        host = real.host if real is not None else stalled_registry
+        proc = home.start("build", str(big_binary), "--push", f"{host}/app:v1")
+        try:
+            time.sleep(1.0)
+            assert proc.poll() is None, "the push ended before it could be interrupted"
+            proc.send_signal(signum)
+            assert_interrupted(proc, signum)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if real is not None:
+            assert "/manifests/" not in real.log_text()  # nothing tagged
     assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
 
 

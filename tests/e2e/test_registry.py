@@ -106,6 +106,34 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         assert "HEAD /v2/app/blobs/sha256:" in after
 
 
+def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(
+    zeroimage: Zeroimage, tmp_path: Path, static_binary: Path
+) -> None:
+    blobs = tmp_path / ".cache" / "blobs" / "sha256"
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    with start_registry(tmp_path / "a") as first, start_registry(tmp_path / "b") as second:
+        pushed = zeroimage("build", "--push", f"{first.host}/app:v1", str(static_binary), env=env).stdout
+        assert not [p for p in blobs.iterdir()]  # the layer went to the registry only, never to disk
+        # unchanged, to a registry that lacks the layer: the same bytes are made again and verified
+        proc = zeroimage("build", "-v", "--push", f"{second.host}/app:v1", str(static_binary), env=env)
+        assert "unchanged (cache)" in proc.stderr
+        assert proc.stdout.split("@")[1] == pushed.split("@")[1]
+        assert len(list(blobs.iterdir())) == 1  # now kept, for the upload
+        for registry in (first, second):
+            peers.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--src-tls-verify=false",
+                    f"docker://{registry.host}/app:v1",
+                    f"oci:{tmp_path / 'check'}:{registry.port}",
+                ]
+            )
+        # an archive needs the bytes locally: a hit now (the layer is kept), so nothing is compressed
+        proc = zeroimage("build", "-v", "-o", "out.tar", str(static_binary), env=env)
+        assert "unchanged (cache)" in proc.stderr and proc.stdout.split("@")[1] == pushed.split("@")[1]
+
+
 def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
     with start_registry(tmp_path / "reg") as registry:
         proc = zeroimage("build", "-o", "out.tar", "--push", f"{registry.host}/app:v1", str(static_binary))

@@ -1,4 +1,5 @@
-"""GrowingFile: a file read by followers while it is written, and the store's taps built on it."""
+"""Layer feeds — GrowingFile (a file read while it is written) and MemoryPipe (a bounded window
+of chunks) — and the store's taps built on them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from zeroimage.cache import BlobStore
+from zeroimage.cache import BlobStore, layer_key
 from zeroimage.errors import InputError
-from zeroimage.files import GrowingFile, LayerAbandoned, Readable
+from zeroimage.files import GrowingFile, LayerAbandoned, MemoryPipe, Readable
 from zeroimage.layer import Entry, LayerOptions, file_entry
 from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.progress import NullReporter
@@ -82,6 +83,69 @@ def test_abandoning_wakes_followers_with_an_error(tmp_path: Path) -> None:
     assert not reader.is_alive() and len(errors) == 1 and isinstance(errors[0], LayerAbandoned)
 
 
+def test_pipe_followers_each_read_every_chunk_in_order(tmp_path: Path) -> None:
+    pipe = MemoryPipe(window=10_000)
+    results: list[tuple[list[bytes], list[BaseException]]] = []
+    threads = []
+    for _ in range(2):
+        got: list[bytes] = []
+        errors: list[BaseException] = []
+        results.append((got, errors))
+        threads.append(threading.Thread(target=_read_all, args=(pipe.follow(), got, errors)))
+    for thread in threads:
+        thread.start()
+    parts = [os.urandom(n) for n in (1, 2500, 9999, 30000, 7)]  # bigger than the window, and than a read
+    for part in parts:
+        pipe.write(part)
+    pipe.end()
+    for thread in threads:
+        thread.join(5)
+    for got, errors in results:
+        assert not errors and b"".join(got) == b"".join(parts)
+
+
+def test_pipe_writer_waits_for_the_slowest_follower_and_abandon_frees_it() -> None:
+    pipe = MemoryPipe(window=1000)
+    idle = pipe.follow()
+    pipe.write(b"x" * 1000)  # fills the window
+    outcome: list[BaseException | None] = []
+
+    def write_more() -> None:
+        try:
+            pipe.write(b"y")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write_more)
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive()  # bounded: it waits for the follower
+    assert idle.read(-1) == b"x" * 1000  # room again
+    writer.join(5)
+    assert outcome == [None]
+    pipe.write(b"z" * 1000)
+    writer = threading.Thread(target=write_more)
+    writer.start()
+    writer.join(0.2)
+    assert writer.is_alive()
+    pipe.abandon()  # an interrupted build must never leave the compressor waiting
+    writer.join(5)
+    assert len(outcome) == 2 and isinstance(outcome[1], LayerAbandoned)
+    with pytest.raises(LayerAbandoned):
+        idle.read(1)
+
+
+def test_pipe_drops_a_follower_that_closes_and_then_holds_nothing() -> None:
+    pipe = MemoryPipe(window=1000)
+    quitter = pipe.follow()
+    pipe.write(b"x" * 1000)
+    quitter.close()  # a failed upload: the compressor goes on at full speed
+    for _ in range(100):
+        pipe.write(b"y" * 1000)
+    pipe.end()
+
+
 class _RecordingTap:
     def __init__(self) -> None:
         self.data = b""
@@ -138,3 +202,18 @@ def test_store_abandons_taps_when_the_layer_fails(tmp_path: Path) -> None:
     assert tap.aborted and tap.descriptor is None
     assert len(tap.errors) == 1 and isinstance(tap.errors[0], LayerAbandoned)
     assert not [p for p in (tmp_path / "cache" / "blobs" / "sha256").iterdir()]  # no temp file left
+
+
+def test_store_without_keep_passes_the_layer_through_memory(tmp_path: Path, program: Path) -> None:
+    store = BlobStore(tmp_path / "cache")
+    tap = _RecordingTap()
+    entries = [file_entry(program, "/app")]
+    built, cached = store.layer(entries, LayerOptions(), NullReporter(), [tap], keep=False)
+    tap.join()
+    assert not cached and tap.descriptor == built.descriptor and sha256_digest(tap.data) == built.descriptor.digest
+    assert not store.has(built.descriptor)  # never written to disk
+    key = layer_key(entries, LayerOptions())
+    assert store.lookup(key, need_blob=False) == built  # its identity is remembered: a push can skip it
+    assert store.lookup(key) is None  # but an output that needs the bytes misses
+    again, cached = store.layer(entries, LayerOptions(), NullReporter(), keep=True)
+    assert not cached and again == built and store.has(built.descriptor)
