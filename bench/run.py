@@ -125,9 +125,9 @@ def setup(args: argparse.Namespace, work: Path, report: Report, stack: ExitStack
         else:
             bench.buildah = buildah = Buildah(base, work / "buildah")
             stack.callback(buildah.cleanup)
-    if {"2", "3"} & set(args.only):
+    if {"2", "3", "4"} & set(args.only):
         if peers.which("docker-registry") is None:
-            report.note("docker-registry missing: scenarios 2 and 3 are skipped")
+            report.note("docker-registry missing: scenarios 2 and 3, and push memory in 4, are skipped")
         else:
             bench.registry = registry = start_registry(work / "registry")
             stack.callback(registry.close)

@@ -146,8 +146,19 @@ class Zeroimage:
         finally:
             shutil.rmtree(cache, ignore_errors=True)
 
-    def push(self, binary: Path, base: Path, ref: str, *, cache: Path, env: Mapping[str, str] | None = None) -> Outcome:
-        return self.build(["--from-archive", base, "--push", ref, binary], cache=cache, env=env)
+    def push(
+        self,
+        binary: Path,
+        base: Path,
+        ref: str,
+        *,
+        cache: Path,
+        env: Mapping[str, str] | None = None,
+        measure_rss: bool = False,
+    ) -> Outcome:
+        return self.build(
+            ["--from-archive", base, "--push", ref, binary], cache=cache, env=env, measure_rss=measure_rss
+        )
 
 
 class UmociPipeline:
