@@ -172,10 +172,14 @@ def _run(verbose: bool, action: Callable[[], int | None]) -> NoReturn:
     except ZeroimageError as exc:
         _err(f"error: {exc.message}")
         code = exc.exit_code
+    except BrokenPipeError as exc:
+        if exc.filename is not None:
+            _err(f"error: {exc.filename}: {exc.strerror}")
+        code = 141  # whoever read our output went away (`| head`): quietly, as SIGPIPE would
     except OSError as exc:
         from zeroimage.files import describe_os_error
 
-        _err(f"error: {describe_os_error(exc, exc.filename or '')}")
+        _err(f"error: {describe_os_error(exc, exc.filename) if exc.filename else exc.strerror or exc}")
         code = 1
     except Exception as exc:  # a bug: say so plainly, with the traceback only on request
         _err(f"internal error: {type(exc).__name__}: {exc}")
@@ -184,7 +188,19 @@ def _run(verbose: bool, action: Callable[[], int | None]) -> NoReturn:
         else:
             _err("run again with --verbose for details, and please report it")
         code = 70
-    sys.exit(code)
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown, which frees every object one by one (25–30 ms
+    after a push, a tenth of an unchanged re-push). Nothing needs it: every output is closed and
+    renamed by now, and neither zeroimage nor the libraries it uses leave work to atexit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: there is no one left to tell
+            pass
+    os._exit(code)
 
 
 # -- the commands --------------------------------------------------------------------------------

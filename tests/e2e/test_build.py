@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -270,3 +273,19 @@ def test_digest_mismatch_is_reported_and_existing_output_untouched(
     _fails(proc, "digest")
     assert existing.read_bytes() == b"precious"
     assert not list(tmp_path.glob(".out.tar.*"))
+
+
+def test_output_that_cannot_be_printed(static_binary: Path, tmp_path: Path) -> None:
+    """The image is written either way; a reader that went away (``| head``) ends the run quietly,
+    as SIGPIPE would; a full stdout is one line."""
+    env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "zeroimage", "build", "-o", "out.tar", str(static_binary)]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the build prints its result
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and stderr == ""
+    assert (tmp_path / "out.tar").exists()
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, cwd=tmp_path, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 1 and done.stderr == "zeroimage: error: No space left on device\n"
