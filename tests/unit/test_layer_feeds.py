@@ -217,3 +217,21 @@ def test_store_without_keep_passes_the_layer_through_memory(tmp_path: Path, prog
     assert store.lookup(key) is None  # but an output that needs the bytes misses
     again, cached = store.layer(entries, LayerOptions(), NullReporter(), keep=True)
     assert not cached and again == built and store.has(built.descriptor)
+
+
+def test_a_layer_kept_by_identity_is_made_again_when_a_sink_needs_its_bytes(tmp_path: Path, program: Path) -> None:
+    from zeroimage.build import _layer_blob
+
+    store = BlobStore(tmp_path / "cache")
+    entries = [file_entry(program, "/app")]
+    built, _ = store.layer(entries, LayerOptions(), NullReporter(), keep=False)
+    blob = _layer_blob(store, built, entries, LayerOptions(), NullReporter())
+    assert blob.path is None  # nothing on disk to copy from
+    with blob.open() as stream:
+        assert sha256_digest(stream.read()) == built.descriptor.digest
+    other = BlobStore(tmp_path / "other")
+    streamed, _ = other.layer(entries, LayerOptions(), NullReporter(), keep=False)
+    with open(program, "r+b") as handle:  # the program changes after its layer was streamed
+        handle.write(b"changed")
+    with pytest.raises(InputError, match="changed during the build"):
+        _layer_blob(other, streamed, entries, LayerOptions(), NullReporter()).open()
