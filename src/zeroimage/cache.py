@@ -39,6 +39,8 @@ from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
 
 DEFAULT_MAX_BYTES = 2 << 30
+#: Layer records kept (a few hundred bytes each); beyond it, the least recently used quarter goes.
+MAX_RECORDS = 4096
 _KEEP_RECENT_SECONDS = 600
 _FORMAT = 1
 
@@ -135,8 +137,7 @@ class BlobStore:
         for tap in taps:
             tap.finish(built.descriptor)
         self.remember(key, built)
-        if keep:
-            self.prune()
+        self.prune()
         return built, False
 
     # -- layer index -------------------------------------------------------------------------
@@ -148,13 +149,13 @@ class BlobStore:
             diff_id = str(record["diff_id"])
         except (OSError, ValueError, KeyError, TypeError, ZeroimageError):
             return None
-        if not need_blob:
-            return BuiltLayer(desc, diff_id)
-        if not self.has(desc):
+        if need_blob and not self.has(desc):
             return None
         now = time.time()
         try:
-            os.utime(self.path(desc.digest), (now, now))
+            os.utime(self._layers / key, (now, now))  # recently used: kept by prune()
+            if need_blob:
+                os.utime(self.path(desc.digest), (now, now))
         except OSError:
             return None
         return BuiltLayer(desc, diff_id)
@@ -165,7 +166,9 @@ class BlobStore:
             out.write(record)  # a record that cannot be written is only a future cache miss
 
     def prune(self) -> None:
-        """Remove least recently used blobs until the store fits its bound."""
+        """Remove least recently used blobs until the store fits its bound, and least recently
+        used layer records beyond :data:`MAX_RECORDS` (pushes write records alone)."""
+        self._prune_records()
         blobs = []
         for entry in os.scandir(self._blobs):
             try:
@@ -184,6 +187,18 @@ class BlobStore:
                 break
             _unlink(path)
             total -= size
+
+    def _prune_records(self) -> None:
+        with os.scandir(self._layers) as entries:
+            names = [entry.name for entry in entries]
+        if len(names) <= MAX_RECORDS:
+            return
+        records = []
+        for name in names:
+            with contextlib.suppress(OSError):
+                records.append((os.stat(self._layers / name).st_mtime, name))
+        for _, name in sorted(records)[: len(records) - MAX_RECORDS * 3 // 4]:
+            _unlink(str(self._layers / name))
 
 
 def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:

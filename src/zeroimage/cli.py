@@ -7,6 +7,7 @@ build's own clean-up has removed every temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -196,10 +197,8 @@ def _exit(code: int) -> NoReturn:
     after a push, a tenth of an unchanged re-push). Nothing needs it: every output is closed and
     renamed by now, and neither zeroimage nor the libraries it uses leave work to atexit."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: there is no one left to tell
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: there is no one left to tell
-            pass
     os._exit(code)
 
 

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from zeroimage import cache as cache_module
 from zeroimage.cache import BlobStore, layer_key
 from zeroimage.errors import InputError, UsageError
-from zeroimage.layer import Entry, LayerOptions, clean_image_path, file_entry, stream_layer, write_tar
+from zeroimage.layer import BuiltLayer, Entry, LayerOptions, clean_image_path, file_entry, stream_layer, write_tar
+from zeroimage.oci import Descriptor
+from zeroimage.oci.mediatypes import OCI_LAYER_GZIP
 from zeroimage.progress import NullReporter
 
 
@@ -114,3 +117,16 @@ def test_cache_prunes_least_recently_used(tmp_path: Path) -> None:
     os.utime(old, (1, 1))
     store.prune()
     assert not old.exists()
+
+
+def test_cache_prunes_least_recently_used_layer_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "MAX_RECORDS", 8)
+    store = BlobStore(tmp_path / "cache")
+    layer = BuiltLayer(Descriptor(OCI_LAYER_GZIP, "sha256:" + "a" * 64, 1), "sha256:" + "b" * 64)
+    for i in range(9):
+        store.remember(f"key{i}", layer)
+        os.utime(tmp_path / "cache" / "layers" / f"key{i}", (1000 + i, 1000 + i))
+    assert store.lookup("key0", need_blob=False) == layer  # used now: the most recent of all
+    store.prune()
+    kept = sorted(p.name for p in (tmp_path / "cache" / "layers").iterdir())
+    assert kept == ["key0", "key4", "key5", "key6", "key7", "key8"]
