@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zeroimage.errors import OutputError, ZeroimageError
-from zeroimage.files import GrowingFile, MemoryPipe, atomic_write, describe_os_error
+from zeroimage.feed import GrowingFile, MemoryPipe
+from zeroimage.files import atomic_write, describe_os_error
 from zeroimage.image import LayerTap
 from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest

@@ -255,7 +255,7 @@ def stream_layer(
     (SIGINT, SIGTERM) therefore never lands inside the compressor's ``write`` — where it would
     leave the threaded gzip writer with a numbered block that never comes, and ``close`` would
     wait forever — but only sets a flag that the worker checks between chunks. ``on_cancel``
-    then frees an ``out`` that may be waiting for room (a :class:`~zeroimage.files.MemoryPipe`)."""
+    then frees an ``out`` that may be waiting for room (a :class:`~zeroimage.feed.MemoryPipe`)."""
     reporter = reporter or NullReporter()
     sink = _HashingWriter(out)
     cancel = threading.Event()

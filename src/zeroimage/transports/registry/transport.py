@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 
 from zeroimage import cancel
 from zeroimage.errors import DigestError, NetworkError, RegistryError
-from zeroimage.files import CHUNK, LayerAbandoned, Readable, VerifyingReader
+from zeroimage.feed import LayerAbandoned
+from zeroimage.files import CHUNK, Readable, VerifyingReader
 from zeroimage.image import Blob, ImageGraph, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
@@ -473,11 +474,12 @@ class RegistrySink:
 
 class _StreamedUpload:
     """Uploads a layer while it is compressed: one upload session, one PATCH whose body follows
-    the layer's file as the compressor writes it (chunked transfer encoding), then PUT ?digest=
-    once the digest is known; the registry checks it. The upload reads the file, never a queue,
-    so the compressor never waits for the network, and memory stays flat however slow the
-    registry is. The sink's write waits for the upload (:meth:`wait`); any failure costs only the
-    overlap, since the sink then uploads the blob as any other."""
+    the layer's bytes as the compressor makes them (chunked transfer encoding), then PUT ?digest=
+    once the digest is known; the registry checks it. The bytes come from the store's file when
+    the layer is kept (the compressor never waits for the network), else through a bounded window
+    in memory (it waits for the slowest upload: memory stays flat). The sink's write waits for
+    the upload (:meth:`wait`); any failure costs only the overlap, since the sink then uploads
+    the blob as any other."""
 
     def __init__(self, sink: RegistrySink, reporter: Reporter) -> None:
         self.sink = sink

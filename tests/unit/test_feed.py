@@ -12,7 +12,8 @@ import pytest
 
 from zeroimage.cache import BlobStore, layer_key
 from zeroimage.errors import InputError
-from zeroimage.files import GrowingFile, LayerAbandoned, MemoryPipe, Readable
+from zeroimage.feed import GrowingFile, LayerAbandoned, MemoryPipe
+from zeroimage.files import Readable
 from zeroimage.layer import Entry, LayerOptions, file_entry
 from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.progress import NullReporter
