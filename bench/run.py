@@ -175,8 +175,12 @@ def print_context(report: Report, bench: Bench) -> None:
         parts = [f"{name} {value:.0f} MB/s" for name, value in throughput.items() if value]
         lines.append(f"single-file compression of the {bench.small.megabytes:.0f} MB binary: " + ", ".join(parts))
         lines.append(
-            "  (zeroimage: a whole FROM-scratch OCI archive, tar + sha256 x2 + gzip + write; gzip/pigz to /dev/null)"
+            "  (zeroimage: a whole FROM-scratch OCI archive, tar + sha256 x2 + compression + write;"
+            " the others to /dev/null)"
         )
+        compressed = context.get("compressed_mb")
+        if compressed:
+            lines.append("  archive sizes: " + ", ".join(f"{n} {mb:.1f} MB" for n, mb in compressed.items()))
     sizes = context.get("archive_mb")
     if sizes:
         lines.append("archive size in scenario 1: " + ", ".join(f"{n} {mb:.1f} MB" for n, mb in sizes.items()))

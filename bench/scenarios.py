@@ -378,24 +378,38 @@ def startup_scenario(bench: Bench) -> None:
 
 
 def compression_context(bench: Bench) -> None:
-    """Single-file compression throughput on the small binary: gzip -1, pigz -1, zeroimage."""
+    """Single-file compression throughput on the small binary: zeroimage's gzip and zstd layers
+    (a whole FROM-scratch archive) against gzip -1, pigz -1 and zstd -3 -T0 to /dev/null."""
     binary = bench.small
-    out = bench.out("ctx-scratch.tar")
-    contenders: dict[str, Measure] = {
-        "zeroimage": _timed(lambda: bench.zeroimage.archive(binary.path, None, out), cleanup=out),
-    }
-    for tool in ("gzip", "pigz"):
+    sizes: dict[str, float] = {}
+
+    def zeroimage(compression: str) -> Measure:
+        out = bench.out(f"ctx-scratch-{compression}.tar")
+
+        def measure() -> float:
+            try:
+                seconds = bench.zeroimage.archive(binary.path, None, out, extra=["--compression", compression]).seconds
+                sizes[f"zeroimage {compression}"] = _file_mb(out)
+                return seconds
+            finally:
+                _remove(out)
+
+        return measure
+
+    contenders: dict[str, Measure] = {"zeroimage": zeroimage("gzip"), "zeroimage zstd": zeroimage("zstd")}
+    for tool, args in (("gzip", ["-1"]), ("pigz", ["-1"]), ("zstd", ["-3", "-T0"])):
         if shutil.which(tool):
-            gzip = partial(run_step, [tool, "-1", "-c"], stdin=binary.path, keep_stdout=False)
-            contenders[f"{tool} -1"] = _timed(gzip)
+            command = partial(run_step, [tool, *args, "-c"], stdin=binary.path, keep_stdout=False)
+            contenders[" ".join([tool, *args])] = _timed(command)
         else:
-            bench.report.note(f"{tool} is missing: no {tool} -1 throughput")
+            bench.report.note(f"{tool} is missing: no {tool} throughput")
     samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what="[c] compression")
     throughput: dict[str, float | None] = {}
     for name, values in samples.items():
         seconds = median(values)
         throughput[name] = None if not seconds else binary.megabytes / seconds
     bench.report.context["compression_mb_per_s"] = throughput
+    bench.report.context["compressed_mb"] = sizes
 
 
 SCENARIOS: dict[str, Callable[[Bench], None]] = {

@@ -137,12 +137,20 @@ class Zeroimage:
             measure_rss=measure_rss,
         )
 
-    def archive(self, binary: Path, base: Path | None, out: Path, *, measure_rss: bool = False) -> Outcome:
+    def archive(
+        self,
+        binary: Path,
+        base: Path | None,
+        out: Path,
+        *,
+        measure_rss: bool = False,
+        extra: Sequence[str] = (),
+    ) -> Outcome:
         """Build ``binary`` on ``base`` (None: FROM scratch) into an OCI archive, on a fresh cache."""
         cache = self.fresh_cache()
         try:
             source: list[str | Path] = ["--from-archive", base] if base is not None else []
-            return self.build([*source, "-o", out, binary], cache=cache, measure_rss=measure_rss)
+            return self.build([*source, *extra, "-o", out, binary], cache=cache, measure_rss=measure_rss)
         finally:
             shutil.rmtree(cache, ignore_errors=True)
 
