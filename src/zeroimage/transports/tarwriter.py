@@ -10,12 +10,16 @@ from __future__ import annotations
 import errno
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from zeroimage.files import copy_stream
 from zeroimage.image import Blob
 from zeroimage.progress import Reporter
+
+#: How much one copy_file_range/sendfile call moves (then progress is told).
+_SLICE = 64 << 20
 
 
 class TarWriter:
@@ -48,8 +52,7 @@ class TarWriter:
         self._header(name, size)
         with reporter.task(label, size) as task:
             if blob.path is not None:
-                copy_file(blob.path, self.out, size)
-                task.advance(size)
+                copy_file(blob.path, self.out, size, task.advance)
             else:
                 stream = blob.open()
                 try:
@@ -63,8 +66,9 @@ class TarWriter:
         self.out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
 
 
-def copy_file(path: Path, out: BinaryIO, size: int) -> None:
-    """Append ``size`` bytes of ``path`` to ``out`` inside the kernel where it can."""
+def copy_file(path: Path, out: BinaryIO, size: int, progress: Callable[[int], None] | None = None) -> None:
+    """Append ``size`` bytes of ``path`` to ``out`` inside the kernel where it can, a slice at a
+    time so that ``progress`` hears of a big layer as it goes."""
     out.flush()
     dst = out.fileno()
     with open(path, "rb", buffering=0) as src:
@@ -75,9 +79,9 @@ def copy_file(path: Path, out: BinaryIO, size: int) -> None:
         while left:
             try:
                 if use_range:
-                    n = os.copy_file_range(src.fileno(), dst, left)
+                    n = os.copy_file_range(src.fileno(), dst, min(left, _SLICE))
                 else:
-                    n = os.sendfile(dst, src.fileno(), None, left)
+                    n = os.sendfile(dst, src.fileno(), None, min(left, _SLICE))
             except OSError as exc:
                 if use_range and exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     use_range = False
@@ -86,3 +90,5 @@ def copy_file(path: Path, out: BinaryIO, size: int) -> None:
             if n == 0:
                 raise OSError(errno.EIO, f"{path} ended early")
             left -= n
+            if progress is not None:
+                progress(n)
