@@ -205,6 +205,17 @@ def _exit(code: int) -> NoReturn:
 # -- the commands --------------------------------------------------------------------------------
 
 
+#: Options several commands share, said the same way everywhere.
+_insecure_option = click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow plain HTTP to this registry when it does not speak TLS. Repeatable.",
+)
+_verbose_option = click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="zeroimage", message="%(prog)s %(version)s")
 def main() -> None:
@@ -285,13 +296,7 @@ def _parse_platform_options(values: tuple[str, ...], binaries: tuple[str, ...]) 
     help="Compression of the new layer.",
 )
 @click.option("--compression-level", type=int, metavar="N", help="gzip 0-3 (ISA-L, default 1), zstd 1-19 (default 3).")
-@click.option(
-    "--insecure-registry",
-    "insecure",
-    multiple=True,
-    metavar="HOST[:PORT]",
-    help="Allow plain HTTP to this registry when it does not speak TLS. Repeatable.",
-)
+@_insecure_option
 @click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable. Repeatable.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a config label. Repeatable.")
 @click.option(
@@ -326,7 +331,7 @@ def _parse_platform_options(values: tuple[str, ...], binaries: tuple[str, ...]) 
 @click.option("--digest-file", type=click.Path(dir_okay=False), help="Write the image digest to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the result, nothing else.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
+@_verbose_option
 def build(**options: Any) -> None:
     """Build an image holding PROGRAM as its entrypoint (like FROM base; COPY PROGRAM /; ENTRYPOINT).
 
@@ -452,8 +457,8 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
 @click.argument("source", metavar="SOURCE")
 @click.option("--json", "as_json", is_flag=True, help="Print the full documents (index, manifests, configs) as JSON.")
 @click.option("--raw", is_flag=True, help="Print the exact bytes of the top-level manifest or index.")
-@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]")
-@click.option("-v", "--verbose", is_flag=True)
+@_insecure_option
+@_verbose_option
 def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], verbose: bool) -> None:
     """Show an image: platforms, digests, sizes, entrypoint, layers.
 
@@ -526,14 +531,8 @@ def completion(shell: str) -> None:
 @click.argument("registry", default="docker.io")
 @click.option("-u", "--username", help="User name (prompted for on a terminal when not given).")
 @click.option("--password-stdin", is_flag=True, help="Read the password (or token) from standard input.")
-@click.option(
-    "--insecure-registry",
-    "insecure",
-    multiple=True,
-    metavar="HOST[:PORT]",
-    help="Allow plain HTTP to this registry when it does not speak TLS.",
-)
-@click.option("-v", "--verbose", is_flag=True)
+@_insecure_option
+@_verbose_option
 def login(registry: str, username: str | None, password_stdin: bool, insecure: tuple[str, ...], verbose: bool) -> None:
     """Log in to REGISTRY (default docker.io) and store the credentials as Docker does.
 
@@ -583,7 +582,7 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
 
 @main.command(context_settings=CONTEXT)
 @click.argument("registry", default="docker.io")
-@click.option("-v", "--verbose", is_flag=True)
+@_verbose_option
 def logout(registry: str, verbose: bool) -> None:
     """Remove the stored credentials for REGISTRY (default docker.io)."""
 
@@ -603,8 +602,8 @@ def logout(registry: str, verbose: bool) -> None:
 
 @main.command("check-auth", context_settings=CONTEXT)
 @click.option("--push", "push", required=True, metavar="REF", help="The repository to check push access to.")
-@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]")
-@click.option("-v", "--verbose", is_flag=True)
+@_insecure_option
+@_verbose_option
 def check_auth(push: str, insecure: tuple[str, ...], verbose: bool) -> None:
     """Check, without pushing anything, that the stored credentials may push to REF.
 
