@@ -79,26 +79,10 @@ def run(
     ``env`` is merged over ``os.environ``. With ``check`` (default) a non-zero exit raises
     ``AssertionError`` naming the command, exit code, stdout and stderr; so does a timeout, always.
     """
-    argv = _resolve(cmd)
-    try:
-        return _checked(
-            subprocess.run(
-                argv,
-                input=input,
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                env=_environ(env),
-                timeout=timeout,
-                stdin=None if input is not None else subprocess.DEVNULL,
-            ),
-            check,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(_describe(argv, f"timed out after {timeout}s", e.stdout, e.stderr)) from None
-    except FileNotFoundError as e:
-        raise AssertionError(f"command not found: {argv[0]} ({e})") from None
+    done = run_bytes(cmd, check=check, input=None if input is None else input.encode(), env=env, timeout=timeout)
+    # as text=True would: UTF-8 (undecodable bytes replaced), universal newlines
+    text = [b.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n") for b in (done.stdout, done.stderr)]
+    return subprocess.CompletedProcess(done.args, done.returncode, *text)
 
 
 def run_bytes(
