@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -99,11 +100,23 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         first = zeroimage(*args, env=env).stdout
         before = registry.log_text()
         assert before.count("PUT /v2/app/blobs/uploads/") == 2  # layer and config
+        requests = len(registry.access_log())
         second = zeroimage(*args, env=env).stdout
-        after = registry.log_text()[len(before) :]
+        after = [line.split('"')[1] for line in registry.access_log()[requests:]]
         assert first == second
-        assert "/blobs/uploads/" not in after
-        assert "HEAD /v2/app/blobs/sha256:" in after
+        # the tag already names this image: one HEAD, nothing written
+        assert [r for r in after if not r.startswith("GET /v2/ ")] == ["HEAD /v2/app/manifests/v1 HTTP/1.1"]
+        # another tag for the same image: only the manifest is put, under the new tag
+        requests = len(registry.access_log())
+        third = zeroimage("build", "--push", f"{registry.host}/app:v2", str(static_binary), env=env).stdout
+        after = [line.split('"')[1] for line in registry.access_log()[requests:]]
+        assert third == first
+        assert not [r for r in after if "/blobs/" in r]
+        assert [r for r in after if r.startswith("PUT ")] == ["PUT /v2/app/manifests/v2 HTTP/1.1"]
+        digest = first.strip().split("@")[1]
+        for tag in ("v1", "v2"):
+            raw = peers.skopeo_inspect(f"docker://{registry.host}/app:{tag}", raw=True, extra=["--tls-verify=false"])
+            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
 
 
 def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(

@@ -443,7 +443,29 @@ class RegistrySink:
             raise DigestError(f"{self.reference.registry} stored manifest {confirmed}, expected {desc.digest}")
         return desc.digest
 
+    def manifest_digest(self, identifier: str) -> str | None:
+        """The digest the repository has under ``identifier`` (a tag or digest), by HEAD; None when
+        it has none or will not say."""
+        response = self.client.request(
+            "HEAD",
+            f"/v2/{self.reference.repository}/manifests/{identifier}",
+            scopes=self._scopes(),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        response.close()
+        return response.headers.get("docker-content-digest") if response.status_code == 200 else None
+
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        root, tag = graph.root, self.reference.tag
+        if not self.streams:  # no new layer went up: the registry may hold this very image already
+            if self.manifest_digest(tag or root.digest) == root.digest:
+                reporter.info(f"{self.reference} is this image already: nothing to push")
+                return WriteResult(self.reference.name, root.digest)
+            if tag and self.manifest_digest(root.digest) == root.digest:  # and so every blob it names
+                reporter.info(f"{self.reference.name} has this image: tagging it {tag}")
+                cancel.check()
+                self.put_manifest(tag, root, graph.documents[root.digest])
+                return WriteResult(self.reference.name, root.digest)
         order = graph.children_first()
         documents = [d for d in order if d.media_type in mt.MANIFESTS or d.media_type in mt.INDEXES]
         blobs = [d for d in order if d not in documents]
