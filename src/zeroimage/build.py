@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from zeroimage import runcheck
 from zeroimage.cache import BlobStore, default_cache_dir
@@ -176,8 +177,14 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
 
 
 def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:
-    """Sinks that take a new layer while it is compressed (registries: upload overlaps compression)."""
-    return [sink.layer_tap(reporter) for sink in sinks if hasattr(sink, "layer_tap")]
+    """Sinks that take a new layer while it is compressed (registries: upload overlaps compression),
+    one per group (a registry): the others in it find the layer there or mount it afterwards, so
+    pushing two tags uploads it once."""
+    groups: dict[object, list[Any]] = {}
+    for sink in sinks:
+        if hasattr(sink, "layer_tap"):
+            groups.setdefault(getattr(sink, "tap_group", sink), []).append(sink)
+    return [first.layer_tap(reporter, rest) for first, *rest in groups.values()]
 
 
 @contextmanager

@@ -147,6 +147,24 @@ def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(
         assert "unchanged (cache)" in proc.stderr and proc.stdout.split("@")[1] == pushed.split("@")[1]
 
 
+def test_several_tags_and_repositories_share_one_upload(
+    zeroimage: Zeroimage, tmp_path: Path, static_binary: Path
+) -> None:
+    with start_registry(tmp_path / "reg") as registry:
+        host = registry.host
+        refs = [f"{host}/app:v1", f"{host}/app:latest", f"{host}/mirror:v1"]
+        proc = zeroimage("build", "-v", *[arg for ref in refs for arg in ("--push", ref)], str(static_binary))
+        digests = {line.split("@")[1] for line in proc.stdout.split()}
+        assert len(digests) == 1
+        requests = [line.split('"')[1] for line in registry.access_log()]
+        assert len([r for r in requests if r.startswith("PATCH ")]) == 1  # the layer, streamed once
+        assert len([r for r in requests if "mount=" in r]) >= 1  # into the other repository
+        assert "has this image: tagging it latest" in proc.stderr
+        for ref in refs:
+            raw = peers.skopeo_inspect(f"docker://{ref}", raw=True, extra=["--tls-verify=false"])
+            assert "sha256:" + hashlib.sha256(raw).hexdigest() in digests
+
+
 def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
     with start_registry(tmp_path / "reg") as registry:
         proc = zeroimage("build", "-o", "out.tar", "--push", f"{registry.host}/app:v1", str(static_binary))

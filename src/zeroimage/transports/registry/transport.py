@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -234,6 +234,7 @@ class RegistrySink:
         self.description = f"docker://{reference}"
         self.stats = {"uploaded": 0, "mounted": 0, "existing": 0}
         self.streams: dict[str, _StreamedUpload] = {}  # layers uploaded while they were compressed
+        self.mountable: dict[str, _StreamedUpload] = {}  # ... to another repository of this registry
         self._lock = threading.Lock()
         self._client = client
         self._insecure_registries = insecure_registries
@@ -288,6 +289,9 @@ class RegistrySink:
         mount_from = None
         if isinstance(origin, RegistryOrigin) and origin.registry == self.reference.registry:
             mount_from = origin.repository
+        sibling = self.mountable.pop(desc.digest, None)
+        if sibling is not None and sibling.wait(quiet=True):
+            mount_from = sibling.sink.reference.repository
         last_error: Exception | None = None
         for attempt in range(UPLOAD_ATTEMPTS):
             location = self._start_upload(desc, mount_from if attempt == 0 else None)
@@ -410,9 +414,15 @@ class RegistrySink:
         if confirmed and confirmed != desc.digest:
             raise DigestError(f"{self.reference.registry} stored {confirmed} for upload of {desc.digest}")
 
-    def layer_tap(self, reporter: Reporter) -> _StreamedUpload:
-        """Upload a new layer while it is being compressed (see :class:`_StreamedUpload`)."""
-        return _StreamedUpload(self, reporter)
+    @property
+    def tap_group(self) -> str:
+        """Sinks of one group share one upload of a new layer: the others mount it, or find it."""
+        return self.reference.registry
+
+    def layer_tap(self, reporter: Reporter, siblings: Sequence[RegistrySink] = ()) -> _StreamedUpload:
+        """Upload a new layer while it is being compressed (see :class:`_StreamedUpload`); the
+        ``siblings`` (other repositories or tags on this registry) mount it from here afterwards."""
+        return _StreamedUpload(self, reporter, siblings)
 
     def check_push_access(self) -> None:
         """Start an upload session (which needs push access) and cancel it: nothing is written."""
@@ -503,9 +513,10 @@ class _StreamedUpload:
     the upload (:meth:`wait`); any failure costs only the overlap, since the sink then uploads
     the blob as any other."""
 
-    def __init__(self, sink: RegistrySink, reporter: Reporter) -> None:
+    def __init__(self, sink: RegistrySink, reporter: Reporter, siblings: Sequence[RegistrySink] = ()) -> None:
         self.sink = sink
         self.reporter = reporter
+        self.siblings = siblings
         self.thread: threading.Thread | None = None
         self.failed: BaseException | None = None
         self.descriptor: Descriptor | None = None
@@ -552,17 +563,19 @@ class _StreamedUpload:
     def finish(self, descriptor: Descriptor) -> None:
         self.descriptor = descriptor
         self.sink.streams[descriptor.digest] = self
+        for sibling in self.siblings:
+            sibling.mountable[descriptor.digest] = self
         self._settled.set()
 
     def abort(self) -> None:
         self._settled.set()  # the layer's reader raises; the upload session is cancelled
 
-    def wait(self) -> bool:
+    def wait(self, quiet: bool = False) -> bool:
         """Wait for the upload to end; True if the registry confirmed the blob."""
         if self.thread is not None:
             self.thread.join()
-        if self.failed is None:
-            return True
+        if self.failed is None or quiet:
+            return self.failed is None
         self.reporter.info(
             f"streaming the layer to {self.sink.reference.registry} failed ({self.failed}); uploading it afterwards"
         )
