@@ -7,6 +7,7 @@ InputError, never an IndexError or a read past the end of the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import struct
@@ -31,6 +32,10 @@ _ET_NAMES = {1: "a relocatable object file (.o)", 4: "a core dump"}
 
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ, _DT_RPATH, _DT_RUNPATH = 0, 1, 5, 10, 15, 29
+_DT_VERDEF, _DT_VERDEFNUM, _DT_VERNEED, _DT_VERNEEDNUM = 0x6FFFFFFC, 0x6FFFFFFD, 0x6FFFFFFE, 0x6FFFFFFF
+_NAMING_TAGS = (_DT_NEEDED, _DT_RPATH, _DT_RUNPATH)
+_VER_FLG_BASE = 1
+MAX_VERSIONS = 4096  # version needs, and definitions, read from one file
 
 _EM_386, _EM_MIPS, _EM_PPC64, _EM_S390, _EM_ARM = 3, 8, 21, 22, 40
 _EM_X86_64, _EM_AARCH64, _EM_RISCV, _EM_LOONGARCH = 62, 183, 243, 258
@@ -59,6 +64,8 @@ class BinaryInfo:
     interpreter: str = ""  # PT_INTERP
     needed: tuple[str, ...] = ()  # DT_NEEDED, in order
     rpath: tuple[str, ...] = ()  # DT_RPATH and DT_RUNPATH entries
+    versions_needed: tuple[tuple[str, str], ...] = ()  # (library, version), e.g. ("libc.so.6", "GLIBC_2.34")
+    versions_defined: tuple[str, ...] = ()  # a library's own versions, e.g. "GLIBC_2.2.5", ...
     shebang: str = ""  # a script's interpreter: the first word after "#!"
 
     @property
@@ -217,13 +224,11 @@ def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, in
     return entries
 
 
-def _dynamic_strings(
-    r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """DT_NEEDED names and DT_RPATH/DT_RUNPATH entries, read from DT_STRTAB."""
-    wanted = [(tag, value) for tag, value in entries if tag in (_DT_NEEDED, _DT_RPATH, _DT_RUNPATH)]
-    if not wanted:
-        return (), ()
+StringAt = Callable[[int, str], str]
+
+
+def _string_table(r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]]) -> StringAt:
+    """A reader of strings at offsets in DT_STRTAB (raising when there is none)."""
     strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
     if strtab is None:
         raise r.fail("it names libraries but has no string table (DT_STRTAB)")
@@ -247,15 +252,57 @@ def _dynamic_strings(
             end = limit
         return _decode(whole[offset:end], what, r)
 
+    return string
+
+
+def _dynamic_strings(entries: list[tuple[int, int]], string: StringAt) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """DT_NEEDED names and DT_RPATH/DT_RUNPATH entries."""
     needed: list[str] = []
     rpath: list[str] = []
-    for tag, value in wanted:
+    for tag, value in entries:
         if tag == _DT_NEEDED:
             needed.append(string(value, "a needed library name (DT_NEEDED)"))
-        else:
+        elif tag in (_DT_RPATH, _DT_RUNPATH):
             text = string(value, "a library search path (DT_RPATH/DT_RUNPATH)")
             rpath.extend(p for p in text.split(":") if p)
     return tuple(needed), tuple(rpath)
+
+
+def _symbol_versions(
+    r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]], string: StringAt
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Symbol versions (GNU): the (library, version) pairs the file needs (DT_VERNEED, e.g.
+    ``("libc.so.6", "GLIBC_2.34")``) and the versions it defines (DT_VERDEF). Both chains are
+    walked with their counts and :data:`MAX_VERSIONS` as bounds."""
+    tags = dict(entries)
+    needs: list[tuple[str, str]] = []
+    if _DT_VERNEED in tags:
+        offset = _file_offset(r, segments, tags[_DT_VERNEED], "the version needs (DT_VERNEED)")
+        for _ in range(min(tags.get(_DT_VERNEEDNUM, MAX_VERSIONS), MAX_VERSIONS)):
+            _, count, file_name, aux, following = r.unpack("HHIII", r.read(offset, 16, "a version need"))
+            library = string(file_name, "a versioned library name")
+            entry = offset + aux
+            for _ in range(min(count, MAX_VERSIONS)):
+                _, _, _, name, next_aux = r.unpack("IHHII", r.read(entry, 16, "a needed version"))
+                needs.append((library, string(name, "a needed version name")))
+                if not next_aux:
+                    break
+                entry += next_aux
+            if not following or len(needs) >= MAX_VERSIONS:
+                break
+            offset += following
+    defines: list[str] = []
+    if _DT_VERDEF in tags:
+        offset = _file_offset(r, segments, tags[_DT_VERDEF], "the version definitions (DT_VERDEF)")
+        for _ in range(min(tags.get(_DT_VERDEFNUM, MAX_VERSIONS), MAX_VERSIONS)):
+            _, flags, _, count, _, aux, following = r.unpack("HHHHIII", r.read(offset, 20, "a version definition"))
+            if count and not flags & _VER_FLG_BASE:  # the base entry is the file's own name
+                (name,) = r.unpack("I", r.read(offset + aux, 8, "a version name"))
+                defines.append(string(name, "a defined version name"))
+            if not following:
+                break
+            offset += following
+    return tuple(needs), tuple(defines)
 
 
 def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
@@ -293,9 +340,16 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
             raise r.fail("the interpreter path (PT_INTERP) is empty")
     needed: tuple[str, ...] = ()
     rpath: tuple[str, ...] = ()
+    needs: tuple[tuple[str, str], ...] = ()
+    defines: tuple[str, ...] = ()
     dynamic = next((s for s in segments if s.type == _PT_DYNAMIC), None)
-    if dynamic is not None:
-        needed, rpath = _dynamic_strings(r, segments, _dynamic_entries(r, dynamic, bits))
+    entries = _dynamic_entries(r, dynamic, bits) if dynamic is not None else []
+    string = _string_table(r, segments, entries) if any(tag in _NAMING_TAGS for tag, _ in entries) else None
+    if string is not None:
+        needed, rpath = _dynamic_strings(entries, string)
+    if any(tag in (_DT_VERDEF, _DT_VERNEED) for tag, _ in entries):
+        with contextlib.suppress(InputError):  # versions only refine a warning: never refuse a file for them
+            needs, defines = _symbol_versions(r, segments, entries, string or _string_table(r, segments, entries))
     return BinaryInfo(
         format="elf",
         architecture=_elf_architecture(e_machine, bits, ei_data == 1, e_flags),
@@ -304,6 +358,8 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
         interpreter=interpreter,
         needed=needed,
         rpath=rpath,
+        versions_needed=needs,
+        versions_defined=defines,
     )
 
 
