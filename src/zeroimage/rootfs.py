@@ -1,9 +1,11 @@
 """The filesystem an image will have: base layers listed (headers only) with whiteouts honoured,
 plus the entries of new layers, with symlinks resolved inside the image.
 
-Listing a layer streams it once through its decompressor and reads only tar headers; the few
-small files the build needs to read (``/etc/passwd``, ``/etc/group``, ``/etc/ld.so.conf*``) are
-kept, nothing else. Listings are cached per layer digest, so a base is listed once per machine.
+Listing a layer streams it once through its decompressor and reads tar headers; the few small
+files the build needs to read (``/etc/passwd``, ``/etc/group``, ``/etc/ld.so.conf*``) are kept,
+and of each shared library (``*.so``, ``*.so.N``, up to 32 MiB) only what the loader checks: the
+libraries it needs, its RPATH/RUNPATH and its symbol versions. Listings are cached per layer
+digest, so a base is listed once per machine.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from zeroimage.elf import BinaryInfo, inspect_binary, parse_elf
 from zeroimage.errors import InputError, OutputError
 from zeroimage.files import Readable, atomic_write
 from zeroimage.image import Blob
@@ -29,8 +32,9 @@ from zeroimage.oci import split_digest
 _KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf")
 _KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
 _MAX_KEPT = 256 * 1024
+_MAX_LIBRARY = 32 << 20  # a larger library is listed but not read (its needs go unchecked)
 _MAX_LINKS = 40
-_FORMAT = 1
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,50 @@ class Node:
     gid: int = 0
     target: str = ""
     content: str | None = None
+    #: a shared library's dynamic section (when it was read): what the loader checks
+    library: bool = False
+    needed: tuple[str, ...] = ()
+    rpath: tuple[str, ...] = ()
+    versions_needed: tuple[tuple[str, str], ...] = ()
+    versions_defined: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Node:
+        data = dict(data)
+        for name in ("needed", "rpath", "versions_defined"):
+            data[name] = tuple(data.get(name, ()))
+        data["versions_needed"] = tuple((str(a), str(b)) for a, b in data.get("versions_needed", ()))
+        return cls(**data)
 
 
 def _keep(path: str) -> bool:
     return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES)
+
+
+def is_library_name(path: str) -> bool:
+    """libc.so.6, ld-linux-x86-64.so.2, libfoo.so: names the loader loads."""
+    name = posixpath.basename(path)
+    return name.endswith(".so") or ".so." in name
+
+
+def _library_facts(info: BinaryInfo) -> dict[str, Any]:
+    if info.format != "elf":
+        return {}
+    return {
+        "library": True,
+        "needed": info.needed,
+        "rpath": info.rpath,
+        "versions_needed": info.versions_needed,
+        "versions_defined": info.versions_defined,
+    }
+
+
+def _read_library(data: bytes, path: str) -> dict[str, Any]:
+    """What the loader would check of a library in a layer; nothing when it is not a valid ELF."""
+    try:
+        return _library_facts(parse_elf(lambda offset, length: data[offset : offset + length], len(data), path))
+    except InputError:
+        return {}
 
 
 class _Stream(io.RawIOBase):
@@ -89,10 +133,15 @@ def list_layer(blob: Blob) -> list[tuple[str, Node]]:
                 if path in (".", "") or path.startswith("../"):
                     continue
                 content = None
+                facts: dict[str, Any] = {}
                 if info.isreg() and _keep(path) and info.size <= _MAX_KEPT:
                     handle = tar.extractfile(info)
                     if handle is not None:
                         content = handle.read().decode("utf-8", "replace")
+                elif info.isreg() and is_library_name(path) and info.size <= _MAX_LIBRARY:
+                    handle = tar.extractfile(info)
+                    if handle is not None:
+                        facts = _read_library(handle.read(), path)
                 kind = (
                     "dir"
                     if info.isdir()
@@ -104,7 +153,7 @@ def list_layer(blob: Blob) -> list[tuple[str, Node]]:
                     if info.isreg()
                     else "other"
                 )
-                out.append((path, Node(kind, info.mode, info.uid, info.gid, info.linkname, content)))
+                out.append((path, Node(kind, info.mode, info.uid, info.gid, info.linkname, content, **facts)))
         # reading to the end lets the verifying reader check the digest
         while raw.read(1 << 20):
             pass
@@ -168,20 +217,7 @@ class FileTree:
                 parent = posixpath.dirname(parent)
 
     def add_entries(self, entries: Iterable[Entry]) -> None:
-        self.apply(
-            (
-                e.path.lstrip("/"),
-                Node(
-                    e.kind,
-                    e.mode,
-                    e.uid,
-                    e.gid,
-                    e.target,
-                    e.data.decode("utf-8", "replace") if e.data is not None and _keep(e.path.lstrip("/")) else None,
-                ),
-            )
-            for e in entries
-        )
+        self.apply((e.path.lstrip("/"), _entry_node(e)) for e in entries)
 
     def resolve(self, path: str) -> tuple[str, Node] | None:
         """Follow symlinks (in every component) inside the image; None if it does not exist."""
@@ -234,6 +270,16 @@ class FileTree:
                 yield key
 
 
+def _entry_node(entry: Entry) -> Node:
+    path = entry.path.lstrip("/")
+    content = entry.data.decode("utf-8", "replace") if entry.data is not None and _keep(path) else None
+    facts: dict[str, Any] = {}
+    if entry.kind == "file" and entry.source is not None and is_library_name(path):
+        with contextlib.suppress(InputError):  # an added library is checked like the base's
+            facts = _library_facts(inspect_binary(entry.source))
+    return Node(entry.kind, entry.mode, entry.uid, entry.gid, entry.target, content, **facts)
+
+
 class ListingCache:
     """Layer listings by digest, as small JSON files beside the blob store."""
 
@@ -248,7 +294,7 @@ class ListingCache:
             try:
                 record = json.loads(path.read_text())
                 if record.get("format") == _FORMAT:
-                    return [(p, Node(**n)) for p, n in record["entries"]]
+                    return [(p, Node.from_dict(n)) for p, n in record["entries"]]
             except (OSError, ValueError, TypeError, KeyError):
                 pass
         entries = list_layer(blob)

@@ -2,17 +2,23 @@
 
 An ELF program needs its loader (PT_INTERP) and its DT_NEEDED libraries, looked up as the loader
 would: RPATH/RUNPATH (``$ORIGIN`` expanded), the image's ``/etc/ld.so.conf`` (and ``.d``), the
-Debian/Ubuntu multiarch directories and the default ``/lib``, ``/usr/lib``. A script needs its
-``#!`` interpreter. A Mach-O or PE program cannot run on Linux at all.
+Debian/Ubuntu multiarch directories and the default ``/lib``, ``/usr/lib``; then, the same way,
+the libraries those need, and every symbol version (``GLIBC_2.34``) the program and its libraries
+need from a library that defines versions. A script needs its ``#!`` interpreter. A Mach-O or PE
+program cannot run on Linux at all.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import posixpath
+from collections import deque
 
 from zeroimage.elf import BinaryInfo
-from zeroimage.rootfs import FileTree
+from zeroimage.rootfs import FileTree, Node
+
+#: Libraries followed from one program (a loader gives up long before).
+MAX_LIBRARIES = 1024
 
 MULTIARCH = {
     "amd64": ("x86_64-linux-gnu",),
@@ -82,10 +88,75 @@ def problems(info: BinaryInfo, entrypoint: str, tree: FileTree, image_os: str = 
     found: list[str] = []
     if info.interpreter and not tree.exists(info.interpreter):
         found.append(f"the ELF loader {info.interpreter} is missing")
-    dirs = search_dirs(info, entrypoint, tree)
-    missing = [lib for lib in info.needed if not any(tree.exists(posixpath.join(d, lib)) for d in dirs)]
+    loaded, missing = _load(info, entrypoint, tree)
     if missing:
         found.append(f"the libraries {', '.join(missing)} are missing")
+    found += _version_problems(info, loaded)
     if found:
         return [f"{entrypoint} is dynamically linked and cannot start in this image: {'; '.join(found)}"]
     return []
+
+
+def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, Node], list[str]]:
+    """Walk the libraries as the loader would, breadth first from the program's DT_NEEDED and on
+    through each library's own (those the listing could read): the nodes found, by name, and the
+    names not found ("libpcre2-8.so.0 (needed by libselinux.so.1)" when a library needs it)."""
+    dirs = search_dirs(info, entrypoint, tree)
+    loaded: dict[str, Node] = {}
+    missing: list[str] = []
+    queue: deque[tuple[str, str, str, tuple[str, ...]]] = deque((name, "", entrypoint, ()) for name in info.needed)
+    while queue and len(loaded) + len(missing) < MAX_LIBRARIES:
+        name, needed_by, requester, rpath = queue.popleft()
+        if name in loaded or any(m.split(" ")[0] == name for m in missing):
+            continue
+        origin = posixpath.dirname(requester)
+        own = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in rpath]
+        candidates = [name] if "/" in name else [posixpath.join(d, name) for d in [*own, *dirs]]
+        found = next((hit for hit in map(tree.resolve, candidates) if hit is not None), None)
+        if found is None:
+            missing.append(f"{name} (needed by {needed_by})" if needed_by else name)
+            continue
+        path, node = found
+        loaded[name] = node
+        if node.library:
+            queue.extend((child, name, "/" + path, node.rpath) for child in node.needed)
+    return loaded, missing
+
+
+def _version_problems(info: BinaryInfo, loaded: dict[str, Node]) -> list[str]:
+    """Symbol versions a library in the image does not define ("version `GLIBC_2.34' not found" at
+    run time): the program built against a newer library than the base has."""
+    requesters = [(info.versions_needed, "")] + [(n.versions_needed, name) for name, n in loaded.items()]
+    lacking: dict[str, dict[str, set[str]]] = {}
+    for needs, requester in requesters:
+        for library, version in needs:
+            node = loaded.get(library)
+            if node is None or not node.versions_defined or version in node.versions_defined:
+                continue  # missing (said already), not read, unversioned (musl) or satisfied
+            lacking.setdefault(library, {}).setdefault(version, set()).add(requester)
+    problems = []
+    for library, versions in lacking.items():
+        names = sorted(versions, key=_version_key)
+        newest = max(
+            (v for v in loaded[library].versions_defined if _family(v) == _family(names[-1])),
+            key=_version_key,
+            default="",
+        )
+        by = sorted({r for users in versions.values() for r in users if r})
+        problems.append(
+            f"{library} in the image is older than it was built against: it lacks {', '.join(names)}"
+            + (f" (it has up to {newest})" if newest else "")
+            + (f", needed by {', '.join(by)}" if by else "")
+        )
+    return problems
+
+
+def _family(version: str) -> str:
+    """GLIBC_2.34 → GLIBC_; OPENSSL_3.0.0 → OPENSSL_."""
+    return version.rstrip("0123456789.")
+
+
+def _version_key(version: str) -> tuple[str, tuple[int, ...]]:
+    family = _family(version)
+    numbers = tuple(int(part) for part in version[len(family) :].split(".") if part.isdigit())
+    return family, numbers

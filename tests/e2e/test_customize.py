@@ -11,6 +11,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import MULTIARCH, Zeroimage
 from tests.support import peers
 
@@ -186,14 +188,20 @@ def test_add_keeps_base_directories_and_refuses_links_and_specials(
     assert proc.returncode != 0 and "special file" in proc.stderr
 
 
-def test_dynamic_binary_on_a_base_with_its_libraries(zeroimage: Zeroimage, tmp_path: Path) -> None:
-    ldd = subprocess.run(["ldd", "/bin/ls"], capture_output=True, text=True, check=True).stdout
+def _ldd_files(program: str) -> dict[str, Path]:
+    """The loader and every library ``program`` loads on this host (``ldd``), by path."""
+    ldd = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
     files: dict[str, Path] = {}
     for line in ldd.splitlines():
         parts = line.split()
         path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
         if path.startswith("/"):
             files[path] = Path(path).resolve()
+    return files
+
+
+def test_dynamic_binary_on_a_base_with_its_libraries(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    files = _ldd_files("/bin/ls")
     layout = peers.umoci_build(tmp_path / "libs-layout", files, tag="libs")
     base = peers.pack_layout(layout, tmp_path / "libs.tar")
     proc = zeroimage(
@@ -206,6 +214,24 @@ def test_dynamic_binary_on_a_base_with_its_libraries(zeroimage: Zeroimage, tmp_p
     assert "warning" in proc.stderr and "libc.so.6" in proc.stderr
     proc = zeroimage("build", "--strict", "--from-archive", str(MULTIARCH), "-o", "strict.tar", "/bin/ls", check=False)
     assert proc.returncode != 0 and "libc.so.6" in proc.stderr and not (tmp_path / "strict.tar").exists()
+
+
+def test_a_library_that_a_library_needs_is_checked_too(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """/bin/ls needs libselinux, which needs libpcre2-8: a base without the latter is warned about
+    (and runc confirms the image cannot start), naming who needs it."""
+    files = _ldd_files("/bin/ls")
+    transitive = [p for p in files if "libpcre2-8" in p]
+    if not transitive:
+        pytest.skip("this host's ls does not load libpcre2-8 through libselinux")
+    for path in transitive:
+        del files[path]
+    layout = peers.umoci_build(tmp_path / "partial-layout", files, tag="libs")
+    base = peers.pack_layout(layout, tmp_path / "partial.tar")
+    proc = zeroimage("build", "--from", f"oci-archive:{base}:libs", "-o", "ls.tar", "/bin/ls")
+    assert "warning" in proc.stderr and "libpcre2-8.so.0 (needed by libselinux.so.1)" in proc.stderr
+    assert "libc.so.6" not in proc.stderr  # what is there is not reported
+    ran = peers.run_image(tmp_path / "ls.tar", check=False)
+    assert ran.returncode != 0 and "libpcre2-8" in ran.stdout + ran.stderr
 
 
 def test_scripts_and_foreign_programs_are_warned_about(zeroimage: Zeroimage, tmp_path: Path) -> None:

@@ -555,3 +555,33 @@ def test_mutated_headers(good: bytes, mutations: list[tuple[int, int]], cut: int
             buf[offset] = value
     _only_input_errors(bytes(buf))
     _only_input_errors(bytes(buf[: len(buf) - cut]))
+
+
+def _readelf_versions(path: str) -> tuple[set[tuple[str, str]], set[str]]:
+    """(library, version) needs and defined versions, as binutils' readelf -V prints them."""
+    text = subprocess.run(["readelf", "-V", "-W", path], capture_output=True, text=True, check=True).stdout
+    needs: set[tuple[str, str]] = set()
+    defines: set[str] = set()
+    section, library = "", ""
+    for line in text.splitlines():
+        if "section '.gnu.version_r'" in line or "section '.gnu.version_d'" in line:
+            section = line.split("'")[1]
+        elif section == ".gnu.version_r" and "File:" in line:
+            library = line.split("File:")[1].split()[0]
+        elif section == ".gnu.version_r" and "Name:" in line:
+            needs.add((library, line.split("Name:")[1].split()[0]))
+        elif section == ".gnu.version_d" and "Name:" in line and "Flags: BASE" not in line:
+            defines.add(line.split("Name:")[1].split()[0])
+    return needs, defines
+
+
+@pytest.mark.parametrize(
+    "path", ["/bin/ls", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libselinux.so.1"]
+)
+def test_symbol_versions_match_readelf(path: str) -> None:
+    if shutil.which("readelf") is None or not os.path.exists(path):
+        pytest.skip("needs binutils and the host's library")
+    info = inspect_binary(path)
+    needs, defines = _readelf_versions(path)
+    assert set(info.versions_needed) == needs and set(info.versions_defined) == defines
+    assert needs or defines
