@@ -104,16 +104,18 @@ def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, 
     dirs = search_dirs(info, entrypoint, tree)
     loaded: dict[str, Node] = {}
     missing: list[str] = []
+    absent: set[str] = set()
     queue: deque[tuple[str, str, str, tuple[str, ...]]] = deque((name, "", entrypoint, ()) for name in info.needed)
-    while queue and len(loaded) + len(missing) < MAX_LIBRARIES:
+    while queue and len(loaded) + len(absent) < MAX_LIBRARIES:
         name, needed_by, requester, rpath = queue.popleft()
-        if name in loaded or any(m.split(" ")[0] == name for m in missing):
+        if name in loaded or name in absent:
             continue
         origin = posixpath.dirname(requester)
         own = [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in rpath]
         candidates = [name] if "/" in name else [posixpath.join(d, name) for d in [*own, *dirs]]
         found = next((hit for hit in map(tree.resolve, candidates) if hit is not None), None)
         if found is None:
+            absent.add(name)
             missing.append(f"{name} (needed by {needed_by})" if needed_by else name)
             continue
         path, node = found
