@@ -440,7 +440,10 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
         "mediaType": result.root.media_type,
         "size": result.root.size,
         "base": result.base,
-        "outputs": [{"reference": w.reference, "digest": w.digest} for w in result.outputs],
+        "outputs": [
+            {"reference": w.reference, "digest": w.digest, **({"blobs": w.blobs} if w.blobs is not None else {})}
+            for w in result.outputs
+        ],
         "platforms": [
             {
                 "platform": str(p.platform),

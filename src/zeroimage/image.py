@@ -104,10 +104,12 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a sink wrote: a human/script reference and the digest of the top document."""
+    """What a sink wrote: a human/script reference and the digest of the top document; for a
+    registry, also how many blobs were uploaded, mounted, or found there already."""
 
     reference: str
     digest: str
+    blobs: dict[str, int] | None = None
 
 
 class LayerTap(Protocol):

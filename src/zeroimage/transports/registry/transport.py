@@ -470,12 +470,12 @@ class RegistrySink:
         if not self.streams:  # no new layer went up: the registry may hold this very image already
             if self.manifest_digest(tag or root.digest) == root.digest:
                 reporter.info(f"{self.reference} is this image already: nothing to push")
-                return WriteResult(self.reference.name, root.digest)
+                return WriteResult(self.reference.name, root.digest, dict(self.stats))
             if tag and self.manifest_digest(root.digest) == root.digest:  # and so every blob it names
                 reporter.info(f"{self.reference.name} has this image: tagging it {tag}")
                 cancel.check()
                 self.put_manifest(tag, root, graph.documents[root.digest])
-                return WriteResult(self.reference.name, root.digest)
+                return WriteResult(self.reference.name, root.digest, dict(self.stats))
         order = graph.children_first()
         documents = [d for d in order if d.media_type in mt.MANIFESTS or d.media_type in mt.INDEXES]
         blobs = [d for d in order if d not in documents]
@@ -501,7 +501,7 @@ class RegistrySink:
             is_root = desc.digest == graph.root.digest
             identifier = self.reference.tag if is_root and self.reference.tag else desc.digest
             self.put_manifest(identifier, desc, graph.documents[desc.digest])
-        return WriteResult(self.reference.name, graph.root.digest)
+        return WriteResult(self.reference.name, graph.root.digest, dict(self.stats))
 
 
 class _StreamedUpload:
