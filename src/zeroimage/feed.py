@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from zeroimage.files import Readable
+from zeroimage.files import RangeReader, Readable
 
 
 class LayerAbandoned(Exception):
@@ -80,25 +80,16 @@ class GrowingFile(_Feed):
             return self._size - offset
 
 
-class _FileFollower:
+class _FileFollower(RangeReader):
+    """A range that grows with the file: each read first waits for bytes beyond the position."""
+
     def __init__(self, growing: GrowingFile, fd: int) -> None:
+        super().__init__(fd, 0, 0)
         self._growing = growing
-        self._fd = fd
-        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        available = self._growing._available(self._pos)
-        n = available if n < 0 else min(n, available)
-        if n <= 0:
-            return b""
-        data = os.pread(self._fd, n, self._pos)
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._end = self._pos + self._growing._available(self._pos)
+        return super().read(n)
 
 
 class MemoryPipe(_Feed):

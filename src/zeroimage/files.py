@@ -102,10 +102,11 @@ def _unlink(path: str) -> None:
 
 
 class RangeReader:
-    """A read-only stream over ``size`` bytes of a file starting at ``offset``."""
+    """A read-only stream over ``size`` bytes of a file starting at ``offset``; the file is a path,
+    or a descriptor the reader takes over (and closes)."""
 
-    def __init__(self, path: str | os.PathLike[str], offset: int, size: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, file: str | os.PathLike[str] | int, offset: int, size: int) -> None:
+        self._fd = file if isinstance(file, int) else os.open(file, os.O_RDONLY | os.O_CLOEXEC)
         self._pos = offset
         self._end = offset + size
 

@@ -16,7 +16,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +118,7 @@ def wait_for(condition: object, what: str, timeout: float = 20) -> None:
         time.sleep(0.002)
 
 
-def assert_interrupted(proc: subprocess.Popen[str], signum: int, compressing: bool = False) -> None:
+def assert_interrupted(proc: subprocess.Popen[str], signum: int) -> None:
     try:
         stdout, stderr = proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:  # a hang is a failure (the compressor must never wait forever)
@@ -130,6 +130,20 @@ def assert_interrupted(proc: subprocess.Popen[str], signum: int, compressing: bo
     assert "Traceback" not in stderr and "error" not in stderr, told
     assert stderr.strip().splitlines()[-1].startswith("zeroimage: interrupted"), told
     assert stdout == "", told
+
+
+def interrupt(proc: subprocess.Popen[str], signum: int, ready: Callable[[], object]) -> None:
+    """Once ``ready()`` returns, send ``signum`` to the still running ``proc`` and check how it ends;
+    never leave it running."""
+    try:
+        ready()
+        assert proc.poll() is None, "it ended before it could be interrupted"
+        proc.send_signal(signum)
+        assert_interrupted(proc, signum)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
@@ -148,8 +162,8 @@ def test_interrupted_build_leaves_nothing(
         args = ["build", "--from", f"oci-archive:{big_base}", str(static_binary), "-o", "previous.tar"]
     else:
         args = ["build", str(big_binary), "-o", "previous.tar", *(["--no-cache"] if "no-cache" in when else [])]
-    proc = home.start(*args)
-    try:
+
+    def ready() -> None:
         if when == "after-0.5s":
             time.sleep(0.5)
         elif when == "while-writing":
@@ -158,13 +172,8 @@ def test_interrupted_build_leaves_nothing(
             wait_for(lambda: any(home.tmp.glob("zeroimage-*/blobs/sha256/.new-*.tmp")), "the layer's temporary file")
         else:
             wait_for(lambda: any(home.cache.glob("blobs/sha256/.new-*.tmp")), "the layer's temporary file")
-        assert proc.poll() is None, "the build ended before it could be interrupted"
-        proc.send_signal(signum)
-        assert_interrupted(proc, signum, compressing=when != "while-writing")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    interrupt(home.start(*args), signum, ready)
     after = previous.stat()
     assert previous.read_bytes() == b"an earlier build\n"
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -187,14 +196,9 @@ def test_interrupted_write_to_a_layout_directory(
         index = (layout / "index.json").read_bytes()
         had = {name: (layout / name).read_bytes() for name in files_in(layout)}
     proc = home.start("build", "--from", f"oci-archive:{big_base}", str(static_binary), "-o", "oci:layout:new")
-    try:
-        wait_for(lambda: any(layout.glob("blobs/sha256/.*.tmp")), "a blob's temporary file")
-        proc.send_signal(signum)
-        assert_interrupted(proc, signum)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    interrupt(
+        proc, signum, lambda: wait_for(lambda: any(layout.glob("blobs/sha256/.*.tmp")), "a blob's temporary file")
+    )
     if existing:
         assert (layout / "index.json").read_bytes() == index
         assert {name: (layout / name).read_bytes() for name in had} == had
@@ -224,16 +228,7 @@ def test_interrupted_push_leaves_nothing(
     with contextlib.ExitStack() as stack:
         real = stack.enter_context(start_registry(tmp_path / "registry")) if registry == "answering" else None
         host = real.host if real is not None else stalled_registry
-        proc = home.start("build", str(big_binary), "--push", f"{host}/app:v1")
-        try:
-            time.sleep(1.0)
-            assert proc.poll() is None, "the push ended before it could be interrupted"
-            proc.send_signal(signum)
-            assert_interrupted(proc, signum)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        interrupt(home.start("build", str(big_binary), "--push", f"{host}/app:v1"), signum, lambda: time.sleep(1.0))
         if real is not None:
             assert "/manifests/" not in real.log_text()  # nothing tagged
     assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
