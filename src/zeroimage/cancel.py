@@ -8,6 +8,9 @@ every point that commits an output (renaming a file into place, putting a manife
 
 from __future__ import annotations
 
+import signal
+import threading
+
 from zeroimage.errors import Interrupted
 
 _pending: int | None = None
@@ -22,3 +25,17 @@ def check() -> None:
     """Raise Interrupted if a signal arrived, even one whose exception was swallowed."""
     if _pending is not None:
         raise Interrupted(_pending)
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start ``thread`` with SIGINT and SIGTERM held back until it runs (it keeps them blocked,
+    so they always reach the main thread). An interrupt raised inside ``Thread.start`` breaks
+    CPython's own bookkeeping: the new thread then dies printing a KeyError traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        thread.start()
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

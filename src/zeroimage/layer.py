@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, cast
 
+from zeroimage.cancel import start_thread
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import CHUNK, Writable, describe_os_error
 from zeroimage.oci import Descriptor
@@ -276,7 +277,7 @@ def stream_layer(
                     failures.append(exc)
 
         worker = threading.Thread(target=work, name="layer")
-        worker.start()
+        start_thread(worker)
         try:
             worker.join()
         except BaseException:

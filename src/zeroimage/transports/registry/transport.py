@@ -524,7 +524,7 @@ class _StreamedUpload:
 
     def start(self, layer: Readable) -> None:
         self.thread = threading.Thread(target=self._run, args=(layer,), name="stream-upload", daemon=True)
-        self.thread.start()
+        cancel.start_thread(self.thread)
 
     def _run(self, layer: Readable) -> None:
         sink = self.sink
