@@ -120,6 +120,9 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
     extras = essential_entries(spec.essentials) + extras
 
     with ExitStack() as stack:
+        for sink in sinks:
+            if hasattr(sink, "close"):
+                stack.callback(sink.close)  # after a failure: no half-written output stays behind
         source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
         bases = [load_base(source, t.platform) if source else None for t in targets]
         store = stack.enter_context(_store(spec.use_cache))
@@ -136,7 +139,9 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                 _check_runnable(target, entrypoint, base, tree, spec.strict, reporter)
             plans.append((target, base, tree, new_extras, binary))
         results = []
-        keep = any(not hasattr(sink, "layer_tap") for sink in sinks)  # a local output copies the layers
+        # Local outputs keep new layers in the cache: an unchanged rebuild copies them from there.
+        keep = any(getattr(sink, "layers_cached", True) for sink in sinks)
+        new: dict[str, None] = {}  # the layers made, in order
         for target, base, tree, new_extras, binary in plans:
             reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
             new_layers = []
@@ -150,6 +155,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}", [binary]))
             for built, _, entries in new_layers:
                 blobs[built.descriptor.digest] = _layer_blob(store, built, entries, layer_options, reporter)
+                new[built.descriptor.digest] = None
             manifest_desc = _add_image(documents, blobs, spec, target, base, new_layers, entrypoint, created, tree)
             results.append(
                 PlatformResult(
@@ -163,7 +169,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                     extra_layer=extra_layer.descriptor if extra_layer else None,
                 )
             )
-        graph = ImageGraph(_root(documents, spec, [r.manifest for r in results]), documents, blobs)
+        graph = ImageGraph(_root(documents, spec, [r.manifest for r in results]), documents, blobs, tuple(new))
         written = []
         for sink in sinks:
             reporter.info(f"writing {sink.description}")
@@ -177,9 +183,9 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
 
 
 def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:
-    """Sinks that take a new layer while it is compressed (registries: upload overlaps compression),
-    one per group (a registry): the others in it find the layer there or mount it afterwards, so
-    pushing two tags uploads it once."""
+    """Sinks that take a new layer while it is compressed (a registry uploads it, an archive file
+    writes it in), one per group (a registry): the others in it find the layer there or mount it
+    afterwards, so pushing two tags uploads it once."""
     groups: dict[object, list[Any]] = {}
     for sink in sinks:
         if hasattr(sink, "layer_tap"):

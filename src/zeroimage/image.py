@@ -40,11 +40,14 @@ class Blob:
 
 @dataclass
 class ImageGraph:
-    """A complete image ready for a sink: a root document, every document, every layer blob."""
+    """A complete image ready for a sink: a root document, every document, every layer blob,
+    and which of the layers the build made (``new``, in the order it made them: archives put
+    them first, where they were streamed while compressed)."""
 
     root: Descriptor
     documents: dict[str, bytes] = field(default_factory=dict)
     blobs: dict[str, Blob] = field(default_factory=dict)
+    new: tuple[str, ...] = ()
 
     def manifests(self) -> Iterator[tuple[Descriptor, Manifest]]:
         """Every image manifest under the root, depth first, in document order."""
@@ -113,7 +116,8 @@ class WriteResult:
 
 
 class LayerTap(Protocol):
-    """Takes a new layer while it is made (a registry uploads it as it is compressed). ``start``
+    """Takes a new layer while it is made (a registry uploads it as it is compressed, an archive
+    file writes it in). ``start``
     gets a reader that follows the layer's bytes as they are written (its ``read`` waits for
     more, and raises if the layer is abandoned); a tap reads it steadily or closes it, since a
     reader through memory holds the compressor back. ``finish`` tells the digest, ``abort``

@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
 
@@ -165,6 +167,42 @@ def test_reproducible_with_source_date_epoch(zeroimage: Zeroimage, busybox: Path
     _, manifest, config = image_parts(tmp_path / "one.tar", tmp_path)
     assert config["created"] == "2023-11-14T22:13:20Z"
     assert manifest["annotations"]["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_archive_is_the_same_whether_layers_stream_or_come_from_the_cache(
+    zeroimage: Zeroimage, static_binary: Path, busybox: Path, tmp_path: Path, transport: str
+) -> None:
+    """A fresh build writes its layers into the archive while compressing them; a cache hit
+    copies them; a mix starts the archive again. All give the same bytes, new layers first."""
+    env = {"SOURCE_DATE_EPOCH": "1700000000"}
+    other = tmp_path / "other"
+    other.write_bytes(static_binary.read_bytes() + b"another build")
+    other.chmod(0o755)
+
+    def build(name: str, binary: Path, *extra: str) -> bytes:
+        args = ["--from-archive", str(MULTIARCH), "--add", f"{busybox}:/bin/busybox", *extra]
+        zeroimage("build", *args, "-o", f"{transport}:{name}", str(binary), env=env)
+        return (tmp_path / name).read_bytes()
+
+    streamed = build("streamed.tar", static_binary)
+    assert build("cached.tar", static_binary) == streamed  # both layers from the cache
+    assert build("mixed.tar", other) == build("fresh.tar", other, "--no-cache")  # busybox's layer cached
+    with tarfile.open(tmp_path / "streamed.tar") as tar:
+        files = [m.name for m in tar.getmembers() if m.isfile()]
+        if transport == "oci-archive":
+            head = ["oci-layout"]
+            layers = peers.skopeo_inspect(f"{transport}:{tmp_path / 'streamed.tar'}")["Layers"]
+            new = [f"blobs/sha256/{digest[7:]}" for digest in layers[-2:]]
+        else:  # skopeo shows a docker-archive's diff_ids: its manifest.json names the files
+            head = []
+            manifest = tar.extractfile("manifest.json")
+            assert manifest is not None
+            new = json.load(manifest)[0]["Layers"][-2:]
+    assert files[: len(head) + 2] == [*head, *new]
+    assert not list(tmp_path.glob(".*.tmp"))
+    if transport == "oci-archive":
+        check_with_peers(tmp_path / "mixed.tar", tmp_path)
 
 
 def test_skopeo_and_umoci_written_bases(

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from zeroimage.errors import InputError, UsageError
-from zeroimage.files import Readable, VerifyingReader, atomic_write
-from zeroimage.image import Blob, ImageGraph, WriteResult
-from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest, split_digest
+from zeroimage.files import Readable, VerifyingReader
+from zeroimage.image import Blob, ImageGraph, LayerTap, WriteResult
+from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.storage import TarFiles, clean_member_name
-from zeroimage.transports.tarwriter import TarWriter
+from zeroimage.transports.tarwriter import StagedArchive, TarWriter, add_new_layers, blob_name
 
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
@@ -143,40 +143,64 @@ def single_image(graph: ImageGraph, description: str) -> tuple[Descriptor, Manif
 def write_docker_archive(
     graph: ImageGraph, out: Any, reference: Reference | None, mtime: int, reporter: Reporter, description: str
 ) -> None:
-    _, manifest = single_image(graph, description)
+    """The whole archive to ``out`` (a stream: nothing was written ahead)."""
     tar = TarWriter(out, mtime)
+    _archive_head(tar)
+    _write_rest(graph, tar, set(), reference, reporter, description)
+
+
+def _archive_head(tar: TarWriter) -> None:
     tar.add_dir("blobs/")
     tar.add_dir("blobs/sha256/")
 
-    def name(digest: str) -> str:
-        return f"blobs/sha256/{split_digest(digest)[1]}"
 
-    tar.add_bytes(name(manifest.config.digest), graph.documents[manifest.config.digest])
-    written = set()
+def _write_rest(
+    graph: ImageGraph,
+    tar: TarWriter,
+    written: set[str],
+    reference: Reference | None,
+    reporter: Reporter,
+    description: str,
+) -> None:
+    """What follows the head (and the layers ``written`` after it): the rest of the new layers,
+    the config, the base's layers, ``manifest.json``."""
+    _, manifest = single_image(graph, description)
+    add_new_layers(tar, graph, written, reporter)
+    tar.add_bytes(blob_name(manifest.config.digest), graph.documents[manifest.config.digest])
     for layer in manifest.layers:
         if layer.digest not in written:
             written.add(layer.digest)
-            tar.add_blob(name(layer.digest), graph.blobs[layer.digest], reporter, f"writing {layer.digest[7:19]}")
+            tar.add_blob(blob_name(layer.digest), graph.blobs[layer.digest], reporter, f"writing {layer.digest[7:19]}")
     entry = {
-        "Config": name(manifest.config.digest),
+        "Config": blob_name(manifest.config.digest),
         "RepoTags": [familiar_name(reference)] if reference else [],
-        "Layers": [name(layer.digest) for layer in manifest.layers],
+        "Layers": [blob_name(layer.digest) for layer in manifest.layers],
     }
     tar.add_bytes("manifest.json", json.dumps([entry], separators=(",", ":")).encode())
     tar.close()
 
 
 class DockerArchiveSink:
+    """Writes one image as a ``docker save`` archive (replacing the file atomically), its new
+    layers streamed in while they are compressed."""
+
     def __init__(self, path: Path, reference: Reference | None, mtime: int) -> None:
         self.path = path
         self.reference = reference
         self.mtime = mtime
         self.description = f"docker-archive:{path}"
+        self._staged = StagedArchive(path, mtime, _archive_head)
+
+    def layer_tap(self, reporter: Reporter, siblings: object = ()) -> LayerTap:
+        return self._staged.layer_tap()
+
+    def close(self) -> None:
+        self._staged.discard()  # nothing, once written
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
         single_image(graph, self.description)
-        with atomic_write(self.path) as out:
-            write_docker_archive(graph, out, self.reference, self.mtime, reporter, self.description)
+        with self._staged.output(graph) as (tar, written):
+            _write_rest(graph, tar, written, self.reference, reporter, self.description)
         return WriteResult(
             self.description + (f":{familiar_name(self.reference)}" if self.reference else ""), graph.root.digest
         )

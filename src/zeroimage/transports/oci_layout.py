@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
 from zeroimage.files import Readable, VerifyingReader, atomic_write, copy_stream, describe_os_error
-from zeroimage.image import Blob, ImageGraph, WriteResult
+from zeroimage.image import Blob, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import (
     MAX_DOCUMENT_SIZE,
     REF_NAME,
@@ -30,16 +30,11 @@ from zeroimage.oci import (
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.transports.storage import DirFiles, Files, TarFiles
-from zeroimage.transports.tarwriter import TarWriter
+from zeroimage.transports.tarwriter import StagedArchive, TarWriter, add_new_layers, blob_name
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 #: Configs may be larger than manifests (long histories), but not absurdly so.
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
-
-
-def blob_name(digest: str) -> str:
-    algorithm, hex_ = split_digest(digest)
-    return f"blobs/{algorithm}/{hex_}"
 
 
 class LayoutSource:
@@ -148,24 +143,35 @@ def _write_graph(graph: ImageGraph, put_document: object, put_blob: object) -> N
             put_blob(desc, graph.blobs[desc.digest])  # type: ignore[operator]
 
 
+def _archive_head(tar: TarWriter) -> None:
+    tar.add_bytes("oci-layout", LAYOUT_FILE)
+    tar.add_dir("blobs/")
+    tar.add_dir("blobs/sha256/")
+
+
 class OciArchiveSink:
-    """Writes one image as an OCI archive (replacing the file atomically)."""
+    """Writes one image as an OCI archive (replacing the file atomically): the head, the new
+    layers (streamed in while they are compressed), the other blobs, then ``index.json``."""
 
     def __init__(self, path: Path, tag: str, mtime: int) -> None:
         self.path = path
         self.tag = tag
         self.mtime = mtime
         self.description = f"oci-archive:{path}"
+        self._staged = StagedArchive(path, mtime, _archive_head)
+
+    def layer_tap(self, reporter: Reporter, siblings: object = ()) -> LayerTap:
+        return self._staged.layer_tap()
+
+    def close(self) -> None:
+        self._staged.discard()  # nothing, once written
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [_index_entry(graph, self.tag)]}
-        written: set[str] = set()
-        with atomic_write(self.path) as out:
-            tar = TarWriter(out, self.mtime)
-            tar.add_bytes("oci-layout", LAYOUT_FILE)
-            tar.add_dir("blobs/")
-            algorithms = sorted({split_digest(d.digest)[0] for d in graph.children_first()})
-            for algorithm in algorithms:
+        with self._staged.output(graph) as (tar, written):
+            add_new_layers(tar, graph, written, reporter)
+            algorithms = {split_digest(d.digest)[0] for d in graph.children_first()} - {"sha256"}
+            for algorithm in sorted(algorithms):
                 tar.add_dir(f"blobs/{algorithm}/")
 
             def put_document(desc: Descriptor, data: bytes) -> None:

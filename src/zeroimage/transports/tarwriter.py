@@ -3,23 +3,43 @@
 Entries get fixed owners, no user or group names and one mtime. Blobs that zeroimage built
 itself are copied in the kernel (``copy_file_range``/``sendfile``); all others are streamed
 through their verifying readers, so unverified bytes never complete an archive.
+
+Both archive formats begin the same way: a fixed head, then the layers the build made, in the
+order it made them (:attr:`ImageGraph.new <zeroimage.image.ImageGraph>`), then the rest. A file
+output (:class:`StagedArchive`) writes those layers while they are compressed, each behind a
+header filled in once its digest is known, and hands each slice to the disk as it goes: when
+compression ends, the archive is nearly complete and nearly on disk. The bytes are the same
+whether a layer was streamed, copied from the cache, or written to a pipe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tarfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from zeroimage.files import copy_stream
-from zeroimage.image import Blob
+from zeroimage.cancel import start_thread
+from zeroimage.errors import OutputError
+from zeroimage.files import CHUNK, AtomicFile, Readable, copy_stream, describe_os_error, start_writeback
+from zeroimage.image import Blob, ImageGraph
+from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
 
-#: How much one copy_file_range/sendfile call moves (then progress is told).
-_SLICE = 64 << 20
+#: How much one copy_file_range/sendfile call moves (then the slice goes to disk, and progress
+#: is told); as much goes out between two writeback requests of a streamed layer.
+_SLICE = 8 << 20
+
+
+def blob_name(digest: str) -> str:
+    """Where both archive formats keep a blob: ``blobs/<algorithm>/<hex>``."""
+    algorithm, hex_ = split_digest(digest)
+    return f"blobs/{algorithm}/{hex_}"
 
 
 class TarWriter:
@@ -27,17 +47,20 @@ class TarWriter:
         self.out = out
         self.mtime = mtime
 
-    def _header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> None:
+    def header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
         info = tarfile.TarInfo(name)
         info.type = kind
         info.size = size if kind == tarfile.REGTYPE else 0
         info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
         info.mtime = self.mtime
         info.uname = info.gname = ""
-        self.out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def _header(self, name: str, size: int, kind: bytes = tarfile.REGTYPE) -> None:
+        self.out.write(self.header(name, size, kind))
 
     def _pad(self, size: int) -> None:
-        self.out.write(b"\0" * (-size % tarfile.BLOCKSIZE))
+        self.out.write(padding(size))
 
     def add_dir(self, name: str) -> None:
         self._header(name, 0, tarfile.DIRTYPE)
@@ -66,11 +89,29 @@ class TarWriter:
         self.out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
 
 
+def padding(size: int) -> bytes:
+    """The zeros that round an entry of ``size`` bytes up to whole tar blocks."""
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+#: Writes an archive's fixed head: the entries before the new layers.
+Head = Callable[[TarWriter], None]
+
+
+def add_new_layers(tar: TarWriter, graph: ImageGraph, written: set[str], reporter: Reporter) -> None:
+    """The layers the build made (in its order) not yet in the archive, copied from the cache."""
+    for digest in graph.new:
+        if digest not in written:
+            written.add(digest)
+            tar.add_blob(blob_name(digest), graph.blobs[digest], reporter, f"writing {digest[7:19]}")
+
+
 def copy_file(path: Path, out: BinaryIO, size: int, progress: Callable[[int], None] | None = None) -> None:
     """Append ``size`` bytes of ``path`` to ``out`` inside the kernel where it can, a slice at a
     time so that ``progress`` hears of a big layer as it goes."""
     out.flush()
     dst = out.fileno()
+    position = os.lseek(dst, 0, os.SEEK_CUR)
     with open(path, "rb", buffering=0) as src:
         if os.fstat(src.fileno()).st_size != size:
             raise OSError(errno.EIO, f"{path} changed size")
@@ -90,5 +131,152 @@ def copy_file(path: Path, out: BinaryIO, size: int, progress: Callable[[int], No
             if n == 0:
                 raise OSError(errno.EIO, f"{path} ended early")
             left -= n
+            start_writeback(dst, position, n)
+            position += n
             if progress is not None:
                 progress(n)
+
+
+class StagedArchive:
+    """An archive file whose first layers are written while the build compresses them.
+
+    Each :meth:`layer_tap` is one layer's :class:`~zeroimage.image.LayerTap`: once started, a
+    thread copies the layer's bytes into the archive's temporary file (an :class:`AtomicFile`)
+    behind a blank header, after the layer streamed before it, and fills the header in when
+    told the digest. :meth:`output` later gives the sink a writer positioned after the layers
+    it can keep — the streamed ones, if they are exactly the first of the image's new layers;
+    else none, and the file starts again — and commits the file when the sink's block ends.
+    :meth:`discard` (the build failed) removes it."""
+
+    def __init__(self, path: Path, mtime: int, head: Head) -> None:
+        self.path = path
+        self.mtime = mtime
+        self.head = head
+        self._file: AtomicFile | None = None
+        self._head_end = 0
+        self._started: list[_ArchiveTap] = []
+
+    def layer_tap(self) -> _ArchiveTap:
+        return _ArchiveTap(self)
+
+    def _open(self) -> AtomicFile:
+        if self._file is None:
+            self._file = AtomicFile(self.path)  # held before its file exists: discard() finds it
+            try:
+                self.head(TarWriter(self._file.open(), self.mtime))
+            except OSError as exc:
+                self.discard()
+                raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
+            self._head_end = self._file.handle.tell()
+        return self._file
+
+    @contextmanager
+    def output(self, graph: ImageGraph) -> Iterator[tuple[TarWriter, set[str]]]:
+        """A writer after the head and the kept layers, and the digests already written."""
+        for tap in self._started:
+            tap.join()
+        streamed = [tap.digest for tap in self._started]
+        self._started = []
+        try:
+            file = self._open()
+            if None in streamed or streamed != list(graph.new[: len(streamed)]):
+                file.handle.truncate(self._head_end)  # the same bytes as if nothing had streamed
+                streamed = []
+            file.handle.seek(0, os.SEEK_END)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
+        try:
+            yield TarWriter(file.handle, self.mtime), {d for d in streamed if d is not None}
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
+        except BaseException:
+            self.discard()
+            raise
+        self._file = None
+        file.commit()
+
+    def discard(self) -> None:
+        for tap in self._started:
+            tap.abort()
+            tap.join()
+        self._started = []
+        if self._file is not None:
+            self._file.discard()
+            self._file = None
+
+
+_BLANK_HEADER = bytes(tarfile.BLOCKSIZE)
+
+
+class _ArchiveTap:
+    """One layer streamed into a :class:`StagedArchive`, after the one streamed before it."""
+
+    def __init__(self, archive: StagedArchive) -> None:
+        self.archive = archive
+        self.digest: str | None = None  # once written whole, header and all
+        self._previous: _ArchiveTap | None = None
+        self._descriptor: Descriptor | None = None
+        self._settled = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, layer: Readable) -> None:
+        archive = self.archive
+        try:
+            out = archive._open().handle  # a bad output path fails now, not after compressing
+        except BaseException:
+            layer.close()
+            raise
+        self._previous = archive._started[-1] if archive._started else None
+        tar = TarWriter(out, archive.mtime)
+        self._thread = threading.Thread(target=self._run, args=(layer, out, tar), name="archive-layer", daemon=True)
+        archive._started.append(self)  # before it runs: the archive joins it before closing the file
+        start_thread(self._thread)
+
+    def finish(self, descriptor: Descriptor) -> None:
+        self._descriptor = descriptor
+        self._settled.set()
+
+    def abort(self) -> None:
+        self._settled.set()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            with contextlib.suppress(RuntimeError):  # interrupted before it started: it never will
+                self._thread.join()
+
+    def _run(self, layer: Readable, out: BinaryIO, tar: TarWriter) -> None:
+        try:
+            if self._previous is not None:
+                self._previous.join()
+                if self._previous.digest is None:
+                    return  # the file starts again at the sink's write
+            self.digest = self._copy(layer, out, tar)
+        except Exception:  # noqa: BLE001 - abandoned, or the disk failed: the sink's write sees it
+            self.digest = None
+        finally:
+            layer.close()
+
+    def _copy(self, layer: Readable, out: BinaryIO, tar: TarWriter) -> str | None:
+        fd = out.fileno()
+        start = out.seek(0, os.SEEK_END)
+        out.write(_BLANK_HEADER)
+        end = flushed = start + len(_BLANK_HEADER)
+        while chunk := layer.read(CHUNK):
+            out.write(chunk)
+            end += len(chunk)
+            if end - flushed >= _SLICE:
+                start_writeback(fd, flushed, end - flushed)
+                flushed = end
+        self._settled.wait()
+        desc, size = self._descriptor, end - start - len(_BLANK_HEADER)
+        if desc is None or desc.size != size:
+            return None
+        header = tar.header(blob_name(desc.digest), size)
+        if len(header) != len(_BLANK_HEADER):
+            return None  # a size that needs an extended header: the sink writes this layer itself
+        os.pwrite(fd, header, start)
+        out.write(padding(size))
+        start_writeback(fd, flushed, out.tell() - flushed)
+        return desc.digest

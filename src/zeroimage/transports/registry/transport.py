@@ -227,6 +227,10 @@ class RegistrySource:
 class RegistrySink:
     """Pushes an image to a repository, under the reference's tag (or by digest only)."""
 
+    #: A push needs only the identity of its new layers cached (the registry keeps the bytes):
+    #: they stream through memory, and no layer file is written.
+    layers_cached = False
+
     def __init__(
         self, reference: Reference, insecure_registries: tuple[str, ...] = (), client: RegistryClient | None = None
     ) -> None:
