@@ -99,19 +99,13 @@ class AtomicFile:
         return self._handle
 
     def commit(self) -> None:
-        try:
+        with undone_on_failure(self.discard, self.target):
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
             os.chmod(self._tmp, self.mode & ~_umask())
             cancel.check()  # the last moment an interrupt may still stop the output
             os.replace(self._tmp, self.target)
-        except OSError as exc:
-            self.discard()
-            raise OutputError(f"cannot write {describe_os_error(exc, self.target)}") from None
-        except BaseException:
-            self.discard()
-            raise
         self._tmp = ""
 
     def discard(self) -> None:
@@ -129,15 +123,23 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
     """Yield a file that becomes ``path`` only if the block completes without an exception
     (SIGINT and SIGTERM included): an :class:`AtomicFile` committed at the block's end."""
     file = AtomicFile(path, mode)
-    try:
+    with undone_on_failure(file.discard, file.target):
         yield file.open()
-    except OSError as exc:
-        file.discard()
-        raise OutputError(f"cannot write {describe_os_error(exc, file.target)}") from None
-    except BaseException:
-        file.discard()
-        raise
     file.commit()
+
+
+@contextmanager
+def undone_on_failure(undo: Callable[[], None], target: str | os.PathLike[str]) -> Iterator[None]:
+    """Run ``undo`` if the block raises anything (an interrupt too); an OSError becomes one
+    OutputError line naming ``target``."""
+    try:
+        yield
+    except OSError as exc:
+        undo()
+        raise OutputError(f"cannot write {describe_os_error(exc, target)}") from None
+    except BaseException:
+        undo()
+        raise
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from zeroimage.cancel import start_thread
-from zeroimage.errors import OutputError
-from zeroimage.files import CHUNK, AtomicFile, Readable, copy_stream, describe_os_error, start_writeback
+from zeroimage.files import CHUNK, AtomicFile, Readable, copy_stream, start_writeback, undone_on_failure
 from zeroimage.image import Blob, ImageGraph
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
@@ -162,11 +161,8 @@ class StagedArchive:
     def _open(self) -> AtomicFile:
         if self._file is None:
             self._file = AtomicFile(self.path)  # held before its file exists: discard() finds it
-            try:
+            with undone_on_failure(self.discard, self.path):
                 self.head(TarWriter(self._file.open(), self.mtime))
-            except OSError as exc:
-                self.discard()
-                raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
             self._head_end = self._file.handle.tell()
         return self._file
 
@@ -177,23 +173,13 @@ class StagedArchive:
             tap.join()
         streamed = [tap.digest for tap in self._started]
         self._started = []
-        try:
+        with undone_on_failure(self.discard, self.path):
             file = self._open()
             if None in streamed or streamed != list(graph.new[: len(streamed)]):
                 file.handle.truncate(self._head_end)  # the same bytes as if nothing had streamed
                 streamed = []
             file.handle.seek(0, os.SEEK_END)
-        except OSError as exc:
-            self.discard()
-            raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
-        try:
             yield TarWriter(file.handle, self.mtime), {d for d in streamed if d is not None}
-        except OSError as exc:
-            self.discard()
-            raise OutputError(f"cannot write {describe_os_error(exc, self.path)}") from None
-        except BaseException:
-            self.discard()
-            raise
         self._file = None
         file.commit()
 
