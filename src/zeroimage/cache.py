@@ -107,6 +107,9 @@ class BlobStore:
         key = layer_key(entries, options)
         hit = self.lookup(key, need_blob=keep)
         if hit is not None:
+            if keep:
+                for tap in taps:
+                    tap.cached(hit.descriptor, self.path(hit.descriptor.digest))
             return hit, True
         fd, tmp = -1, ""
         if keep:

@@ -130,6 +130,10 @@ class LayerTap(Protocol):
 
     def abort(self) -> None: ...
 
+    def cached(self, descriptor: Descriptor, path: Path) -> None:
+        """Instead of the three above: the layer was in the cache, its bytes at ``path``."""
+        ...
+
 
 class Sink(Protocol):
     """Somewhere an image can be written to."""

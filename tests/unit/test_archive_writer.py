@@ -45,7 +45,7 @@ def _graph(store: BlobStore, layers: list[BuiltLayer]) -> ImageGraph:
         desc, path = layer.descriptor, store.path(layer.descriptor.digest)
         blobs[desc.digest] = Blob(desc, partial(RangeReader, path, 0, desc.size), path)
     root = Descriptor(mt.OCI_MANIFEST, sha256_digest(b"{}"), 2)  # the sinks' part: not written here
-    return ImageGraph(root, {}, blobs, tuple(layer.descriptor.digest for layer in layers))
+    return ImageGraph(root, {}, blobs, tuple(dict.fromkeys(layer.descriptor.digest for layer in layers)))
 
 
 def _write(staged: StagedArchive, graph: ImageGraph) -> bytes:
@@ -81,18 +81,37 @@ def test_streamed_layers_are_written_first_and_exactly_as_copied_ones(tmp_path: 
     assert _leftovers(tmp_path) == []
 
 
-def test_streamed_layers_out_of_the_image_order_are_written_again(tmp_path: Path) -> None:
-    """The first new layer came from the cache (nothing streamed), the second was streamed:
-    the archive starts again after its head, and matches one that copied both."""
+def test_a_cached_layer_takes_its_place_before_a_streamed_one(tmp_path: Path) -> None:
+    """The usual build with --add or --with: the extra files' layer is in the cache, the
+    program's is new. The cached one is copied in, in order, and the new one streams after it."""
     store = BlobStore(tmp_path / "cache")
     first, second = _programs(tmp_path)
     cached, _ = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter())
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
-    unused = staged.layer_tap()  # a tap made for a layer the cache had: never started
-    hit, was_cached = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter(), [unused])
+    hit, was_cached = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter(), [staged.layer_tap()])
     assert was_cached and hit == cached
+    again = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter(), [staged.layer_tap()])[0]  # once only
     built, _ = store.layer([file_entry(second, "/b")], OPTIONS, NullReporter(), [staged.layer_tap()])
-    graph = _graph(store, [cached, built])
+    graph = _graph(store, [cached, again, built])
+    assert graph.new == (cached.descriptor.digest, built.descriptor.digest)
+    taps = list(staged._started)
+    for tap in taps:
+        tap.join()
+    assert [tap.digest for tap in taps] == list(graph.new)  # all kept: nothing written twice
+    assert _write(staged, graph) == _copied(tmp_path, graph)
+    assert _leftovers(tmp_path) == []
+
+
+def test_streamed_layers_out_of_the_image_order_are_written_again(tmp_path: Path) -> None:
+    """Should the layers stream in another order than the image lists them, the archive
+    starts again after its head, and matches one that copied them all."""
+    store = BlobStore(tmp_path / "cache")
+    staged = StagedArchive(tmp_path / "out.tar", 1, _head)
+    layers = [
+        store.layer([file_entry(path, f"/{path.name}")], OPTIONS, NullReporter(), [staged.layer_tap()])[0]
+        for path in _programs(tmp_path)
+    ]
+    graph = _graph(store, layers[::-1])
     assert _write(staged, graph) == _copied(tmp_path, graph)
     assert _leftovers(tmp_path) == []
 

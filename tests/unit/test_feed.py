@@ -171,6 +171,10 @@ class _RecordingTap:
     def abort(self) -> None:
         self.aborted = True
 
+    def cached(self, descriptor: Descriptor, path: Path) -> None:
+        self.descriptor = descriptor
+        self.data = path.read_bytes()
+
     def join(self) -> None:
         assert self.thread is not None
         self.thread.join(10)
@@ -189,6 +193,13 @@ def test_store_hands_taps_the_layer_as_it_is_written(tmp_path: Path, program: Pa
             == built.descriptor.digest
             == sha256_digest(store.path(built.descriptor.digest).read_bytes())
         )
+    hit = _RecordingTap()  # a cache hit: the tap is told where the bytes are, nothing streams
+    assert store.layer([file_entry(program, "/app")], LayerOptions(), NullReporter(), [hit]) == (built, True)
+    assert hit.thread is None and hit.descriptor == built.descriptor
+    assert sha256_digest(hit.data) == built.descriptor.digest
+    pushed = _RecordingTap()  # a push keeps no bytes: its taps hear nothing of a hit
+    assert store.layer([file_entry(program, "/app")], LayerOptions(), NullReporter(), [pushed], keep=False)[1]
+    assert pushed.descriptor is None
 
 
 def test_store_abandons_taps_when_the_layer_fails(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from zeroimage.cancel import start_thread
-from zeroimage.files import CHUNK, AtomicFile, Readable, copy_stream, start_writeback, undone_on_failure
+from zeroimage.files import CHUNK, AtomicFile, RangeReader, Readable, copy_stream, start_writeback, undone_on_failure
 from zeroimage.image import Blob, ImageGraph
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
@@ -226,6 +226,13 @@ class _ArchiveTap:
 
     def abort(self) -> None:
         self._settled.set()
+
+    def cached(self, descriptor: Descriptor, path: Path) -> None:
+        """Copy the layer from the cache, in its place in the archive (once per archive)."""
+        if any(tap._descriptor == descriptor for tap in self.archive._started):
+            return
+        self.start(RangeReader(path, 0, descriptor.size))
+        self.finish(descriptor)
 
     def join(self) -> None:
         if self._thread is not None:

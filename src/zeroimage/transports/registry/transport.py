@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -573,6 +574,9 @@ class _StreamedUpload:
 
     def abort(self) -> None:
         self._settled.set()  # the layer's reader raises; the upload session is cancelled
+
+    def cached(self, descriptor: Descriptor, path: Path) -> None:
+        pass  # the sink's write finds the layer in the registry, or uploads it from there
 
     def wait(self, quiet: bool = False) -> bool:
         """Wait for the upload to end; True if the registry confirmed the blob."""
