@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -239,6 +238,8 @@ class CredentialStore:
         executable = shutil.which(program, path=os.pathsep.join(search)) if search else None
         if executable is None:
             raise CredentialError(f"credential helper {helper!r} for {registry}: {program} is not on PATH")
+        import subprocess  # helpers are rare: not loaded for every push
+
         try:
             proc = subprocess.run(
                 [executable, action],

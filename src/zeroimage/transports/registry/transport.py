@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -485,6 +484,8 @@ class RegistrySink:
         documents = [d for d in order if d.media_type in mt.MANIFESTS or d.media_type in mt.INDEXES]
         blobs = [d for d in order if d not in documents]
         reporter.info(f"pushing {len(blobs)} blobs to {self.reference.name}")
+        from concurrent.futures import ThreadPoolExecutor  # here, not for every build: it imports logging
+
         with ThreadPoolExecutor(max_workers=UPLOAD_CONCURRENCY, thread_name_prefix="push") as pool:
             futures = [
                 pool.submit(self.push_blob, d, graph.documents.get(d.digest) or graph.blobs[d.digest], reporter)
