@@ -35,7 +35,7 @@ from zeroimage.errors import OutputError, ZeroimageError
 from zeroimage.feed import GrowingFile, MemoryPipe
 from zeroimage.files import atomic_write, describe_os_error
 from zeroimage.image import LayerTap
-from zeroimage.layer import BuiltLayer, Entry, LayerOptions, stream_layer
+from zeroimage.layer import BuiltLayer, Cancel, Entry, LayerOptions, stream_layer
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
 
@@ -96,6 +96,7 @@ class BlobStore:
         reporter: Reporter,
         taps: Sequence[LayerTap] = (),
         keep: bool = True,
+        cancel: Cancel | None = None,
     ) -> tuple[BuiltLayer, bool]:
         """The layer of ``entries``: from the cache when its inputs are unchanged (True), else
         built now in one streaming pass (False), its bytes handed to ``taps`` as they are made.
@@ -103,7 +104,8 @@ class BlobStore:
         With ``keep``, the bytes are kept in the store, where outputs copy them from, and a hit
         needs them there. Without (a push only), they pass through memory to the taps and only
         the layer's identity is remembered: enough for the next push of an unchanged layer to
-        skip it when the registry has it, without writing the layer to disk now."""
+        skip it when the registry has it, without writing the layer to disk now. ``cancel``
+        stops it from another thread (:class:`LayerCancelled`)."""
         key = layer_key(entries, options)
         hit = self.lookup(key, need_blob=keep)
         if hit is not None:
@@ -118,10 +120,12 @@ class BlobStore:
             except OSError as exc:
                 raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
         feed = GrowingFile(fd) if keep else MemoryPipe()
+        cancel = cancel or Cancel()
+        cancel.on_set(feed.abandon)  # a writer waiting for room in the feed is woken
         try:
             for tap in taps:
                 tap.start(feed.follow())
-            built = stream_layer(entries, feed, options, reporter, on_cancel=feed.abandon)
+            built = stream_layer(entries, feed, options, reporter, cancel)
             feed.end()
             if keep:
                 os.close(fd)

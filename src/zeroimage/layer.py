@@ -182,14 +182,42 @@ class _HashingWriter:
         return False
 
 
-class _Cancelled(Exception):
-    """The build was interrupted: stop producing the tar stream."""
+class LayerCancelled(Exception):
+    """The layer was cancelled (:class:`Cancel`) before it was complete."""
+
+
+class Cancel:
+    """Stops a layer being made, from any thread: the tar worker checks it between chunks, and
+    the hooks (:meth:`on_set`) wake whatever the layer's bytes may be waiting on — a full
+    :class:`~zeroimage.feed.MemoryPipe`. Setting it twice, or hooking it late, is harmless."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def on_set(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+            already = self._event.is_set()
+        if already:
+            hook()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
 
 
 class _ProgressWriter:
     """Passes writes to ``out``, hashing them (the diff_id) and reporting progress."""
 
-    def __init__(self, out: BinaryIO, task: object, cancel: threading.Event) -> None:
+    def __init__(self, out: BinaryIO, task: object, cancel: Cancel) -> None:
         self.out = out
         self.hasher = hashlib.sha256()
         self.task = task
@@ -197,7 +225,7 @@ class _ProgressWriter:
 
     def write(self, data: bytes | memoryview) -> int:
         if self.cancel.is_set():
-            raise _Cancelled
+            raise LayerCancelled
         self.hasher.update(data)
         self.out.write(data)
         self.task.advance(len(data))  # type: ignore[attr-defined]
@@ -248,22 +276,25 @@ def stream_layer(
     out: Writable,
     options: LayerOptions,
     reporter: Reporter | None = None,
-    on_cancel: Callable[[], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> BuiltLayer:
     """Write the compressed layer to ``out`` in one pass; return its descriptor and diff_id.
 
     The tar stream is produced in a worker thread while the calling thread waits. A signal
     (SIGINT, SIGTERM) therefore never lands inside the compressor's ``write`` — where it would
     leave the threaded gzip writer with a numbered block that never comes, and ``close`` would
-    wait forever — but only sets a flag that the worker checks between chunks. ``on_cancel``
-    then frees an ``out`` that may be waiting for room (a :class:`~zeroimage.feed.MemoryPipe`)."""
+    wait forever — but sets ``cancel``, which the worker checks between chunks (and whose hooks
+    free an ``out`` waiting for room). Another thread may set ``cancel`` too: the layer then
+    ends with :class:`LayerCancelled`."""
     reporter = reporter or NullReporter()
     sink = _HashingWriter(out)
-    cancel = threading.Event()
+    cancel = cancel or Cancel()
     failures: list[BaseException] = []
     with reporter.task("compressing layer", total_size(entries)) as task:
         compressor = _open_compressor(sink, options)
         tee = _ProgressWriter(compressor, task, cancel)
+
+        done = threading.Event()  # not Thread.join: an interrupted join marks the thread ended (3.11)
 
         def work() -> None:
             try:
@@ -275,16 +306,14 @@ def stream_layer(
                     compressor.close()
                 except BaseException as exc:
                     failures.append(exc)
+                done.set()
 
-        worker = threading.Thread(target=work, name="layer")
-        start_thread(worker)
+        start_thread(threading.Thread(target=work, name="layer"))
         try:
-            worker.join()
+            done.wait()
         except BaseException:
             cancel.set()
-            if on_cancel is not None:
-                on_cancel()
-            worker.join()
+            done.wait()
             raise
     if failures:
         raise failures[0]
