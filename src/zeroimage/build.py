@@ -1,14 +1,17 @@
 """The build pipeline, start to end, and nothing else:
 
-BuildSpec → resolve the base → pick each binary's platform → build each new layer once
-          → derive config + manifest (+ index) → hand the graph to every sink
+BuildSpec → pick each binary's platform → make the first program's layer, and meanwhile
+            resolve the base, list it and check that each program will run in it
+          → make the other new layers (each once) → derive config + manifest (+ index)
+          → hand the graph to every sink
 """
 
 from __future__ import annotations
 
 import posixpath
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,13 +19,14 @@ from typing import Any
 
 from zeroimage import runcheck
 from zeroimage.cache import BlobStore, default_cache_dir
+from zeroimage.cancel import start_thread
 from zeroimage.customize import ConfigChanges, apply_changes
 from zeroimage.elf import BinaryInfo, inspect_binary
 from zeroimage.errors import InputError, PlatformError, RunCheckError, UsageError
 from zeroimage.essentials import add_entries, essential_entries
 from zeroimage.files import Readable
 from zeroimage.image import BaseImage, Blob, ImageGraph, LayerTap, Sink, Source, WriteResult, load_base
-from zeroimage.layer import BuiltLayer, Entry, LayerOptions, clean_image_path, file_entry
+from zeroimage.layer import BuiltLayer, Cancel, Entry, LayerOptions, clean_image_path, file_entry
 from zeroimage.oci import (
     BASE_DIGEST,
     BASE_NAME,
@@ -123,35 +127,44 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         for sink in sinks:
             if hasattr(sink, "close"):
                 stack.callback(sink.close)  # after a failure: no half-written output stays behind
+        store = stack.enter_context(_store(spec.use_cache))
+        # Local outputs keep new layers in the cache: an unchanged rebuild copies them from there.
+        keep = any(getattr(sink, "layers_cached", True) for sink in sinks)
+        binaries = [file_entry(t.spec.path, entrypoint) for t in targets]
+        reporter.info(f"adding {targets[0].spec.path} as {entrypoint} for {targets[0].platform}")
+        first = _Background(
+            lambda cancel: store.layer([binaries[0]], layer_options, reporter, _taps(sinks, reporter), keep, cancel)
+        )
+        stack.callback(first.stop)
         source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
         bases = [load_base(source, t.platform) if source else None for t in targets]
-        store = stack.enter_context(_store(spec.use_cache))
         listings = ListingCache(store.root)
         documents: dict[str, bytes] = {}
         blobs: dict[str, Blob] = {}
         plans = []
-        for target, base in zip(targets, bases, strict=True):
+        for target, base, binary in zip(targets, bases, binaries, strict=True):
             tree = _filesystem(target, base, bool(extras), spec, listings)
             new_extras = _without_existing_dirs(_with_parents(extras, tree), tree)
-            binary = file_entry(target.spec.path, entrypoint)
             if tree is not None:
                 tree.add_entries([*new_extras, binary])
                 _check_runnable(target, entrypoint, base, tree, spec.strict, reporter)
             plans.append((target, base, tree, new_extras, binary))
         results = []
-        # Local outputs keep new layers in the cache: an unchanged rebuild copies them from there.
-        keep = any(getattr(sink, "layers_cached", True) for sink in sinks)
-        new: dict[str, None] = {}  # the layers made, in order
-        for target, base, tree, new_extras, binary in plans:
-            reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
+        new: dict[str, None] = {}  # the layers made, in the order made
+        for index, (target, base, tree, new_extras, binary) in enumerate(plans):
+            if index == 0:
+                layer, cached = first.result()
+            else:
+                reporter.info(f"adding {target.spec.path} as {entrypoint} for {target.platform}")
+                layer, cached = store.layer([binary], layer_options, reporter, _taps(sinks, reporter), keep)
+            if cached:
+                reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
+            new[layer.descriptor.digest] = None
             new_layers = []
             extra_layer = None
             if new_extras:
                 extra_layer, _ = store.layer(new_extras, layer_options, reporter, _taps(sinks, reporter), keep)
                 new_layers.append((extra_layer, f"zeroimage build: ADD {len(new_extras)} files", new_extras))
-            layer, cached = store.layer([binary], layer_options, reporter, _taps(sinks, reporter), keep)
-            if cached:
-                reporter.info(f"layer {layer.descriptor.digest} unchanged (cache)")
             new_layers.append((layer, f"zeroimage build: COPY {target.spec.path.name} {entrypoint}", [binary]))
             for built, _, entries in new_layers:
                 blobs[built.descriptor.digest] = _layer_blob(store, built, entries, layer_options, reporter)
@@ -180,6 +193,40 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         outputs=tuple(written),
         base=str(spec.base) if spec.base else None,
     )
+
+
+class _Background:
+    """The first program's layer, made while the base is resolved, listed and checked: it does
+    not depend on the base, and on a registry base that takes round trips (and, the first time,
+    the base's layers). A failure of either side stops the build; :meth:`stop` cancels the layer
+    if the build fails first."""
+
+    def __init__(self, make: Callable[[Cancel], tuple[BuiltLayer, bool]]) -> None:
+        self.cancel = Cancel()
+        self._made: tuple[BuiltLayer, bool] | None = None
+        self._failure: BaseException | None = None
+        self._done = threading.Event()  # not Thread.join: an interrupted join marks the thread ended
+        start_thread(threading.Thread(target=self._run, args=(make,), name="first-layer", daemon=True))
+
+    def _run(self, make: Callable[[Cancel], tuple[BuiltLayer, bool]]) -> None:
+        try:
+            self._made = make(self.cancel)
+        except BaseException as exc:  # noqa: BLE001 - raised in the build's thread by result()
+            self._failure = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> tuple[BuiltLayer, bool]:
+        self._done.wait()
+        if self._failure is not None:
+            raise self._failure
+        assert self._made is not None
+        return self._made
+
+    def stop(self) -> None:
+        if not self._done.is_set():
+            self.cancel.set()
+            self._done.wait()
 
 
 def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:

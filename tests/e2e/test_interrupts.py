@@ -234,6 +234,30 @@ def test_interrupted_push_leaves_nothing(
     assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
 
 
+@pytest.mark.parametrize("output", ["-o previous.tar", "--push"])
+def test_a_base_that_fails_stops_the_layer_made_meanwhile(
+    output: str, big_binary: Path, big_base: Path, tmp_path: Path
+) -> None:
+    """The program's layer is made while the base is read; a base without the program's
+    platform ends the build with that error alone, the layer unfinished and nothing left."""
+    home = Home(tmp_path)
+    previous = home.work / "previous.tar"
+    previous.write_bytes(b"an earlier build\n")
+    with contextlib.ExitStack() as stack:
+        registry = stack.enter_context(start_registry(tmp_path / "registry")) if output == "--push" else None
+        target = ["--push", f"{registry.host}/app:v1"] if registry is not None else ["-o", "previous.tar"]
+        proc = home.run("build", "--from-archive", str(big_base), "--platform", "linux/arm64", *target, str(big_binary))
+        if registry is not None:
+            assert "/manifests/" not in registry.log_text()
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert errors == [errors[0]] and "linux/arm64" in errors[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert "compressing layer: 536.9 MB" not in proc.stderr  # stopped, not finished
+    assert previous.read_bytes() == b"an earlier build\n"
+    assert sorted(p.name for p in home.work.iterdir()) == ["previous.tar"]
+    assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
+
+
 # -- full disks ----------------------------------------------------------------------------------
 
 
