@@ -205,6 +205,7 @@ class _ArchiveTap:
         self._previous: _ArchiveTap | None = None
         self._descriptor: Descriptor | None = None
         self._settled = threading.Event()
+        self._aborted = False
         self._thread: threading.Thread | None = None
 
     def start(self, layer: Readable) -> None:
@@ -225,6 +226,7 @@ class _ArchiveTap:
         self._settled.set()
 
     def abort(self) -> None:
+        self._aborted = True  # stops a copy from the cache too: nothing else would
         self._settled.set()
 
     def cached(self, descriptor: Descriptor, path: Path) -> None:
@@ -256,7 +258,7 @@ class _ArchiveTap:
         start = out.seek(0, os.SEEK_END)
         out.write(_BLANK_HEADER)
         end = flushed = start + len(_BLANK_HEADER)
-        while chunk := layer.read(CHUNK):
+        while not self._aborted and (chunk := layer.read(CHUNK)):
             out.write(chunk)
             end += len(chunk)
             if end - flushed >= _SLICE:
