@@ -9,7 +9,6 @@ BuildSpec → pick each binary's platform → make the first program's layer, an
 from __future__ import annotations
 
 import posixpath
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,7 +18,7 @@ from typing import Any
 
 from zeroimage import runcheck
 from zeroimage.cache import BlobStore, default_cache_dir
-from zeroimage.cancel import start_thread
+from zeroimage.cancel import Worker
 from zeroimage.customize import ConfigChanges, apply_changes
 from zeroimage.elf import BinaryInfo, inspect_binary
 from zeroimage.errors import InputError, PlatformError, RunCheckError, UsageError
@@ -205,28 +204,26 @@ class _Background:
         self.cancel = Cancel()
         self._made: tuple[BuiltLayer, bool] | None = None
         self._failure: BaseException | None = None
-        self._done = threading.Event()  # not Thread.join: an interrupted join marks the thread ended
-        start_thread(threading.Thread(target=self._run, args=(make,), name="first-layer", daemon=True))
+        self._worker = Worker(lambda: self._run(make), "first-layer")
+        self._worker.start()
 
     def _run(self, make: Callable[[Cancel], tuple[BuiltLayer, bool]]) -> None:
         try:
             self._made = make(self.cancel)
         except BaseException as exc:  # noqa: BLE001 - raised in the build's thread by result()
             self._failure = exc
-        finally:
-            self._done.set()
 
     def result(self) -> tuple[BuiltLayer, bool]:
-        self._done.wait()
+        self._worker.wait()
         if self._failure is not None:
             raise self._failure
         assert self._made is not None
         return self._made
 
     def stop(self) -> None:
-        if not self._done.is_set():
+        if not self._worker.done:
             self.cancel.set()
-            self._done.wait()
+            self._worker.wait()
 
 
 def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:

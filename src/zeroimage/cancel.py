@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 from zeroimage.errors import Interrupted
 
@@ -39,3 +40,34 @@ def start_thread(thread: threading.Thread) -> None:
         thread.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+class Worker:
+    """A daemon thread whose end can be waited for even across an interrupt.
+
+    ``Thread.join`` cannot: in CPython 3.11 a join interrupted by a signal handler's exception
+    releases the running thread's state lock and marks it ended (the bpo-45274 handling), so a
+    later join returns while it still runs. :meth:`wait` waits on an event the thread sets
+    when it is done, and not at all for a thread never started (interrupted before)."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._done = threading.Event()
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+
+    def start(self) -> None:
+        start_thread(self._thread)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self) -> None:
+        if self._thread.ident is not None:  # started: start_thread is never interrupted half-way
+            self._done.wait()

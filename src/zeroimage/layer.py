@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal, cast
 
-from zeroimage.cancel import start_thread
+from zeroimage.cancel import Worker
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import CHUNK, Writable, describe_os_error
 from zeroimage.oci import Descriptor
@@ -294,8 +294,6 @@ def stream_layer(
         compressor = _open_compressor(sink, options)
         tee = _ProgressWriter(compressor, task, cancel)
 
-        done = threading.Event()  # not Thread.join: an interrupted join marks the thread ended (3.11)
-
         def work() -> None:
             try:
                 write_tar(entries, tee, options.mtime)  # type: ignore[arg-type]
@@ -306,14 +304,14 @@ def stream_layer(
                     compressor.close()
                 except BaseException as exc:
                     failures.append(exc)
-                done.set()
 
-        start_thread(threading.Thread(target=work, name="layer"))
+        worker = Worker(work, "layer")
+        worker.start()
         try:
-            done.wait()
+            worker.wait()
         except BaseException:
             cancel.set()
-            done.wait()
+            worker.wait()
             raise
     if failures:
         raise failures[0]

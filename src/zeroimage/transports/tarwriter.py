@@ -14,7 +14,6 @@ whether a layer was streamed, copied from the cache, or written to a pipe.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import tarfile
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from zeroimage.cancel import start_thread
+from zeroimage.cancel import Worker
 from zeroimage.files import CHUNK, AtomicFile, RangeReader, Readable, copy_stream, start_writeback, undone_on_failure
 from zeroimage.image import Blob, ImageGraph
 from zeroimage.oci import Descriptor, split_digest
@@ -206,7 +205,7 @@ class _ArchiveTap:
         self._descriptor: Descriptor | None = None
         self._settled = threading.Event()
         self._aborted = False
-        self._thread: threading.Thread | None = None
+        self._worker: Worker | None = None
 
     def start(self, layer: Readable) -> None:
         archive = self.archive
@@ -217,9 +216,9 @@ class _ArchiveTap:
             raise
         self._previous = archive._started[-1] if archive._started else None
         tar = TarWriter(out, archive.mtime)
-        self._thread = threading.Thread(target=self._run, args=(layer, out, tar), name="archive-layer", daemon=True)
-        archive._started.append(self)  # before it runs: the archive joins it before closing the file
-        start_thread(self._thread)
+        self._worker = Worker(lambda: self._run(layer, out, tar), "archive-layer")
+        archive._started.append(self)  # before it runs: the archive waits for it before closing the file
+        self._worker.start()
 
     def finish(self, descriptor: Descriptor) -> None:
         self._descriptor = descriptor
@@ -237,9 +236,8 @@ class _ArchiveTap:
         self.finish(descriptor)
 
     def join(self) -> None:
-        if self._thread is not None:
-            with contextlib.suppress(RuntimeError):  # interrupted before it started: it never will
-                self._thread.join()
+        if self._worker is not None:
+            self._worker.wait()
 
     def _run(self, layer: Readable, out: BinaryIO, tar: TarWriter) -> None:
         try:

@@ -523,14 +523,14 @@ class _StreamedUpload:
         self.sink = sink
         self.reporter = reporter
         self.siblings = siblings
-        self.thread: threading.Thread | None = None
+        self.worker: cancel.Worker | None = None
         self.failed: BaseException | None = None
         self.descriptor: Descriptor | None = None
         self._settled = threading.Event()  # finish or abort was called
 
     def start(self, layer: Readable) -> None:
-        self.thread = threading.Thread(target=self._run, args=(layer,), name="stream-upload", daemon=True)
-        cancel.start_thread(self.thread)
+        self.worker = cancel.Worker(lambda: self._run(layer), "stream-upload")
+        self.worker.start()
 
     def _run(self, layer: Readable) -> None:
         sink = self.sink
@@ -581,8 +581,8 @@ class _StreamedUpload:
 
     def wait(self, quiet: bool = False) -> bool:
         """Wait for the upload to end; True if the registry confirmed the blob."""
-        if self.thread is not None:
-            self.thread.join()
+        if self.worker is not None:
+            self.worker.wait()
         if self.failed is None or quiet:
             return self.failed is None
         self.reporter.info(
