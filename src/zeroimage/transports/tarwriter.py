@@ -232,7 +232,11 @@ class _ArchiveTap:
         """Copy the layer from the cache, in its place in the archive (once per archive)."""
         if any(tap._descriptor == descriptor for tap in self.archive._started):
             return
-        self.start(RangeReader(path, 0, descriptor.size))
+        try:
+            layer = RangeReader(path, 0, descriptor.size)
+        except OSError:
+            return  # pruned meanwhile by another run: the sink's write makes it again
+        self.start(layer)
         self.finish(descriptor)
 
     def join(self) -> None:
