@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from zeroimage.files import RangeReader, Readable
+from zeroimage.files import RangeReader, Readable, write_all
 
 
 class LayerAbandoned(Exception):
@@ -58,9 +58,7 @@ class GrowingFile(_Feed):
         self._size = 0
 
     def write(self, data: bytes | memoryview, /) -> int:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        write_all(self._fd, data)
         with self._changed:
             self._size += len(data)
             self._changed.notify_all()

@@ -142,6 +142,13 @@ def undone_on_failure(undo: Callable[[], None], target: str | os.PathLike[str]) 
         raise
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` at the descriptor's position (``os.write`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing ``length`` bytes at ``offset`` to disk now, without waiting
     (``sync_file_range(SYNC_FILE_RANGE_WRITE)``). An output written in slices this way is mostly

@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from zeroimage.cancel import Worker
-from zeroimage.files import CHUNK, AtomicFile, RangeReader, Readable, copy_stream, start_writeback, undone_on_failure
+from zeroimage.files import (
+    CHUNK,
+    AtomicFile,
+    RangeReader,
+    Readable,
+    copy_stream,
+    start_writeback,
+    undone_on_failure,
+    write_all,
+)
 from zeroimage.image import Blob, ImageGraph
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
@@ -258,10 +267,10 @@ class _ArchiveTap:
     def _copy(self, layer: Readable, out: BinaryIO, tar: TarWriter) -> str | None:
         fd = out.fileno()
         start = out.seek(0, os.SEEK_END)
-        out.write(_BLANK_HEADER)
+        write_all(fd, _BLANK_HEADER)
         end = flushed = start + len(_BLANK_HEADER)
         while not self._aborted and (chunk := layer.read(CHUNK)):
-            out.write(chunk)
+            write_all(fd, chunk)
             end += len(chunk)
             if end - flushed >= _SLICE:
                 start_writeback(fd, flushed, end - flushed)
@@ -273,7 +282,8 @@ class _ArchiveTap:
         header = tar.header(blob_name(desc.digest), size)
         if len(header) != len(_BLANK_HEADER):
             return None  # a size that needs an extended header: the sink writes this layer itself
-        os.pwrite(fd, header, start)
-        out.write(padding(size))
+        if os.pwrite(fd, header, start) != len(header):
+            return None
+        write_all(fd, padding(size))
         start_writeback(fd, flushed, out.tell() - flushed)
         return desc.digest
