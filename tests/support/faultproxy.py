@@ -326,9 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers:
             self.send_header(key, value)
             sent[key] = value
-        self.end_headers()
-        rec.status = status
+        rec.status = status  # recorded before the client can see the reply, and test what it did
         rec.response_headers = sent
+        self.end_headers()
 
     def _reply(
         self,
