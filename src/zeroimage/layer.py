@@ -313,8 +313,8 @@ def stream_layer(
             cancel.set()
             worker.wait()
             raise
-    if failures:
-        raise failures[0]
+        if failures:
+            raise failures[0]  # inside: a failed or cancelled layer is not reported as done
     return BuiltLayer(
         descriptor=Descriptor(
             media_type=options.media_type, digest="sha256:" + sink.hasher.hexdigest(), size=sink.size
