@@ -117,12 +117,11 @@ class WriteResult:
 
 class LayerTap(Protocol):
     """Takes a new layer while it is made (a registry uploads it as it is compressed, an archive
-    file writes it in). ``start``
-    gets a reader that follows the layer's bytes as they are written (its ``read`` waits for
-    more, and raises if the layer is abandoned); a tap reads it steadily or closes it, since a
-    reader through memory holds the compressor back. ``finish`` tells the digest, ``abort``
-    that there will be none. Neither waits: the sink's own write does, and still checks that
-    every blob is there, so a tap is an optimisation only."""
+    file writes it in). ``start`` gets a reader that follows the layer's bytes as they are
+    written (its ``read`` waits for more, and raises if the layer is abandoned); a tap reads it
+    steadily or closes it, since a reader through memory holds the compressor back. ``finish``
+    tells the digest, ``abort`` that there will be none. Neither waits: the sink's own write
+    does, and still checks that every blob is there, so a tap is an optimisation only."""
 
     def start(self, layer: Readable) -> None: ...
 

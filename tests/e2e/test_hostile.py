@@ -344,30 +344,24 @@ case(
     ),
 )
 
+
 # Links and devices where a blob should be.
-case(
-    "symlink-for-manifest",
-    "is a symlink, not a regular file",
-    archive_of(
-        members=swapped(
-            blob_name(BASE.amd64), Member(blob_name(BASE.amd64), kind=tarfile.SYMTYPE, linkname="/etc/passwd")
-        )
-    ),
-)
+def symlinked(name: str, target: str) -> Make:
+    """The base archive with ``name`` a symlink to ``target``."""
+    return archive_of(members=swapped(name, Member(name, kind=tarfile.SYMTYPE, linkname=target)))
+
+
+case("symlink-for-manifest", "is a symlink, not a regular file", symlinked(blob_name(BASE.amd64), "/etc/passwd"))
 case(
     "symlink-for-layer",
     "is a symlink, not a regular file",
-    archive_of(
-        members=swapped(
-            blob_name(BASE.layer), Member(blob_name(BASE.layer), kind=tarfile.SYMTYPE, linkname="../../../etc/passwd")
-        )
-    ),
+    symlinked(blob_name(BASE.layer), "../../../etc/passwd"),
     inspect=False,
 )
 case(
     "symlink-for-index.json",
     "is a symlink, not a regular file",
-    archive_of(members=swapped("index.json", Member("index.json", kind=tarfile.SYMTYPE, linkname="/etc/passwd"))),
+    symlinked("index.json", "/etc/passwd"),
 )
 case(
     "hardlink-for-manifest",
