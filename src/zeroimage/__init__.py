@@ -1,3 +1,96 @@
-"""zeroimage: container images for single-binary programs, without Docker."""
+"""zeroimage: container images for single-binary programs, without Docker.
+
+    import zeroimage
+
+    result = zeroimage.build(["./app"], base="gcr.io/distroless/static", push=["registry.example.com/app:v1"])
+    result.digest                          # "sha256:…" of the image (or index)
+    zeroimage.inspect("oci-archive:app.tar")
+
+The library prints nothing and never exits; every failure is a :class:`ZeroimageError`. The
+heavier parts load on first use, so that importing zeroimage (and ``zeroimage --help``) is fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zeroimage.errors import (
+    AuthError,
+    CredentialError,
+    DigestError,
+    InputError,
+    Interrupted,
+    InvalidReference,
+    NetworkError,
+    NotFoundError,
+    OutputError,
+    PlatformError,
+    RegistryError,
+    RunCheckError,
+    TLSError,
+    UsageError,
+    ZeroimageError,
+)
+
+if TYPE_CHECKING:
+    from zeroimage.api import build, inspect
+    from zeroimage.image import WriteResult
+    from zeroimage.pipeline import BuildResult, LayerResult, PlatformResult
+    from zeroimage.progress import CallbackReporter, Event, NullReporter, Reporter, Task
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "build": "zeroimage.api",
+    "inspect": "zeroimage.api",
+    "BuildResult": "zeroimage.pipeline",
+    "LayerResult": "zeroimage.pipeline",
+    "PlatformResult": "zeroimage.pipeline",
+    "WriteResult": "zeroimage.image",
+    "CallbackReporter": "zeroimage.progress",
+    "Event": "zeroimage.progress",
+    "NullReporter": "zeroimage.progress",
+    "Reporter": "zeroimage.progress",
+    "Task": "zeroimage.progress",
+}
+
+__all__ = [
+    "AuthError",
+    "BuildResult",
+    "CallbackReporter",
+    "CredentialError",
+    "DigestError",
+    "Event",
+    "InputError",
+    "Interrupted",
+    "InvalidReference",
+    "LayerResult",
+    "NetworkError",
+    "NotFoundError",
+    "NullReporter",
+    "OutputError",
+    "PlatformError",
+    "PlatformResult",
+    "RegistryError",
+    "Reporter",
+    "RunCheckError",
+    "TLSError",
+    "Task",
+    "UsageError",
+    "WriteResult",
+    "ZeroimageError",
+    "__version__",
+    "build",
+    "inspect",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zeroimage' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,14 @@
-"""Interrupts that must not be lost.
+"""Interrupts that must not be lost, and work that can be stopped from another thread.
 
-The CLI's signal handlers record SIGINT/SIGTERM here as well as raising. Python can swallow an
-exception raised while it runs a finaliser or a weakref callback ("Exception ignored in ..."), so
-every point that commits an output (renaming a file into place, putting a manifest) calls
-:func:`check` first: an interrupted build never leaves an output behind.
+The CLI's signal handlers record SIGINT/SIGTERM here (:func:`request`) as well as raising. Python
+can swallow an exception raised while it runs a finaliser or a weakref callback ("Exception ignored
+in ..."), so every point that commits an output (renaming a file into place, putting a manifest)
+calls :func:`check` first: an interrupted build never leaves an output behind. The library itself
+installs no signal handler; used from Python, nothing is pending unless a caller calls
+:func:`request`.
+
+A :class:`Cancellation` stops one piece of background work (a layer being compressed) from any
+thread; a :class:`Worker` is a thread whose end can be waited for across an interrupt.
 """
 
 from __future__ import annotations
@@ -28,18 +33,49 @@ def check() -> None:
         raise Interrupted(_pending)
 
 
+class Cancellation:
+    """The stop switch of one piece of work, settable from any thread: the work checks
+    :meth:`is_set` between steps, and hooks (:meth:`on_set`) wake whatever it may be waiting on
+    (a full :class:`~zeroimage.layers.feed.MemoryPipe`). Setting it twice, or hooking late, is
+    harmless."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def on_set(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._hooks.append(hook)
+            already = self._event.is_set()
+        if already:
+            hook()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
+
+
 def start_thread(thread: threading.Thread) -> None:
     """Start ``thread`` with SIGINT and SIGTERM held back until it runs (it keeps them blocked,
     so they always reach the main thread). An interrupt raised inside ``Thread.start`` breaks
-    CPython's own bookkeeping: the new thread then dies printing a KeyError traceback."""
-    if threading.current_thread() is not threading.main_thread():
+    CPython's own bookkeeping: the new thread then dies printing a KeyError traceback. Where
+    signal masks do not exist (Windows), the thread is simply started."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
         thread.start()
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    held = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         thread.start()
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        mask(signal.SIG_SETMASK, held)
 
 
 class Worker:

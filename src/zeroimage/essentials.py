@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
-from zeroimage.layer import Entry, clean_image_path
+from zeroimage.layers.entries import Entry, clean_image_path
 
 ESSENTIALS = ("ca-certs", "tzdata", "users", "tmp")
 HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")

@@ -114,7 +114,7 @@ class AtomicFile:
             with contextlib.suppress(OSError):
                 self._handle.close()
         if self._tmp:
-            _unlink(self._tmp)
+            unlink_quietly(self._tmp)
             self._tmp = ""
 
 
@@ -172,7 +172,8 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return function
 
 
-def _unlink(path: str) -> None:
+def unlink_quietly(path: str | os.PathLike[str]) -> None:
+    """Remove a file if it is there; a file already gone, or that cannot go, is no error."""
     with contextlib.suppress(OSError):
         os.unlink(path)
 

@@ -1,4 +1,5 @@
-"""Images as graphs of content-addressed documents with lazy blobs, and what reads and writes them.
+"""Images as graphs of content-addressed documents with lazy blobs; what reads and writes them;
+and how a build assembles one — pure functions from a base, new layers and a config to a graph.
 
 A :class:`Source` gives a root descriptor, documents (manifests, indexes, configs: small, kept in
 memory, always verified) and blobs (layers: opened lazily, streamed, verified while read).
@@ -7,20 +8,41 @@ A :class:`Sink` takes an :class:`ImageGraph`. Neither prints; progress goes to a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
 
-from zeroimage.errors import InputError, PlatformError
+from zeroimage.errors import InputError, PlatformError, UsageError
 from zeroimage.files import Readable
-from zeroimage.oci import Descriptor, ImageConfig, Index, Manifest, Platform, parse_document
+from zeroimage.oci import (
+    BASE_DIGEST,
+    BASE_NAME,
+    CREATED,
+    Descriptor,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    parse_document,
+    sha256_digest,
+)
 from zeroimage.oci import mediatypes as mt
-from zeroimage.platform import select_platform
+from zeroimage.platform import match_rank, select_platform
 from zeroimage.progress import Reporter
 
 #: Indexes nested deeper than this are refused (a cycle or an absurd document).
 MAX_INDEX_DEPTH = 8
+
+#: The media types of a written image: OCI, or Docker's v2 schema 2.
+ImageFormat = Literal["oci", "docker"]
+
+
+@dataclass(frozen=True)
+class MountSource:
+    """Where a blob can be mounted from instead of uploaded: a repository of a registry."""
+
+    registry: str
+    repository: str
 
 
 @dataclass(frozen=True)
@@ -28,25 +50,23 @@ class Blob:
     """A layer: its descriptor and how to read it.
 
     ``open`` returns a stream of exactly the blob's bytes that raises DigestError if they do not
-    match. ``path`` is set only for blobs zeroimage made itself (its own store), whose bytes may
-    be copied without re-hashing. ``origin`` names the registry repository it can be mounted from.
+    match. ``origin`` names the registry repository it can be mounted from, if any.
     """
 
     descriptor: Descriptor
     open: Callable[[], Readable]
-    path: Path | None = None
-    origin: object | None = None
+    origin: MountSource | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageGraph:
     """A complete image ready for a sink: a root document, every document, every layer blob,
     and which of the layers the build made (``new``, in the order it made them: archives put
     them first, where they were streamed while compressed)."""
 
     root: Descriptor
-    documents: dict[str, bytes] = field(default_factory=dict)
-    blobs: dict[str, Blob] = field(default_factory=dict)
+    documents: Mapping[str, bytes] = field(default_factory=dict)
+    blobs: Mapping[str, Blob] = field(default_factory=dict)
     new: tuple[str, ...] = ()
 
     def manifests(self) -> Iterator[tuple[Descriptor, Manifest]]:
@@ -87,6 +107,9 @@ class ImageGraph:
         return order
 
 
+# -- where images come from and go -------------------------------------------------------------
+
+
 class Source(Protocol):
     """Somewhere an image can be read from."""
 
@@ -107,12 +130,21 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a sink wrote: a human/script reference and the digest of the top document; for a
-    registry, also how many blobs were uploaded, mounted, or found there already."""
+    """What a sink wrote, for one reference: where (as given, tag included), and the digest of
+    what it holds there — the root document's, or for Docker outputs the image ID (the config's
+    digest), which is what Docker shows. ``location`` is what to print before ``@digest`` when it
+    differs from ``reference`` (a registry: the repository, since a tag and a digest together do
+    not open in skopeo). For a registry, ``blobs`` counts those uploaded, mounted, or found."""
 
     reference: str
     digest: str
-    blobs: dict[str, int] | None = None
+    blobs: Mapping[str, int] | None = None
+    location: str = ""
+
+    @property
+    def pinned(self) -> str:
+        """``WHERE@sha256:…``: the line the CLI prints, which skopeo opens."""
+        return f"{self.location or self.reference}@{self.digest}"
 
 
 class LayerTap(Protocol):
@@ -129,17 +161,37 @@ class LayerTap(Protocol):
 
     def abort(self) -> None: ...
 
-    def cached(self, descriptor: Descriptor, path: Path) -> None:
-        """Instead of the three above: the layer was in the cache, its bytes at ``path``."""
+    def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
+        """Instead of the three above: the layer was in the cache; ``open_layer`` reads it,
+        verified against its digest as it is read."""
         ...
 
 
 class Sink(Protocol):
-    """Somewhere an image can be written to."""
+    """Somewhere an image can be written to, and what it can do besides writing it."""
 
     description: str
+    #: The media types it always holds ("oci" for OCI archives and layouts, which skopeo and
+    #: umoci read only so), or None: the build's ``--format``.
+    fixed_format: ImageFormat | None
+    #: Whether it copies new layers from the store (archives, layouts); a registry takes them
+    #: through its tap and needs only their identity kept.
+    needs_layer_files: bool
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult: ...
+    def layer_tap(self, reporter: Reporter) -> LayerTap | None:
+        """A tap that takes one new layer while it is made, or None if the sink cannot."""
+        ...
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+        """Write the image; one result per reference the sink was given."""
+        ...
+
+    def discard(self) -> None:
+        """The build failed: remove whatever this sink began (nothing once written)."""
+        ...
+
+
+# -- reading a base ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -157,9 +209,9 @@ class BaseImage:
     descriptor: Descriptor
     manifest: Manifest
     config: ImageConfig
-    config_descriptor: Descriptor
     layers: tuple[Blob, ...]
     platform: Platform
+    name: str = ""  # how the user named the base (for the base.name annotation)
 
 
 def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate]:
@@ -194,7 +246,7 @@ def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate
     return found
 
 
-def load_base(source: Source, want: Platform) -> BaseImage:
+def load_base(source: Source, want: Platform, name: str = "") -> BaseImage:
     """Resolve the member of ``source`` that serves platform ``want`` (containerd's matching)."""
     found = candidates(source)
     if len(found) == 1 and found[0].platform is None:
@@ -215,11 +267,8 @@ def load_base(source: Source, want: Platform) -> BaseImage:
     config_raw = source.document(manifest.config)
     config = ImageConfig.from_bytes(config_raw, f"{source.description} config {manifest.config.digest}")
     platform = chosen.platform or config.platform
-    if chosen.platform is None:
-        from zeroimage.platform import match_rank
-
-        if match_rank(want, platform) is None:
-            raise PlatformError(f"{source.description} is an image for {platform}, not for {want}")
+    if chosen.platform is None and match_rank(want, platform) is None:
+        raise PlatformError(f"{source.description} is an image for {platform}, not for {want}")
     if len(manifest.layers) != len(config.diff_ids):
         raise InputError(
             f"{source.description}: manifest has {len(manifest.layers)} layers but its config "
@@ -229,7 +278,106 @@ def load_base(source: Source, want: Platform) -> BaseImage:
         descriptor=chosen.descriptor.with_changes(media_type=manifest.media_type),
         manifest=manifest,
         config=config,
-        config_descriptor=manifest.config,
         layers=tuple(source.blob(layer) for layer in manifest.layers),
         platform=platform,
+        name=name,
     )
+
+
+# -- assembling an image -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewLayer:
+    """A layer the build made, as an image takes it: its blob (OCI media type) and diff_id."""
+
+    blob: Blob
+    diff_id: str
+
+
+def append(
+    base: BaseImage | None,
+    layers: Sequence[NewLayer],
+    config: ImageConfig,
+    fmt: ImageFormat,
+    annotations: Mapping[str, str] | None = None,
+) -> ImageGraph:
+    """The image of ``base`` with ``layers`` on top, described by ``config`` — which must already
+    list the base's and the new layers' diff_ids, in order — in the media types of ``fmt``.
+
+    The base's layers are named as they are (converted to ``fmt``'s media types); OCI manifests
+    carry ``annotations`` plus ``created`` and, on a base, its name and digest. Docker manifests
+    carry no annotations."""
+    base_layers = base.layers if base else ()
+    expected = [*(base.config.diff_ids if base else ()), *(layer.diff_id for layer in layers)]
+    if config.diff_ids != expected:
+        raise AssertionError("the config's diff_ids do not match the image's layers")
+    docker = fmt == "docker"
+    config_bytes = config.to_bytes()
+    config_desc = Descriptor(
+        mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG, sha256_digest(config_bytes), len(config_bytes)
+    )
+    blobs: dict[str, Blob] = {}
+    descriptors: list[Descriptor] = []
+    for blob in [*base_layers, *(layer.blob for layer in layers)]:
+        desc = blob.descriptor.with_changes(media_type=_layer_media_type(blob.descriptor.media_type, fmt))
+        descriptors.append(desc)
+        blobs.setdefault(desc.digest, replace(blob, descriptor=desc))
+    notes: dict[str, str] = {}
+    if not docker:
+        if config.data.get("created"):
+            notes[CREATED] = str(config.data["created"])
+        if base is not None and base.name:
+            notes[BASE_NAME] = base.name
+            notes[BASE_DIGEST] = base.descriptor.digest
+        notes.update(annotations or {})
+    manifest = Manifest(
+        config=config_desc,
+        layers=tuple(descriptors),
+        media_type=mt.DOCKER_MANIFEST if docker else mt.OCI_MANIFEST,
+        annotations=notes,
+    )
+    raw = manifest.to_bytes()
+    root = Descriptor(manifest.media_type, sha256_digest(raw), len(raw), platform=config.platform)
+    return ImageGraph(
+        root=root,
+        documents={config_desc.digest: config_bytes, root.digest: raw},
+        blobs=blobs,
+        new=tuple(dict.fromkeys(layer.blob.descriptor.digest for layer in layers)),
+    )
+
+
+def index_of(
+    images: Sequence[ImageGraph],
+    fmt: ImageFormat,
+    annotations: Mapping[str, str] | None = None,
+) -> ImageGraph:
+    """One image of several platforms: an index naming each image's root (a single image is
+    returned as it is). Documents and blobs are merged; new layers keep the order made."""
+    if len(images) == 1:
+        return images[0]
+    docker = fmt == "docker"
+    index = Index(
+        manifests=tuple(image.root for image in images),
+        media_type=mt.DOCKER_MANIFEST_LIST if docker else mt.OCI_INDEX,
+        annotations={} if docker else dict(annotations or {}),
+    )
+    raw = index.to_bytes()
+    root = Descriptor(index.media_type, sha256_digest(raw), len(raw))
+    documents: dict[str, bytes] = {root.digest: raw}
+    blobs: dict[str, Blob] = {}
+    new: dict[str, None] = {}
+    for image in images:
+        documents.update(image.documents)
+        blobs.update(image.blobs)
+        new.update(dict.fromkeys(image.new))
+    return ImageGraph(root, documents, blobs, tuple(new))
+
+
+def _layer_media_type(media_type: str, fmt: ImageFormat) -> str:
+    if fmt == "oci":
+        return mt.to_oci(media_type)
+    docker = mt.to_docker(media_type)
+    if docker is None:
+        raise UsageError(f"--format docker cannot carry a layer of type {media_type}; use gzip layers")
+    return docker

@@ -1,14 +1,19 @@
-"""How long work reports on itself without printing: the CLI supplies a Reporter that does.
+"""How long work reports on itself without printing: whoever runs a build supplies a Reporter.
 
 Library code calls ``reporter.task(...)`` around long work (compressing, uploading,
 downloading) and ``reporter.warn(...)`` for things the user should know. The default reporter
-does nothing, so the library is silent when imported and used from Python.
+does nothing, so the library is silent when imported and used from Python; the CLI's prints
+(``zeroimage.cli.reporters``); :class:`CallbackReporter` hands every step to a function as an
+:class:`Event`.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 class Task(Protocol):
@@ -22,6 +27,8 @@ class Task(Protocol):
 
 
 class Reporter(Protocol):
+    """Receives what a build has to say. Methods may be called from several threads at once."""
+
     def warn(self, message: str) -> None:
         """Something the user should know that does not stop the build."""
         ...
@@ -59,15 +66,61 @@ class NullReporter:
         return _NullTask()
 
 
-class CollectingReporter(NullReporter):
-    """Keeps warnings and steps in lists (for library users and tests)."""
+EventKind = Literal["warning", "info", "started", "progress", "finished", "failed"]
 
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-        self.steps: list[str] = []
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a build says: a warning or a step (``message``), or news of a long task — its
+    description in ``message``, the bytes ``done`` so far and the ``total`` (None if unknown)."""
+
+    kind: EventKind
+    message: str
+    done: int = 0
+    total: int | None = None
+
+
+class CallbackReporter:
+    """A Reporter that hands every event to ``callback`` (from whichever thread the work runs
+    in; calls are serialised). Progress events come at most once per ``step`` bytes."""
+
+    def __init__(self, callback: Callable[[Event], None], step: int = 8 << 20) -> None:
+        self._callback = callback
+        self._step = step
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self._callback(event)
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        self.emit(Event("warning", message))
 
     def info(self, message: str) -> None:
-        self.steps.append(message)
+        self.emit(Event("info", message))
+
+    def task(self, description: str, total: int | None) -> Task:
+        return _CallbackTask(self, description, total)
+
+
+class _CallbackTask:
+    def __init__(self, reporter: CallbackReporter, description: str, total: int | None) -> None:
+        self._reporter = reporter
+        self._description = description
+        self._total = total
+        self._done = 0
+        self._told = 0
+
+    def __enter__(self) -> _CallbackTask:
+        self._reporter.emit(Event("started", self._description, 0, self._total))
+        return self
+
+    def advance(self, amount: int) -> None:
+        self._done += amount
+        if self._done - self._told >= self._reporter._step:
+            self._told = self._done
+            self._reporter.emit(Event("progress", self._description, self._done, self._total))
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        ended: EventKind = "finished" if kind is None else "failed"
+        self._reporter.emit(Event(ended, self._description, self._done, self._total))

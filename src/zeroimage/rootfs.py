@@ -24,7 +24,7 @@ from zeroimage.elf import BinaryInfo, inspect_binary, parse_elf
 from zeroimage.errors import InputError, OutputError
 from zeroimage.files import Readable, atomic_write
 from zeroimage.image import Blob
-from zeroimage.layer import Entry
+from zeroimage.layers.entries import Entry
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci import split_digest
 

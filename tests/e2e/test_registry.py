@@ -105,7 +105,7 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         after = [line.split('"')[1] for line in registry.access_log()[requests:]]
         assert [o["digest"] for o in result["outputs"]] == [first.strip().split("@")[1]]
         assert result["outputs"][0]["blobs"] == {"uploaded": 0, "mounted": 0, "existing": 0}
-        assert result["platforms"][0]["layer"]["cached"]
+        assert [layer["origin"] for layer in result["platforms"][0]["layers"]] == ["cache"]
         # the tag already names this image: one HEAD, nothing written
         assert [r for r in after if not r.startswith("GET /v2/ ")] == ["HEAD /v2/app/manifests/v1 HTTP/1.1"]
         # another tag for the same image: only the manifest is put, under the new tag

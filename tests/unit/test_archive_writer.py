@@ -6,20 +6,21 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from functools import partial
 from pathlib import Path
 
 import pytest
 
-from zeroimage.cache import BlobStore
+from tests.support.layers import make_layer
 from zeroimage.errors import OutputError
-from zeroimage.feed import GrowingFile
-from zeroimage.files import AtomicFile, RangeReader
-from zeroimage.image import Blob, ImageGraph
-from zeroimage.layer import BuiltLayer, LayerOptions, file_entry
+from zeroimage.files import AtomicFile
+from zeroimage.image import ImageGraph
+from zeroimage.layers.compress import BuiltLayer, LayerOptions
+from zeroimage.layers.entries import file_entry
+from zeroimage.layers.feed import GrowingFile
 from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter
+from zeroimage.store import BlobStore
 from zeroimage.transports.tarwriter import StagedArchive, TarWriter, add_new_layers, blob_name
 
 OPTIONS = LayerOptions(mtime=1)
@@ -42,8 +43,7 @@ def _programs(tmp_path: Path) -> list[Path]:
 def _graph(store: BlobStore, layers: list[BuiltLayer]) -> ImageGraph:
     blobs = {}
     for layer in layers:
-        desc, path = layer.descriptor, store.path(layer.descriptor.digest)
-        blobs[desc.digest] = Blob(desc, partial(RangeReader, path, 0, desc.size), path)
+        blobs[layer.descriptor.digest] = store.blob(layer.descriptor)
     root = Descriptor(mt.OCI_MANIFEST, sha256_digest(b"{}"), 2)  # the sinks' part: not written here
     return ImageGraph(root, {}, blobs, tuple(dict.fromkeys(layer.descriptor.digest for layer in layers)))
 
@@ -69,7 +69,7 @@ def test_streamed_layers_are_written_first_and_exactly_as_copied_ones(tmp_path: 
     store = BlobStore(tmp_path / "cache")
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
     layers = [
-        store.layer([file_entry(path, f"/{path.name}")], OPTIONS, NullReporter(), [staged.layer_tap()])[0]
+        make_layer(store, [file_entry(path, f"/{path.name}")], OPTIONS, [staged.layer_tap()])[0]
         for path in _programs(tmp_path)
     ]
     graph = _graph(store, layers)
@@ -86,12 +86,12 @@ def test_a_cached_layer_takes_its_place_before_a_streamed_one(tmp_path: Path) ->
     program's is new. The cached one is copied in, in order, and the new one streams after it."""
     store = BlobStore(tmp_path / "cache")
     first, second = _programs(tmp_path)
-    cached, _ = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter())
+    cached, _ = make_layer(store, [file_entry(first, "/a")], OPTIONS)
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
-    hit, was_cached = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter(), [staged.layer_tap()])
+    hit, was_cached = make_layer(store, [file_entry(first, "/a")], OPTIONS, [staged.layer_tap()])
     assert was_cached and hit == cached
-    again = store.layer([file_entry(first, "/a")], OPTIONS, NullReporter(), [staged.layer_tap()])[0]  # once only
-    built, _ = store.layer([file_entry(second, "/b")], OPTIONS, NullReporter(), [staged.layer_tap()])
+    again = make_layer(store, [file_entry(first, "/a")], OPTIONS, [staged.layer_tap()])[0]  # once only
+    built, _ = make_layer(store, [file_entry(second, "/b")], OPTIONS, [staged.layer_tap()])
     graph = _graph(store, [cached, again, built])
     assert graph.new == (cached.descriptor.digest, built.descriptor.digest)
     taps = list(staged._started)
@@ -108,7 +108,7 @@ def test_streamed_layers_out_of_the_image_order_are_written_again(tmp_path: Path
     store = BlobStore(tmp_path / "cache")
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
     layers = [
-        store.layer([file_entry(path, f"/{path.name}")], OPTIONS, NullReporter(), [staged.layer_tap()])[0]
+        make_layer(store, [file_entry(path, f"/{path.name}")], OPTIONS, [staged.layer_tap()])[0]
         for path in _programs(tmp_path)
     ]
     graph = _graph(store, layers[::-1])

@@ -6,17 +6,21 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from zeroimage.cache import BlobStore, layer_key
+from tests.support.layers import make_layer
 from zeroimage.errors import InputError
-from zeroimage.feed import GrowingFile, LayerAbandoned, MemoryPipe
 from zeroimage.files import Readable
-from zeroimage.layer import Entry, LayerOptions, file_entry
+from zeroimage.layers.compress import LayerOptions
+from zeroimage.layers.entries import Entry, file_entry
+from zeroimage.layers.feed import GrowingFile, LayerAbandoned, MemoryPipe
+from zeroimage.layers.producer import LayerProducer, layer_key
 from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.progress import NullReporter
+from zeroimage.store import BlobStore
 
 
 @pytest.fixture
@@ -171,9 +175,13 @@ class _RecordingTap:
     def abort(self) -> None:
         self.aborted = True
 
-    def cached(self, descriptor: Descriptor, path: Path) -> None:
+    def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
         self.descriptor = descriptor
-        self.data = path.read_bytes()
+        layer = open_layer()
+        try:
+            self.data = b"".join(iter(lambda: layer.read(1 << 20), b""))
+        finally:
+            layer.close()
 
     def join(self) -> None:
         assert self.thread is not None
@@ -183,7 +191,7 @@ class _RecordingTap:
 def test_store_hands_taps_the_layer_as_it_is_written(tmp_path: Path, program: Path) -> None:
     store = BlobStore(tmp_path / "cache")
     taps = [_RecordingTap(), _RecordingTap()]
-    built, cached = store.layer([file_entry(program, "/app")], LayerOptions(), NullReporter(), taps)
+    built, cached = make_layer(store, [file_entry(program, "/app")], LayerOptions(), taps)
     assert not cached
     for tap in taps:
         tap.join()
@@ -194,11 +202,11 @@ def test_store_hands_taps_the_layer_as_it_is_written(tmp_path: Path, program: Pa
             == sha256_digest(store.path(built.descriptor.digest).read_bytes())
         )
     hit = _RecordingTap()  # a cache hit: the tap is told where the bytes are, nothing streams
-    assert store.layer([file_entry(program, "/app")], LayerOptions(), NullReporter(), [hit]) == (built, True)
+    assert make_layer(store, [file_entry(program, "/app")], LayerOptions(), [hit]) == (built, True)
     assert hit.thread is None and hit.descriptor == built.descriptor
     assert sha256_digest(hit.data) == built.descriptor.digest
     pushed = _RecordingTap()  # a push keeps no bytes: its taps hear nothing of a hit
-    assert store.layer([file_entry(program, "/app")], LayerOptions(), NullReporter(), [pushed], keep=False)[1]
+    assert make_layer(store, [file_entry(program, "/app")], LayerOptions(), [pushed], keep=False)[1]
     assert pushed.descriptor is None
 
 
@@ -209,7 +217,7 @@ def test_store_abandons_taps_when_the_layer_fails(tmp_path: Path) -> None:
     shrunk.write_bytes(b"short")
     entry = Entry(path="app", kind="file", mode=0o755, source=shrunk, size=10)  # it changed while read
     with pytest.raises(InputError):
-        store.layer([entry], LayerOptions(), NullReporter(), [tap])
+        make_layer(store, [entry], LayerOptions(), [tap])
     tap.join()
     assert tap.aborted and tap.descriptor is None
     assert len(tap.errors) == 1 and isinstance(tap.errors[0], LayerAbandoned)
@@ -220,30 +228,31 @@ def test_store_without_keep_passes_the_layer_through_memory(tmp_path: Path, prog
     store = BlobStore(tmp_path / "cache")
     tap = _RecordingTap()
     entries = [file_entry(program, "/app")]
-    built, cached = store.layer(entries, LayerOptions(), NullReporter(), [tap], keep=False)
+    built, cached = make_layer(store, entries, LayerOptions(), [tap], keep=False)
     tap.join()
     assert not cached and tap.descriptor == built.descriptor and sha256_digest(tap.data) == built.descriptor.digest
     assert not store.has(built.descriptor)  # never written to disk
     key = layer_key(entries, LayerOptions())
-    assert store.lookup(key, need_blob=False) == built  # its identity is remembered: a push can skip it
-    assert store.lookup(key) is None  # but an output that needs the bytes misses
-    again, cached = store.layer(entries, LayerOptions(), NullReporter(), keep=True)
+    assert store.layer_record(key, need_blob=False) == built  # its identity is remembered: a push can skip it
+    assert store.layer_record(key) is None  # but an output that needs the bytes misses
+    again, cached = make_layer(store, entries, LayerOptions(), keep=True)
     assert not cached and again == built and store.has(built.descriptor)
 
 
 def test_a_layer_kept_by_identity_is_made_again_when_a_sink_needs_its_bytes(tmp_path: Path, program: Path) -> None:
-    from zeroimage.build import _layer_blob
-
     store = BlobStore(tmp_path / "cache")
     entries = [file_entry(program, "/app")]
-    built, _ = store.layer(entries, LayerOptions(), NullReporter(), keep=False)
-    blob = _layer_blob(store, built, entries, LayerOptions(), NullReporter())
-    assert blob.path is None  # nothing on disk to copy from
-    with blob.open() as stream:
-        assert sha256_digest(stream.read()) == built.descriptor.digest
-    other = BlobStore(tmp_path / "other")
-    streamed, _ = other.layer(entries, LayerOptions(), NullReporter(), keep=False)
+    producer = LayerProducer(store, LayerOptions(), NullReporter(), list, keep=False)
+    made = producer.make(entries, "test layer")
+    assert not store.has(made.built.descriptor)  # nothing on disk to copy from
+    stream = producer.blob(made).open()
+    try:
+        assert sha256_digest(b"".join(iter(lambda: stream.read(1 << 20), b""))) == made.built.descriptor.digest
+    finally:
+        stream.close()
+    other = LayerProducer(BlobStore(tmp_path / "other"), LayerOptions(), NullReporter(), list, keep=False)
+    streamed = other.make(entries, "test layer")
     with open(program, "r+b") as handle:  # the program changes after its layer was streamed
         handle.write(b"changed")
     with pytest.raises(InputError, match="changed during the build"):
-        _layer_blob(other, streamed, entries, LayerOptions(), NullReporter()).open()
+        other.blob(streamed).open()

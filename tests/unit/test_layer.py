@@ -11,13 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from zeroimage import cache as cache_module
-from zeroimage.cache import BlobStore, layer_key
+from tests.support.layers import make_layer
+from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
-from zeroimage.layer import BuiltLayer, Entry, LayerOptions, clean_image_path, file_entry, stream_layer, write_tar
+from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
+from zeroimage.layers.entries import Entry, clean_image_path, file_entry
+from zeroimage.layers.producer import layer_key
+from zeroimage.layers.tar import write_tar
 from zeroimage.oci import Descriptor
 from zeroimage.oci.mediatypes import OCI_LAYER_GZIP
-from zeroimage.progress import NullReporter
+from zeroimage.store import BlobStore
 
 
 @pytest.fixture
@@ -97,15 +100,15 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_cache_hits_on_unchanged_input_and_misses_on_change(tmp_path: Path, program: Path) -> None:
     store = BlobStore(tmp_path / "cache")
     options = LayerOptions()
-    first, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    first, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and store.path(first.descriptor.digest).stat().st_size == first.descriptor.size
-    again, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    again, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert cached and again == first
     stat = program.stat()
     with open(program, "r+b") as handle:  # same size, same mtime: only ctime tells
         handle.write(b"Y")
     os.utime(program, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    changed, cached = store.layer([file_entry(program, "/app")], options, NullReporter())
+    changed, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and changed.descriptor.digest != first.descriptor.digest
     assert layer_key([file_entry(program, "/app")], options) != layer_key([file_entry(program, "/bin/app")], options)
 
@@ -120,13 +123,13 @@ def test_cache_prunes_least_recently_used(tmp_path: Path) -> None:
 
 
 def test_cache_prunes_least_recently_used_layer_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_module, "MAX_RECORDS", 8)
+    monkeypatch.setattr(store_module, "MAX_RECORDS", 8)
     store = BlobStore(tmp_path / "cache")
     layer = BuiltLayer(Descriptor(OCI_LAYER_GZIP, "sha256:" + "a" * 64, 1), "sha256:" + "b" * 64)
     for i in range(9):
-        store.remember(f"key{i}", layer)
+        store.put_layer_record(f"key{i}", layer)
         os.utime(tmp_path / "cache" / "layers" / f"key{i}", (1000 + i, 1000 + i))
-    assert store.lookup("key0", need_blob=False) == layer  # used now: the most recent of all
+    assert store.layer_record("key0", need_blob=False) == layer  # used now: the most recent of all
     store.prune()
     kept = sorted(p.name for p in (tmp_path / "cache" / "layers").iterdir())
     assert kept == ["key0", "key4", "key5", "key6", "key7", "key8"]

@@ -6,13 +6,15 @@ Transport names follow skopeo's: ``docker://REF``, ``oci:DIR[:TAG]``, ``oci-arch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zeroimage.errors import UsageError
 from zeroimage.image import Sink, Source
+from zeroimage.reference import Reference
 from zeroimage.transports.names import Location, parse_location
 
-__all__ = ["Location", "TransportOptions", "open_sink", "open_source", "parse_location"]
+__all__ = ["Location", "TransportOptions", "open_sinks", "open_source", "parse_location"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,32 @@ def open_source(location: Location, options: TransportOptions) -> Source:
     raise UsageError(f"{location.transport}: cannot be read from; use docker://, oci:, oci-archive: or docker-archive:")
 
 
-def open_sink(location: Location, options: TransportOptions) -> Sink:
+def open_sinks(locations: Sequence[Location], options: TransportOptions) -> list[Sink]:
+    """A sink for each output, in the order given; the references of one registry share one sink,
+    which uploads a new layer once and tags or mounts it for the others."""
+    order: list[Location | str] = []  # a location, or a registry standing for all its references
+    by_registry: dict[str, list[Reference]] = {}
+    for location in locations:
+        if location.reference is not None and location.is_registry:
+            registry = location.reference.registry
+            if registry not in by_registry:
+                by_registry[registry] = []
+                order.append(registry)
+            by_registry[registry].append(location.reference)
+        else:
+            order.append(location)
+    sinks: list[Sink] = []
+    for item in order:
+        if isinstance(item, str):
+            from zeroimage.transports.registry import RegistrySink
+
+            sinks.append(RegistrySink(by_registry[item], options.insecure_registries))
+        else:
+            sinks.append(_open_sink(item, options))
+    return sinks
+
+
+def _open_sink(location: Location, options: TransportOptions) -> Sink:
     if location.transport == "oci-archive":
         from zeroimage.transports.oci_layout import OciArchiveSink
 
@@ -66,9 +93,4 @@ def open_sink(location: Location, options: TransportOptions) -> Sink:
 
         assert location.reference is not None
         return DockerDaemonSink(location.reference, options.mtime)
-    if location.transport == "docker":
-        from zeroimage.transports.registry import RegistrySink
-
-        assert location.reference is not None
-        return RegistrySink(location.reference, options.insecure_registries)
     raise UsageError(f"unknown output transport {location.transport!r}")

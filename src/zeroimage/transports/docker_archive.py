@@ -18,7 +18,7 @@ from typing import Any
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable, VerifyingReader
-from zeroimage.image import Blob, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
@@ -184,6 +184,9 @@ class DockerArchiveSink:
     """Writes one image as a ``docker save`` archive (replacing the file atomically), its new
     layers streamed in while they are compressed."""
 
+    fixed_format: ImageFormat | None = None
+    needs_layer_files = True
+
     def __init__(self, path: Path, reference: Reference | None, mtime: int) -> None:
         self.path = path
         self.reference = reference
@@ -191,16 +194,15 @@ class DockerArchiveSink:
         self.description = f"docker-archive:{path}"
         self._staged = StagedArchive(path, mtime, _archive_head)
 
-    def layer_tap(self, reporter: Reporter, siblings: object = ()) -> LayerTap:
+    def layer_tap(self, reporter: Reporter) -> LayerTap:
         return self._staged.layer_tap()
 
-    def close(self) -> None:
+    def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
-        single_image(graph, self.description)
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+        _, manifest = single_image(graph, self.description)
         with self._staged.output(graph) as (tar, written):
             _write_rest(graph, tar, written, self.reference, reporter, self.description)
-        return WriteResult(
-            self.description + (f":{familiar_name(self.reference)}" if self.reference else ""), graph.root.digest
-        )
+        where = self.description + (f":{familiar_name(self.reference)}" if self.reference else "")
+        return [WriteResult(where, manifest.config.digest)]  # the image ID, as Docker shows it

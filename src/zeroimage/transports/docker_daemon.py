@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from zeroimage.errors import NetworkError, RegistryError, UsageError
-from zeroimage.image import ImageGraph, WriteResult
+from zeroimage.image import ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.docker_archive import familiar_name, single_image, write_docker_archive
@@ -34,6 +34,9 @@ def _endpoint() -> tuple[str, str | None]:
 
 
 class DockerDaemonSink:
+    fixed_format: ImageFormat | None = None
+    needs_layer_files = True
+
     def __init__(self, reference: Reference, mtime: int) -> None:
         self.reference = reference
         self.mtime = mtime
@@ -56,8 +59,14 @@ class DockerDaemonSink:
                     f"no Docker daemon answers at {where} ({type(exc).__name__}); start Docker or set DOCKER_HOST"
                 ) from None
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
-        single_image(graph, self.description)
+    def layer_tap(self, reporter: Reporter) -> LayerTap | None:
+        return None
+
+    def discard(self) -> None:
+        pass  # its temporary archive is removed by write() itself
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+        _, manifest = single_image(graph, self.description)
         base, socket = _endpoint()
         where = socket or base
         fd, tmp = tempfile.mkstemp(prefix="zeroimage-load-", suffix=".tar")
@@ -92,7 +101,7 @@ class DockerDaemonSink:
                 continue
             if isinstance(message, dict) and message.get("error"):
                 raise RegistryError(f"Docker daemon at {where} refused the image: {str(message['error'])[:200]}")
-        return WriteResult(self.description, graph.root.digest)
+        return [WriteResult(self.description, manifest.config.digest)]  # the image ID, as Docker shows it
 
 
 def _chunks(body: object) -> Iterator[bytes]:

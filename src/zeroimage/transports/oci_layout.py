@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
 from zeroimage.files import Readable, VerifyingReader, atomic_write, copy_stream, describe_os_error
-from zeroimage.image import Blob, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import (
     MAX_DOCUMENT_SIZE,
     REF_NAME,
@@ -153,6 +153,9 @@ class OciArchiveSink:
     """Writes one image as an OCI archive (replacing the file atomically): the head, the new
     layers (streamed in while they are compressed), the other blobs, then ``index.json``."""
 
+    fixed_format: ImageFormat | None = "oci"
+    needs_layer_files = True
+
     def __init__(self, path: Path, tag: str, mtime: int) -> None:
         self.path = path
         self.tag = tag
@@ -160,13 +163,13 @@ class OciArchiveSink:
         self.description = f"oci-archive:{path}"
         self._staged = StagedArchive(path, mtime, _archive_head)
 
-    def layer_tap(self, reporter: Reporter, siblings: object = ()) -> LayerTap:
+    def layer_tap(self, reporter: Reporter) -> LayerTap:
         return self._staged.layer_tap()
 
-    def close(self) -> None:
+    def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
         index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [_index_entry(graph, self.tag)]}
         with self._staged.output(graph) as (tar, written):
             add_new_layers(tar, graph, written, reporter)
@@ -187,7 +190,7 @@ class OciArchiveSink:
             _write_graph(graph, put_document, put_blob)
             tar.add_bytes("index.json", dumps(index))
             tar.close()
-        return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+        return [WriteResult(f"{self.description}:{self.tag}", graph.root.digest)]
 
 
 class OciDirSink:
@@ -198,16 +201,25 @@ class OciDirSink:
     removes a layout it began (which would otherwise, lacking index.json, block the next write).
     An existing entry with the same tag is replaced."""
 
+    fixed_format: ImageFormat | None = "oci"
+    needs_layer_files = True
+
     def __init__(self, path: Path, tag: str) -> None:
         self.path = path
         self.tag = tag
         self.description = f"oci:{path}"
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+    def layer_tap(self, reporter: Reporter) -> LayerTap | None:
+        return None
+
+    def discard(self) -> None:
+        pass  # a failed write removes what it began itself
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
         created = not self.path.exists()
         began = created or _is_empty_dir(self.path)  # never clean up a directory that held anything
         try:
-            return self._write(graph, reporter)
+            return [self._write(graph, reporter)]
         except BaseException:
             if began:
                 _remove_layout(self.path, created)

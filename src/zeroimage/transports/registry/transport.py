@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 from zeroimage import cancel
 from zeroimage.errors import DigestError, NetworkError, RegistryError
-from zeroimage.feed import LayerAbandoned
 from zeroimage.files import CHUNK, Readable, VerifyingReader
-from zeroimage.image import Blob, ImageGraph, WriteResult
+from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, MountSource, WriteResult
+from zeroimage.layers.feed import LayerAbandoned
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
@@ -42,14 +40,6 @@ DEFAULT_CHUNK = 16 * 1024 * 1024
 def client_for(registry: str, insecure_registries: tuple[str, ...] = ()) -> RegistryClient:
     """A client for ``registry`` as references name it (``docker.io`` talks to registry-1.docker.io)."""
     return RegistryClient(registry, api_host_of(registry), ClientOptions(insecure_registries=insecure_registries))
-
-
-@dataclass(frozen=True)
-class RegistryOrigin:
-    """Where a blob can be mounted from: same registry, another repository."""
-
-    registry: str
-    repository: str
 
 
 def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
@@ -153,7 +143,7 @@ class RegistrySource:
         self.reference = reference
         self.description = f"docker://{reference}"
         self.client = client or client_for(reference.registry, insecure_registries)
-        self.origin = RegistryOrigin(reference.registry, reference.repository)
+        self.origin = MountSource(reference.registry, reference.repository)
         self._documents: dict[str, bytes] = {}
         self._root: Descriptor | None = None
 
@@ -224,7 +214,7 @@ class RegistrySource:
         self.client.close()
 
 
-class RegistrySink:
+class _RepositorySink:
     """Pushes an image to a repository, under the reference's tag (or by digest only)."""
 
     #: A push needs only the identity of its new layers cached (the registry keeps the bytes):
@@ -291,7 +281,7 @@ class RegistrySink:
             return "existing"
         origin = blob.origin if isinstance(blob, Blob) else None
         mount_from = None
-        if isinstance(origin, RegistryOrigin) and origin.registry == self.reference.registry:
+        if isinstance(origin, MountSource) and origin.registry == self.reference.registry:
             mount_from = origin.repository
         sibling = self.mountable.pop(desc.digest, None)
         if sibling is not None and sibling.wait(quiet=True):
@@ -423,7 +413,7 @@ class RegistrySink:
         """Sinks of one group share one upload of a new layer: the others mount it, or find it."""
         return self.reference.registry
 
-    def layer_tap(self, reporter: Reporter, siblings: Sequence[RegistrySink] = ()) -> _StreamedUpload:
+    def layer_tap(self, reporter: Reporter, siblings: Sequence[_RepositorySink] = ()) -> _StreamedUpload:
         """Upload a new layer while it is being compressed (see :class:`_StreamedUpload`); the
         ``siblings`` (other repositories or tags on this registry) mount it from here afterwards."""
         return _StreamedUpload(self, reporter, siblings)
@@ -470,6 +460,10 @@ class RegistrySink:
         return response.headers.get("docker-content-digest") if response.status_code == 200 else None
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+        result = self._write(graph, reporter)
+        return WriteResult(str(self.reference), result.digest, result.blobs, location=self.reference.name)
+
+    def _write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
         root, tag = graph.root, self.reference.tag
         if not self.streams:  # no new layer went up: the registry may hold this very image already
             if self.manifest_digest(tag or root.digest) == root.digest:
@@ -519,7 +513,7 @@ class _StreamedUpload:
     the upload (:meth:`wait`); any failure costs only the overlap, since the sink then uploads
     the blob as any other."""
 
-    def __init__(self, sink: RegistrySink, reporter: Reporter, siblings: Sequence[RegistrySink] = ()) -> None:
+    def __init__(self, sink: _RepositorySink, reporter: Reporter, siblings: Sequence[_RepositorySink] = ()) -> None:
         self.sink = sink
         self.reporter = reporter
         self.siblings = siblings
@@ -576,7 +570,7 @@ class _StreamedUpload:
     def abort(self) -> None:
         self._settled.set()  # the layer's reader raises; the upload session is cancelled
 
-    def cached(self, descriptor: Descriptor, path: Path) -> None:
+    def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
         pass  # the sink's write finds the layer in the registry, or uploads it from there
 
     def wait(self, quiet: bool = False) -> bool:
@@ -604,3 +598,38 @@ class _BytesReader:
 
     def close(self) -> None:
         pass
+
+
+class RegistrySink:
+    """Pushes an image to several references of one registry: a new layer is uploaded once (to
+    the first repository, while it is compressed); the others find it or mount it."""
+
+    fixed_format: ImageFormat | None = None
+    needs_layer_files = False
+
+    def __init__(
+        self,
+        references: Sequence[Reference],
+        insecure_registries: tuple[str, ...] = (),
+        client: RegistryClient | None = None,
+    ) -> None:
+        self._sinks = [_RepositorySink(ref, insecure_registries, client) for ref in references]
+        self.description = ", ".join(sink.description for sink in self._sinks)
+
+    @property
+    def client(self) -> RegistryClient:
+        return self._sinks[0].client
+
+    def layer_tap(self, reporter: Reporter) -> LayerTap:
+        return self._sinks[0].layer_tap(reporter, self._sinks[1:])
+
+    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+        return [sink.write(graph, reporter) for sink in self._sinks]
+
+    def discard(self) -> None:
+        for sink in self._sinks:
+            if sink._client is not None:
+                sink._client.close()
+
+    def check_push_access(self) -> None:
+        self._sinks[0].check_push_access()

@@ -1,0 +1,73 @@
+"""A layer's tar stream, deterministic: entries sorted (parents before children), one mtime, no
+user or group names, PAX headers. Content moves in 1 MiB chunks whatever the files' size."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterable
+
+from zeroimage.errors import InputError
+from zeroimage.files import CHUNK, Writable, describe_os_error
+from zeroimage.layers.entries import Entry, sort_key
+
+
+def header(entry: Entry, mtime: int) -> bytes:
+    info = tarfile.TarInfo(entry.tar_name)
+    info.mode = entry.mode
+    info.uid = entry.uid
+    info.gid = entry.gid
+    info.uname = ""
+    info.gname = ""
+    info.mtime = mtime
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.target
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = entry.size
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def write_tar(entries: Iterable[Entry], out: Writable, mtime: int) -> int:
+    """Write ``entries`` as a tar stream to ``out``; returns the number of bytes written."""
+    written = 0
+    for entry in sorted(entries, key=sort_key):
+        head = header(entry, mtime)
+        out.write(head)
+        written += len(head)
+        if entry.kind != "file":
+            continue
+        if entry.data is not None:
+            out.write(entry.data)
+            copied = len(entry.data)
+        else:
+            copied = _copy_file(entry, out)
+        written += copied
+        padding = -copied % tarfile.BLOCKSIZE
+        out.write(b"\0" * padding)
+        written += padding
+    out.write(b"\0" * (2 * tarfile.BLOCKSIZE))
+    return written + 2 * tarfile.BLOCKSIZE
+
+
+def _copy_file(entry: Entry, out: Writable) -> int:
+    """Copy the file's content in fresh chunks: the compressor keeps each chunk as it is (it
+    would copy a view into a reused buffer)."""
+    assert entry.source is not None
+    copied = 0
+    try:
+        with open(entry.source, "rb", buffering=0) as handle:
+            while copied < entry.size:
+                chunk = handle.read(min(CHUNK, entry.size - copied))
+                if not chunk:
+                    break
+                out.write(chunk)
+                copied += len(chunk)
+            grew = handle.read(1)
+    except OSError as exc:
+        raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
+    if copied != entry.size or grew:
+        raise InputError(f"{entry.source} changed while it was being read; try again")
+    return copied
