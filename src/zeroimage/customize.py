@@ -76,12 +76,33 @@ def parse_user(value: str) -> str:
     return value
 
 
+def _is_id(text: str) -> bool:
+    """A numeric uid or gid: ASCII digits only (``str.isdigit`` takes "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _lookup(table: str | None, name: str, column: int) -> str | None:
     for line in (table or "").splitlines():
         fields = line.split(":")
         if len(fields) > column and fields[0] == name:
             return fields[column]
     return None
+
+
+def supplementary_gids(uid: int, tree: FileTree) -> frozenset[int]:
+    """The groups the image's /etc/group lists the user with ``uid`` as a member of (by any
+    name /etc/passwd gives that uid), as a runtime (runc) adds them to the process."""
+    names = {
+        fields[0]
+        for line in (tree.read_text("/etc/passwd") or "").splitlines()
+        if len(fields := line.split(":")) > 2 and fields[0] and fields[2] == str(uid)
+    }
+    gids: set[int] = set()
+    for line in (tree.read_text("/etc/group") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and _is_id(fields[2]) and names.intersection(fields[3].split(",")):
+            gids.add(int(fields[2]))
+    return frozenset(gids)
 
 
 def resolve_user(user: str, tree: FileTree) -> str:
