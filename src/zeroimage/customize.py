@@ -1,11 +1,12 @@
 """Dockerfile-equivalent configuration (``--env``, ``--label``, ``--user``, ...), parsed and merged
-onto a base config as a Dockerfile would: a new ``--env`` of an existing key replaces it."""
+onto a base config as a Dockerfile would: a new ``--env`` of an existing key replaces it, and its
+value expands ``$VAR`` against the environment so far, as ``ENV`` does."""
 
 from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from zeroimage.errors import UsageError
@@ -28,7 +29,7 @@ class ConfigChanges:
 
     @property
     def user_needs_lookup(self) -> bool:
-        return self.user is not None and not all(p.isdigit() for p in self.user.split(":"))
+        return self.user is not None and not all(is_id(p) for p in self.user.split(":"))
 
 
 def parse_pairs(values: Iterable[str], flag: str, env: bool = False) -> tuple[tuple[str, str], ...]:
@@ -76,6 +77,11 @@ def parse_user(value: str) -> str:
     return value
 
 
+def is_id(text: str) -> bool:
+    """A numeric uid or gid: ASCII digits only (``str.isdigit`` takes "²", which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _lookup(table: str | None, name: str, column: int) -> str | None:
     for line in (table or "").splitlines():
         fields = line.split(":")
@@ -84,37 +90,221 @@ def _lookup(table: str | None, name: str, column: int) -> str | None:
     return None
 
 
-def resolve_user(user: str, tree: FileTree) -> str:
-    """USER[:GROUP] with names looked up in the image's /etc/passwd and /etc/group → ``uid:gid``."""
+def supplementary_gids(uid: int, tree: FileTree) -> frozenset[int]:
+    """The groups the image's /etc/group lists the user with ``uid`` as a member of (by any
+    name /etc/passwd gives that uid), as a runtime (runc) adds them to the process."""
+    names = {
+        fields[0]
+        for line in (tree.read_text("/etc/passwd") or "").splitlines()
+        if len(fields := line.split(":")) > 2 and fields[0] and fields[2] == str(uid)
+    }
+    gids: set[int] = set()
+    for line in (tree.read_text("/etc/group") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and is_id(fields[2]) and names.intersection(fields[3].split(",")):
+            gids.add(int(fields[2]))
+    return frozenset(gids)
+
+
+def _passwd_entry(passwd: str | None, user: str) -> list[str] | None:
+    """The first /etc/passwd entry for ``user``, a name or a numeric uid, as runc picks it."""
+    for line in (passwd or "").splitlines():
+        fields = line.split(":")
+        if len(fields) > 3 and fields[0] and (fields[0] == user or (is_id(user) and fields[2] == user)):
+            return fields
+    return None
+
+
+#: Highest uid or gid a runtime accepts (runc: a signed 32-bit number).
+MAX_ID = 2**31 - 1
+
+
+def _numeric_id(text: str, what: str) -> int:
+    if not is_id(text) or int(text) > MAX_ID:
+        raise UsageError(f"--user: {what} is not a number from 0 to {MAX_ID}")
+    return int(text)
+
+
+def user_ids(user: str, tree: FileTree) -> tuple[int, int]:
+    """The numeric (uid, gid) a runtime will run USER[:GROUP] as in the image ``tree`` holds.
+
+    As runc resolves it: a user name must be in /etc/passwd and gives its uid and gid; a
+    numeric user gives the gid of its /etc/passwd entry when it has one, else 0 (root's group);
+    a group, by name from /etc/group or numeric, replaces that gid. UsageError when a name is
+    unknown or an id is malformed.
+    """
     name, _, group = user.partition(":")
     passwd = tree.read_text("/etc/passwd")
-    if name.isdigit():
-        uid = name
-        gid = None
+    entry = _passwd_entry(passwd, name)
+    if is_id(name):
+        uid = _numeric_id(name, f"uid {name}")
+        gid = int(entry[3]) if entry is not None and is_id(entry[3]) and int(entry[3]) <= MAX_ID else 0
+    elif entry is None:
+        hint = " (add --with users for root, nonroot and nobody)" if passwd is None else ""
+        raise UsageError(f"--user: no user {name!r} in the image's /etc/passwd{hint}")
     else:
-        uid = _lookup(passwd, name, 2) or ""
-        gid = _lookup(passwd, name, 3)
-        if not uid:
-            hint = " (add --with users for root, nonroot and nobody)" if passwd is None else ""
-            raise UsageError(f"--user: no user {name!r} in the image's /etc/passwd{hint}")
+        uid = _numeric_id(entry[2], f"the uid of {name!r} in the image's /etc/passwd")
+        gid = _numeric_id(entry[3], f"the gid of {name!r} in the image's /etc/passwd")
     if group:
-        if group.isdigit():
-            gid = group
+        if is_id(group):
+            gid = _numeric_id(group, f"gid {group}")
         else:
-            gid = _lookup(tree.read_text("/etc/group"), group, 2)
-            if gid is None:
+            found = _lookup(tree.read_text("/etc/group"), group, 2)
+            if found is None:
                 raise UsageError(f"--user: no group {group!r} in the image's /etc/group")
-    return f"{uid}:{gid}" if gid is not None else uid
+            gid = _numeric_id(found, f"the gid of group {group!r} in the image's /etc/group")
+    return uid, gid
+
+
+def resolve_user(user: str, tree: FileTree) -> str:
+    """USER[:GROUP] as the config's ``User``: names resolved (:func:`user_ids`) to ``uid:gid``;
+    numeric ids kept as written (a numeric user alone is how Docker writes it: the runtime
+    finds its group). ``tree`` is the filesystem the image will have: the base's files, and any
+    the build adds (``--with users``, ``--add``)."""
+    name, _, group = user.partition(":")
+    if is_id(name) and (not group or is_id(group)):
+        return user
+    uid, gid = user_ids(user, tree)
+    return f"{uid}:{gid}"
+
+
+#: ``${A:-${B:-${C}}}`` nests this deep at most (a bound on recursion, far beyond real use).
+MAX_NESTING = 32
+_SPECIAL_PARAMETERS = "@*#?-$!"  # $@, $*, ...: one-character names, never set in an image
+
+
+def expand_env(value: str, env: Mapping[str, str]) -> str:
+    """``value`` with ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+    ``${VAR:+alt}``, ``${VAR+alt}``, ``${VAR:?message}`` and ``${VAR?message}`` expanded
+    against ``env``, as a Dockerfile's ``ENV`` does (BuildKit's shell lexer).
+
+    As there: an unset variable is ""; the colon forms treat an empty value as unset; a ``$``
+    that starts no name stays (``$``, ``$/``, ``$ ``); a name is letters, digits and ``_``
+    (``$1`` and ``$@`` are names too, never set); defaults nest (``${A:-${B}}``); an expanded
+    value is not expanded again. ``\\$`` is a literal dollar and ``\\\\`` a backslash (inside
+    ``${...}`` also ``\\}``); any other backslash stays. Unlike a Dockerfile, quotes are kept as
+    they are: the shell that ran zeroimage has already removed its own, and a value such as
+    ``{"a": 1}`` must keep its quotes. The pattern forms ``${VAR#…}``, ``${VAR%…}`` and
+    ``${VAR/…}`` are refused rather than half done.
+
+    UsageError for a malformed substitution; its message never shows the value (it may be a
+    secret), only what is wrong and where.
+    """
+    return _Expander(value, env).run()
+
+
+class _Expander:
+    """One pass over one value: ``pos`` moves forward only, so the cost is linear."""
+
+    def __init__(self, text: str, env: Mapping[str, str]) -> None:
+        self.text = text
+        self.env = env
+        self.pos = 0
+
+    def fail(self, why: str, at: int) -> UsageError:
+        return UsageError(f"{why} (at character {at + 1})")
+
+    def run(self) -> str:
+        return self.word(stop=None, depth=0, opened=0)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def word(self, stop: str | None, depth: int, opened: int) -> str:
+        """Text up to ``stop`` (consumed) or the end, expanding what it holds; ``opened`` is
+        where the ``${`` that ``stop`` closes began."""
+        out: list[str] = []
+        escapable = "$\\" + (stop or "")
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == stop:
+                self.pos += 1
+                return "".join(out)
+            if ch == "\\" and self.pos + 1 < len(self.text) and self.text[self.pos + 1] in escapable:
+                out.append(self.text[self.pos + 1])
+                self.pos += 2
+            elif ch == "$":
+                out.append(self.dollar(depth))
+            else:
+                out.append(ch)
+                self.pos += 1
+        if stop is not None:
+            raise self.fail("a '${' has no closing '}'", opened)
+        return "".join(out)
+
+    def name(self) -> str:
+        start = self.pos
+        first = self.peek()
+        if first.isdecimal():  # $1, $10: positional parameters
+            while self.peek().isdecimal():
+                self.pos += 1
+        elif first and first in _SPECIAL_PARAMETERS:
+            self.pos += 1
+        else:
+            while (ch := self.peek()) and (ch.isalpha() or ch.isdecimal() or ch == "_"):
+                self.pos += 1
+        return self.text[start : self.pos]
+
+    def dollar(self, depth: int) -> str:
+        start = self.pos
+        self.pos += 1
+        if self.peek() != "{":
+            name = self.name()
+            return self.env.get(name, "") if name else "$"
+        if depth >= MAX_NESTING:
+            raise self.fail(f"substitutions nest more than {MAX_NESTING} deep", start)
+        self.pos += 1
+        if not self.peek():
+            raise self.fail("a '${' has no closing '}'", start)
+        if self.peek() in ("{", "}", ":"):
+            raise self.fail("bad substitution: '${' must be followed by a variable name", start)
+        name = self.name()
+        op = self.peek()
+        self.pos += 1
+        if op == "}":
+            return self.env.get(name, "")
+        colon = op == ":"
+        if colon:
+            op = self.peek()
+            self.pos += 1
+        if op in ("-", "+", "?"):
+            word = self.word(stop="}", depth=depth + 1, opened=start)
+            value = self.env.get(name)
+            if value is None or (colon and not value):
+                if op == "-":
+                    return word
+                if op == "+":
+                    return ""
+                why = word or f"is not allowed to be {'unset' if value is None else 'empty'}"
+                raise self.fail(f"${{{name}}}: {why}", start)
+            return word if op == "+" else value
+        if not op:
+            raise self.fail("a '${' has no closing '}'", start)
+        if op in ("#", "%", "/"):
+            raise self.fail(f"the pattern substitution ${{{name}{op}...}} is not supported", start)
+        raise self.fail(f"bad substitution: unknown operator {op!r} after ${{{name}", start)
 
 
 def apply_changes(config: ImageConfig, changes: ConfigChanges, tree: FileTree | None) -> ImageConfig:
+    """``config`` with ``changes`` applied as the Dockerfile instructions they stand for.
+
+    Each ``--env`` value is expanded (:func:`expand_env`) against the base's Env and the
+    ``--env`` before it, so ``--env 'PATH=/opt/bin:$PATH'`` extends the base's PATH and
+    ``--env A=1 --env B=$A`` sets B to 1.
+    """
     container = config.container
     fields: dict[str, object] = {}
     if changes.env:
-        env = list(container.get("Env") or [])
-        for key, value in changes.env:
+        env = [str(item) for item in container.get("Env") or []]
+        values = {key: value for key, _, value in (item.partition("=") for item in env)}
+        for key, raw in changes.env:
+            try:
+                value = expand_env(raw, values)
+            except UsageError as exc:
+                raise UsageError(f"--env {key}: {exc.message}") from None
             env = [item for item in env if item.partition("=")[0] != key]
             env.append(f"{key}={value}")
+            values[key] = value
         fields["Env"] = env
     if changes.labels:
         fields["Labels"] = {**(container.get("Labels") or {}), **dict(changes.labels)}

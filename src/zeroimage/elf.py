@@ -3,6 +3,11 @@
 Only headers are read, with bounded reads at known offsets: inspecting a 2 GB binary costs a
 few kilobytes of I/O. Everything read is distrusted: a truncated or lying header is an
 InputError, never an IndexError or a read past the end of the file.
+
+For 32-bit ARM the section headers are read too, for the one section that says which
+architecture version the code needs (``.ARM.attributes``, ``Tag_CPU_arch``): that is the
+``arm/v5`` … ``arm/v8`` variant a container platform names, and without it an ARMv7 program
+would be labelled for an ARMv6 board it cannot run on.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
-__all__ = ["BinaryInfo", "inspect_binary", "parse_elf"]
+__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf"]
 
 ReadAt = Callable[[int, int], bytes]
+
+#: What a file is: an ELF program, a ``#!`` script, a Mach-O or PE program (foreign to Linux),
+#: a 0-byte file, or anything else.
+BinaryFormat = Literal["elf", "script", "macho", "pe", "empty", "unknown"]
 
 MAX_PROGRAM_HEADERS = 65535
 MAX_STRING = 4096  # longest interpreter path, needed name or rpath read
@@ -41,6 +51,26 @@ _EM_386, _EM_MIPS, _EM_PPC64, _EM_S390, _EM_ARM = 3, 8, 21, 22, 40
 _EM_X86_64, _EM_AARCH64, _EM_RISCV, _EM_LOONGARCH = 62, 183, 243, 258
 _EF_MIPS_ABI2 = 0x20  # n32: 64-bit MIPS with 32-bit pointers, no GOARCH
 
+_SHT_ARM_ATTRIBUTES = 0x70000003
+MAX_SECTIONS = 65536  # section headers looked through for .ARM.attributes
+MAX_ATTRIBUTES = 65536  # bytes of .ARM.attributes read (real ones hold well under 100)
+_SECTION_CHUNK = 64  # section headers read at a time
+_TAG_FILE, _TAG_CPU_RAW_NAME, _TAG_CPU_NAME, _TAG_CPU_ARCH, _TAG_COMPATIBILITY = 1, 4, 5, 6, 32
+
+
+def _arm_variant_of(cpu_arch: int) -> str:
+    """The OCI variant of an ARM ``Tag_CPU_arch`` value (ARM's ELF ABI addenda, "Build
+    Attributes"): pre-v4 … v5TEJ (0-5) run as v5; v6, v6KZ, v6T2, v6K, v6-M, v6S-M (6-9, 11, 12)
+    as v6; v7 and v7E-M (10, 13) as v7; v8-A, v8-R, v8-M and every later one (14 on) as v8."""
+    if cpu_arch <= 5:
+        return "v5"
+    if cpu_arch in (10, 13):
+        return "v7"
+    if cpu_arch <= 12:
+        return "v6"
+    return "v8"
+
+
 _MACHO_THIN = {
     b"\xfe\xed\xfa\xce": (">", 32),
     b"\xce\xfa\xed\xfe": ("<", 32),
@@ -56,9 +86,9 @@ _PE_MACHINES = {0x14C: ("386", 32), 0x8664: ("amd64", 64), 0x1C4: ("arm", 32), 0
 class BinaryInfo:
     """What :func:`inspect_binary` learnt from a file's headers."""
 
-    format: str  # "elf", "script", "macho", "pe", "unknown"
+    format: BinaryFormat
     architecture: str = ""  # GOARCH name, "" when unknown
-    variant: str = ""  # only when the header says so
+    variant: str = ""  # only when the file says so: ARM's v5/v6/v7/v8 from .ARM.attributes
     bits: int = 0
     static: bool = False  # ELF with no PT_INTERP and no DT_NEEDED (static-pie included)
     interpreter: str = ""  # PT_INTERP
@@ -72,7 +102,8 @@ class BinaryInfo:
     def platform(self) -> Platform | None:
         """``linux/<architecture>`` for an ELF file of a known architecture, else None.
 
-        Not normalised: an ARM binary gives ``linux/arm`` with no variant.
+        Not normalised: an ARM binary whose ``.ARM.attributes`` name its architecture gives
+        ``linux/arm/v5`` … ``linux/arm/v8``; one that does not say gives ``linux/arm``.
         """
         if self.format != "elf" or not self.architecture:
             return None
@@ -305,6 +336,115 @@ def _symbol_versions(
     return tuple(needs), tuple(defines)
 
 
+def _uleb128(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """A ULEB128 number at ``pos`` and the position after it; None when it runs past ``end``
+    or over ten bytes (no attribute value is that large)."""
+    value = shift = 0
+    while pos < end and shift < 70:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _cpu_arch_attribute(data: bytes, at: int, stop: int) -> int | None:
+    """``Tag_CPU_arch`` among the attributes in ``data[at:stop]`` (tag, value pairs), or None.
+
+    A value's type follows from its tag: the CPU names (4, 5) are NUL-terminated strings,
+    Tag_compatibility (32) is a number then a string, other tags above 32 are strings when odd
+    and numbers when even, and every other tag below 32 is a ULEB128 number."""
+    while at < stop:
+        attribute = _uleb128(data, at, stop)
+        if attribute is None:
+            return None
+        tag, at = attribute
+        if tag == _TAG_CPU_ARCH:
+            value = _uleb128(data, at, stop)
+            return None if value is None else value[0]
+        if tag == _TAG_COMPATIBILITY:
+            flag = _uleb128(data, at, stop)
+            if flag is None:
+                return None
+            at = flag[1]
+        if tag in (_TAG_CPU_RAW_NAME, _TAG_CPU_NAME, _TAG_COMPATIBILITY) or (tag > 32 and tag & 1):
+            nul = data.find(b"\0", at, stop)
+            if nul < 0:
+                return None
+            at = nul + 1
+        else:
+            number = _uleb128(data, at, stop)
+            if number is None:
+                return None
+            at = number[1]
+    return None
+
+
+def _file_cpu_arch(r: _Reader, data: bytes, pos: int, end: int) -> int | None:
+    """``Tag_CPU_arch`` of the file-scope attributes of the "aeabi" subsection in
+    ``data[pos:end]``: its parts are a tag (Tag_File, Tag_Section, Tag_Symbol), a uint32 size
+    that counts the tag and itself, and the attributes; only Tag_File's speak for the file."""
+    while pos < end:
+        tag = _uleb128(data, pos, end)
+        if tag is None or tag[1] + 4 > end:
+            return None
+        (size,) = r.unpack("I", data, tag[1])
+        body, stop = tag[1] + 4, pos + size
+        if stop < body or stop > end:
+            return None
+        if tag[0] == _TAG_FILE:
+            found = _cpu_arch_attribute(data, body, stop)
+            if found is not None:
+                return found
+        pos = stop
+    return None
+
+
+def _arm_attributes(r: _Reader, header: bytes) -> bytes | None:
+    """The bytes (at most MAX_ATTRIBUTES) of a 32-bit ELF file's SHT_ARM_ATTRIBUTES section,
+    found through the section header table; None when the file has no such section."""
+    (shoff,) = r.unpack("I", header, 32)
+    shentsize, shnum = r.unpack("HH", header, 46)
+    if shoff == 0 or shentsize < 40:
+        return None
+    if shnum == 0:  # 65280 sections or more: the real count is section 0's sh_size
+        (shnum,) = r.unpack("I", r.read(shoff + 20, 4, "section header 0"))
+    shnum = min(shnum, MAX_SECTIONS)
+    for start in range(0, shnum, _SECTION_CHUNK):
+        count = min(_SECTION_CHUNK, shnum - start)
+        table = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
+        for i in range(count):
+            _, sh_type, _, _, offset, length = r.unpack("IIIIII", table, i * shentsize)
+            if sh_type == _SHT_ARM_ATTRIBUTES:
+                return r.read(offset, min(length, MAX_ATTRIBUTES), "the ARM attributes section")
+    return None
+
+
+def _arm_variant(r: _Reader, header: bytes) -> str:
+    """``v5``/``v6``/``v7``/``v8`` from a 32-bit ARM file's ``.ARM.attributes``, "" when it does
+    not say. The section starts with format "A", then vendor subsections (a uint32 length
+    that counts itself, the vendor's NUL-terminated name, its content)."""
+    data = _arm_attributes(r, header)
+    if not data or data[0] != ord("A"):
+        return ""
+    pos = 1
+    while pos + 4 <= len(data):
+        (length,) = r.unpack("I", data, pos)
+        end = min(pos + length, len(data))  # a section cut at MAX_ATTRIBUTES is read as far as it goes
+        if length < 4:
+            return ""
+        nul = data.find(b"\0", pos + 4, end)
+        if nul < 0:
+            return ""
+        if data[pos + 4 : nul] == b"aeabi":
+            cpu_arch = _file_cpu_arch(r, data, nul + 1, end)
+            return "" if cpu_arch is None else _arm_variant_of(cpu_arch)
+        pos = end
+    return ""
+
+
 def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     """Read an ELF file's headers through ``read_at(offset, length)`` (short reads at EOF).
 
@@ -350,9 +490,15 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     if any(tag in (_DT_VERDEF, _DT_VERNEED) for tag, _ in entries):
         with contextlib.suppress(InputError):  # versions only refine a warning: never refuse a file for them
             needs, defines = _symbol_versions(r, segments, entries, string or _string_table(r, segments, entries))
+    architecture = _elf_architecture(e_machine, bits, ei_data == 1, e_flags)
+    variant = ""
+    if architecture == "arm":
+        with contextlib.suppress(InputError):  # the loader never reads section headers: neither do we refuse them
+            variant = _arm_variant(r, header)
     return BinaryInfo(
         format="elf",
-        architecture=_elf_architecture(e_machine, bits, ei_data == 1, e_flags),
+        architecture=architecture,
+        variant=variant,
         bits=bits,
         static=not interpreter and not needed,
         interpreter=interpreter,
@@ -401,7 +547,9 @@ def _parse_pe(read_at: ReadAt, size: int, head: bytes) -> BinaryInfo:
 
 
 def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
-    head = read_at(0, _SHEBANG_MAX)[:_SHEBANG_MAX] if size > 0 else b""
+    if size <= 0:
+        return BinaryInfo(format="empty")
+    head = read_at(0, _SHEBANG_MAX)[:_SHEBANG_MAX]
     if head[:4] == _ELF_MAGIC:
         return parse_elf(read_at, size, name)
     if head[:2] == b"#!":

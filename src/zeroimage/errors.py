@@ -32,7 +32,14 @@ class InvalidReference(UsageError):
 
 
 class PlatformError(ZeroimageError):
-    """A platform that is malformed, unknown, contradictory or missing from a base."""
+    """A platform that is contradictory or missing from a base, or a machine whose platform
+    cannot be told."""
+
+
+class InvalidPlatform(UsageError, PlatformError):
+    """A platform the user wrote that does not parse, or names an unknown OS, architecture or
+    variant: a usage error (exit 2, from UsageError first in the MRO), still a PlatformError
+    for whoever catches those."""
 
 
 class InputError(ZeroimageError):

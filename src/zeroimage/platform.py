@@ -11,7 +11,9 @@ registries' clients share:
 * a wanted platform with no ``os.version`` accepts any version.
 
 Unlike containerd, a platform with no OS given is Linux, never the host's OS: zeroimage builds
-Linux images wherever it runs.
+Linux images wherever it runs. And unlike containerd's parser, which takes any variant, a
+variant its matcher gives no meaning to (``arm/v9``, ``amd64/v5``, ``arm64/v7``, ``s390x/v2``)
+is refused: written into an image, it would match no runtime's platform.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from zeroimage.errors import PlatformError
+from zeroimage.errors import InvalidPlatform, PlatformError
 from zeroimage.oci.platform import Platform
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "normalize",
     "parse_platform",
     "select_platform",
+    "variant_older",
 ]
 
 #: Operating systems Go knows (GOOS), the names OCI platforms use.
@@ -106,6 +109,16 @@ _ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
     "loongarch64": ("loong64", None),
 }
 
+#: The variants containerd's matcher knows (its ``platformVector``), normalised; "" is none.
+#: Other architectures have no variants.
+KNOWN_VARIANTS: dict[str, tuple[str, ...]] = {
+    "arm": ("v5", "v6", "v7", "v8"),
+    "arm64": ("", *(f"v8.{n}" for n in range(1, 10)), "v9", *(f"v9.{n}" for n in range(1, 6))),
+    "amd64": ("", "v2", "v3", "v4"),
+}
+#: How a user may write the variant that normalises to none.
+_DEFAULT_VARIANT = {"amd64": "v1", "arm64": "v8"}
+
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION = re.compile(r"v([0-9]{1,4})(?:\.([0-9]{1,4}))?")
 
@@ -150,19 +163,22 @@ def _is_known_os(name: str) -> bool:
 def parse_platform(text: str) -> Platform:
     """Parse ``os/arch[/variant]``, or a lone ``arch`` (Linux) or ``os`` (this machine's arch).
 
-    The result is normalised. PlatformError says what is wrong with anything else.
+    The result is normalised. InvalidPlatform (a usage error) says what is wrong with anything
+    else, unknown variants included.
     """
     spec = text.strip()
     if not spec:
-        raise PlatformError("empty platform: expected os/architecture[/variant], e.g. linux/amd64")
+        raise InvalidPlatform("empty platform: expected os/architecture[/variant], e.g. linux/amd64")
     parts = spec.split("/")
     if len(parts) > 3:
-        raise PlatformError(f"invalid platform {text!r}: too many parts, expected os/architecture[/variant]")
+        raise InvalidPlatform(f"invalid platform {text!r}: too many parts, expected os/architecture[/variant]")
     for part in parts:
         if not part:
-            raise PlatformError(f"invalid platform {text!r}: empty part, expected os/architecture[/variant]")
+            raise InvalidPlatform(f"invalid platform {text!r}: empty part, expected os/architecture[/variant]")
         if not _COMPONENT.fullmatch(part):
-            raise PlatformError(f"invalid platform {text!r}: {part!r} may hold only letters, digits, '_', '.' and '-'")
+            raise InvalidPlatform(
+                f"invalid platform {text!r}: {part!r} may hold only letters, digits, '_', '.' and '-'"
+            )
 
     if len(parts) == 1:
         word = normalize(Platform(os=parts[0], architecture=""))
@@ -171,7 +187,7 @@ def parse_platform(text: str) -> Platform:
         p = normalize(Platform(os="linux", architecture=parts[0]))
         if p.architecture in KNOWN_ARCHITECTURES:
             return p
-        raise PlatformError(
+        raise InvalidPlatform(
             f"unknown platform {text!r}: {parts[0]!r} is neither an operating system nor an "
             f"architecture; architectures are {', '.join(KNOWN_ARCHITECTURES)}"
         )
@@ -181,12 +197,21 @@ def parse_platform(text: str) -> Platform:
         hint = ""
         if len(parts) == 2 and normalize(Platform("", parts[0])).architecture in KNOWN_ARCHITECTURES:
             hint = f" ({parts[0]!r} is an architecture: write linux/{spec})"
-        raise PlatformError(
+        raise InvalidPlatform(
             f"unknown platform {text!r}: operating system {parts[0]!r} is not one of {', '.join(KNOWN_OSES)}{hint}"
         )
     if p.architecture not in KNOWN_ARCHITECTURES:
-        raise PlatformError(
+        raise InvalidPlatform(
             f"unknown platform {text!r}: architecture {parts[1]!r} is not one of {', '.join(KNOWN_ARCHITECTURES)}"
+        )
+    known = KNOWN_VARIANTS.get(p.architecture, ("",))
+    if p.variant not in known:
+        if known == ("",):
+            raise InvalidPlatform(f"unknown platform {text!r}: {p.architecture} has no variants")
+        names = ", ".join(v or _DEFAULT_VARIANT[p.architecture] for v in known)
+        given = parts[2] if len(parts) == 3 else p.variant
+        raise InvalidPlatform(
+            f"unknown platform {text!r}: {p.architecture} has no variant {given!r}; its variants are {names}"
         )
     return p
 
@@ -220,9 +245,10 @@ def _fallback_variants(arch: str, variant: str) -> list[tuple[str, str]]:
         if level is not None and level[0] >= 8:
             major, minor = level
             if major == 9:
-                # v9.x diverged from v8.(x+5): it also runs v9.(x-1)..v9 and v8.(x+5)..v8.
+                # v9.x diverged from v8.(x+5): it also runs v9.(x-1)..v9 and v8.(x+5)..v8,
+                # v8.9 being the last v8.
                 out += [("arm64", _arm64_variant(9, n)) for n in range(minor - 1, -1, -1)]
-                major, minor = 8, minor + 5
+                major, minor = 8, min(minor + 5, 9)
                 out.append(("arm64", _arm64_variant(8, minor)))
             out += [("arm64", _arm64_variant(major, n)) for n in range(minor - 1, -1, -1)]
         out += [("arm", f"v{n}") for n in range(8, 4, -1)]
@@ -241,6 +267,22 @@ def compatible_platforms(want: Platform) -> list[Platform]:
         if p not in out:
             out.append(p)
     return out
+
+
+def variant_older(given: Platform, needed: Platform) -> bool:
+    """Whether ``given`` (an explicit ``--platform``) is too old a variant for a program that
+    ``needed`` says it needs: ``arm/v6`` given for an ARMv7 program, ``arm64/v8.2`` for one
+    built for ``v9``. "Too old" is containerd's rule: ``needed`` is not among the platforms
+    ``given`` can run (:func:`compatible_platforms`). False when ``needed`` names no variant
+    (the program does not say) or the two differ in OS or architecture (a contradiction, not
+    an older variant).
+    """
+    if not needed.variant:
+        return False
+    want, need = normalize(given), normalize(needed)
+    if (want.os, want.architecture) != (need.os, need.architecture):
+        return False
+    return all(p.variant != need.variant for p in compatible_platforms(want) if p.architecture == need.architecture)
 
 
 def _os_version_matches(want: str, have: str) -> bool:

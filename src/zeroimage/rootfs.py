@@ -273,6 +273,10 @@ class FileTree:
 def _entry_node(entry: Entry) -> Node:
     path = entry.path.lstrip("/")
     content = entry.data.decode("utf-8", "replace") if entry.data is not None and _keep(path) else None
+    if content is None and _keep(path) and entry.source is not None and entry.size <= _MAX_KEPT:
+        # an /etc/passwd added from the host is read as a base's would be (--user NAME needs it)
+        with contextlib.suppress(OSError), open(entry.source, "rb") as handle:
+            content = handle.read(_MAX_KEPT).decode("utf-8", "replace")
     facts: dict[str, Any] = {}
     if entry.kind == "file" and entry.source is not None and is_library_name(path):
         with contextlib.suppress(InputError):  # an added library is checked like the base's

@@ -5,7 +5,9 @@ would: RPATH/RUNPATH (``$ORIGIN`` expanded), the image's ``/etc/ld.so.conf`` (an
 Debian/Ubuntu multiarch directories and the default ``/lib``, ``/usr/lib``; then, the same way,
 the libraries those need, and every symbol version (``GLIBC_2.34``) the program and its libraries
 need from a library that defines versions. A script needs its ``#!`` interpreter. A Mach-O or PE
-program cannot run on Linux at all.
+program cannot run on Linux at all, nor an empty file or one that is neither ELF nor a script.
+And the image's user must be allowed to run it: the program's mode and owner in the image, and
+the directories above it, are judged as the kernel would.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import fnmatch
 import posixpath
 from collections import deque
 
+from zeroimage.customize import supplementary_gids
 from zeroimage.elf import BinaryInfo
 from zeroimage.rootfs import FileTree, Node
 
@@ -72,29 +75,104 @@ def search_dirs(info: BinaryInfo, entrypoint: str, tree: FileTree) -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
-def problems(info: BinaryInfo, entrypoint: str, tree: FileTree, image_os: str = "linux") -> list[str]:
-    """What would stop the entrypoint from starting in this filesystem (empty: nothing found)."""
+def problems(
+    info: BinaryInfo,
+    entrypoint: str,
+    tree: FileTree,
+    image_os: str = "linux",
+    *,
+    user: tuple[int, int] | None = None,
+) -> list[str]:
+    """What would stop the entrypoint from starting in this filesystem (empty: nothing found),
+    one message per cause.
+
+    ``user`` is the (uid, gid) the image runs the program as, resolved by the caller from
+    ``--user`` or the base's ``User``; None is root. The program's node in ``tree`` (when it
+    is there) gives the mode and owner the kernel will check.
+    """
+    if info.format == "empty":
+        return [f"{entrypoint} is an empty file"]
     if info.format == "macho":
         return [f"{entrypoint} is a macOS (Mach-O) program; it cannot run in a Linux container"]
     if info.format == "pe" and image_os != "windows":
         return [f"{entrypoint} is a Windows (PE) program; it cannot run in a Linux container"]
+    if image_os == "windows":
+        return []
+    if info.format == "unknown":
+        return [f"{entrypoint} is not a program: neither an ELF executable nor a #! script"]
+    found = tree.resolve(entrypoint)
+    if found is not None and found[1].kind == "dir":
+        return [f"{entrypoint} is a directory in the image, not a program"]
+    out: list[str] = []
+    if found is not None:
+        denied = _access_problem(entrypoint, found, tree, user, script=info.format == "script")
+        if denied:
+            out.append(denied)
     if info.format == "script":
         interpreter = info.shebang
         if interpreter and not tree.exists(interpreter):
-            return [f"{entrypoint} is a script for {interpreter}, which the image does not have"]
-        return []
-    if info.format != "elf" or info.static:
-        return []
+            out.append(f"{entrypoint} is a script for {interpreter}, which the image does not have")
+    elif info.format == "elf" and not info.static:
+        out += _dynamic_problems(info, entrypoint, tree)
+    return out
+
+
+def _dynamic_problems(info: BinaryInfo, entrypoint: str, tree: FileTree) -> list[str]:
     found: list[str] = []
     if info.interpreter and not tree.exists(info.interpreter):
         found.append(f"the ELF loader {info.interpreter} is missing")
     loaded, missing = _load(info, entrypoint, tree)
-    if missing:
+    if len(missing) == 1:
+        found.append(f"the library {missing[0]} is missing")
+    elif missing:
         found.append(f"the libraries {', '.join(missing)} are missing")
     found += _version_problems(info, loaded)
     if found:
         return [f"{entrypoint} is dynamically linked and cannot start in this image: {'; '.join(found)}"]
     return []
+
+
+_EXECUTE, _READ = 0o1, 0o4
+
+
+def _permits(node: Node, uid: int, gid: int, groups: frozenset[int], want: int) -> bool:
+    """Whether a non-root process may ``want`` (read or execute/search) ``node``: the owner's
+    bits when it owns it, else the group's when one of its groups does, else the others'."""
+    if uid == node.uid:
+        return bool(node.mode >> 6 & want)
+    if gid == node.gid or node.gid in groups:
+        return bool(node.mode >> 3 & want)
+    return bool(node.mode & want)
+
+
+def _access_problem(
+    entrypoint: str, found: tuple[str, Node], tree: FileTree, user: tuple[int, int] | None, script: bool
+) -> str:
+    """Why the image's user may not run the program, as the kernel would judge it: even root
+    needs one execute bit; anyone else needs search on every directory on the way, execute
+    on the file, and read as well when it is a script (its interpreter opens it)."""
+    path, node = found
+    mode = f"mode {node.mode & 0o7777:04o}"
+    uid, gid = user or (0, 0)
+    if uid == 0:
+        return "" if node.mode & 0o111 else f"{entrypoint} ({mode}) is not executable"
+    who = f"user {uid}:{gid}"
+    groups = supplementary_gids(uid, tree)
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        directory = "/".join(parts[:depth])
+        parent = tree.nodes.get(directory)
+        if parent is not None and not _permits(parent, uid, gid, groups, _EXECUTE):
+            return (
+                f"{entrypoint} cannot be reached by {who}: the directory /{directory} "
+                f"(mode {parent.mode & 0o7777:04o}, owner {parent.uid}:{parent.gid}) may not be entered"
+            )
+    owner = f"{mode}, owner {node.uid}:{node.gid}"
+    if not _permits(node, uid, gid, groups, _EXECUTE):
+        return f"{entrypoint} ({owner}) cannot be executed by {who}"
+    if script and not _permits(node, uid, gid, groups, _READ):
+        return f"{entrypoint} ({owner}) cannot be read by {who}, and a script's interpreter must read it"
+    return ""
 
 
 def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, Node], list[str]]:
@@ -105,6 +183,15 @@ def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, 
     loaded: dict[str, Node] = {}
     missing: list[str] = []
     absent: set[str] = set()
+    if info.interpreter:
+        # A DT_NEEDED naming the loader (ld-linux-x86-64.so.2) is the loader itself, already in
+        # memory: never looked up again, nor listed as a missing library when it is missing.
+        loader = tree.resolve(info.interpreter)
+        name = posixpath.basename(info.interpreter)
+        if loader is None:
+            absent.add(name)
+        else:
+            loaded[name] = loader[1]
     queue: deque[tuple[str, str, str, tuple[str, ...]]] = deque((name, "", entrypoint, ()) for name in info.needed)
     while queue and len(loaded) + len(absent) < MAX_LIBRARIES:
         name, needed_by, requester, rpath = queue.popleft()

@@ -9,6 +9,7 @@ import struct
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -349,6 +350,197 @@ def test_arm64_busybox(arm64_busybox: Path) -> None:
     assert info.platform == Platform("linux", "arm64")
 
 
+# --- ARM variants from .ARM.attributes ---------------------------------------------------------
+
+
+def arm_attributes(
+    cpu_arch: int | None,
+    *,
+    vendors_before: tuple[bytes, ...] = (b"gnu",),
+    scope: int = 1,
+    before: bytes = b"\x05" + b"7-A\0" + b"\x04" + b"raw\0" + b"\x20\x00gnu\0" + b"\x41\x06\x0a\0" + b"\x22\x01",
+) -> bytes:
+    """An .ARM.attributes section: format "A", other vendors' subsections first, then "aeabi"
+    with one sub-subsection of ``scope`` (1 = Tag_File) holding ``before`` (attributes of every
+    value type: CPU_name, CPU_raw_name, compatibility, also_compatible_with, a numeric one) and
+    Tag_CPU_arch, then Tag_CPU_arch_profile 'A'."""
+
+    def subsection(vendor: bytes, content: bytes) -> bytes:
+        return struct.pack("<I", 4 + len(vendor) + 1 + len(content)) + vendor + b"\0" + content
+
+    attrs = before + (b"\x06" + bytes([cpu_arch]) if cpu_arch is not None else b"") + b"\x07\x41"
+    inner = bytes([scope]) + struct.pack("<I", 5 + len(attrs)) + attrs
+    others = b"".join(subsection(v, b"\x01\x05\0\0\0") for v in vendors_before)
+    return b"A" + others + subsection(b"aeabi", inner)
+
+
+def section_tail(start: int, sections: list[tuple[int, bytes]], *, shnum_in_section0: bool = False) -> bytes:
+    """What a linker puts at the end of a 32-bit little-endian ELF file from offset ``start``:
+    the ``(sh_type, content)`` sections behind a .shstrtab, then the section header table
+    (a null section 0 first)."""
+    names = b"\0.shstrtab\0.ARM.attributes\0"
+    body = bytearray()
+    section0_size = len(sections) + 2 if shnum_in_section0 else 0
+    headers = [struct.pack("<10I", 0, 0, 0, 0, 0, section0_size, 0, 0, 0, 0)]
+    for name, sh_type, content in [(1, 3, names), *((11, t, c) for t, c in sections)]:
+        headers.append(struct.pack("<10I", name, sh_type, 0, 0, start + len(body), len(content), 0, 0, 1, 0))
+        body += content
+    return bytes(body) + b"".join(headers)
+
+
+def point_at_sections(elf: bytes, shoff: int, shnum: int) -> bytes:
+    """``elf``'s header with e_shoff, e_shentsize, e_shnum and e_shstrndx (1) set."""
+    return _patch(_patch(elf, 32, "<I", shoff), 46, "<HHH", 40, shnum, 1)
+
+
+def with_sections(elf: bytes, sections: list[tuple[int, bytes]], *, shnum_in_section0: bool = False) -> bytes:
+    tail = section_tail(len(elf), sections, shnum_in_section0=shnum_in_section0)
+    shoff = len(elf) + len(tail) - 40 * (len(sections) + 2)
+    shnum = 0 if shnum_in_section0 else len(sections) + 2
+    return point_at_sections(elf, shoff, shnum) + tail
+
+
+def arm_elf(attributes: bytes | None, **kwargs: Any) -> bytes:
+    elf = make_elf(bits=32, machine=40, flags=0x05000400, interp=b"/lib/ld-linux-armhf.so.3", needed=(b"libc.so.6",))
+    return with_sections(elf, [] if attributes is None else [(0x70000003, attributes)], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cpu_arch", "variant"),
+    [
+        *[(n, "v5") for n in range(6)],  # pre-v4, v4, v4T, v5T, v5TE, v5TEJ
+        *[(n, "v6") for n in (6, 7, 8, 9, 11, 12)],  # v6, v6KZ, v6T2, v6K, v6-M, v6S-M
+        (10, "v7"),
+        (13, "v7"),  # v7E-M
+        *[(n, "v8") for n in range(14, 24)],  # v8-A, v8-R, v8-M.*, v8.1-A ... v9-A and later
+    ],
+)
+def test_arm_variant_from_tag_cpu_arch(cpu_arch: int, variant: str) -> None:
+    info = parse(arm_elf(arm_attributes(cpu_arch)))
+    assert info.architecture == "arm" and info.variant == variant
+    assert info.platform == Platform("linux", "arm", variant)
+    assert info.needed == ("libc.so.6",)  # the rest of the file is read as before
+
+
+def test_arm_section_count_from_section_zero() -> None:
+    assert parse(arm_elf(arm_attributes(10), shnum_in_section0=True)).variant == "v7"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        None,  # no .ARM.attributes section
+        arm_attributes(None),  # Tag_File without Tag_CPU_arch
+        arm_attributes(10, scope=2),  # Tag_CPU_arch for one section only, not for the file
+        arm_attributes(10, vendors_before=()).replace(b"aeabi", b"gnu\0\0"),  # no aeabi subsection
+        b"",
+        b"B" + arm_attributes(10)[1:],  # unknown format version
+        arm_attributes(10)[:-4],  # cut inside the attributes
+        arm_attributes(10)[:12],  # cut inside a subsection
+        b"A\x02\0\0\0aeabi\0",  # a subsection length below its own size
+        b"A\xff\xff\xff\x7faeabi",  # a length far beyond the section, vendor name never ends
+        b"A" + struct.pack("<I", 11) + b"aeabi\0\x01\0\0\0\0",  # sub-subsection of size 0
+        b"A" + struct.pack("<I", 16) + b"aeabi\0\x01" + struct.pack("<I", 5) + b"\x06\x80\x80",  # endless ULEB128
+        b"A" + struct.pack("<I", 16) + b"aeabi\0\x01" + struct.pack("<I", 9) + b"\x05abcd",  # endless name
+    ],
+)
+def test_arm_attributes_that_do_not_say(attributes: bytes | None) -> None:
+    info = parse(arm_elf(attributes))
+    assert info.architecture == "arm" and info.variant == ""
+    assert info.platform == Platform("linux", "arm")
+
+
+def test_lying_section_headers_give_no_variant_and_no_error() -> None:
+    good = arm_elf(arm_attributes(10))
+    (shoff,) = struct.unpack_from("<I", good, 32)
+    attributes_header = shoff + 2 * 40
+    cases = {
+        "shoff beyond the end": _patch(good, 32, "<I", len(good) + 100),
+        "shentsize too small": _patch(good, 46, "<H", 8),
+        "shnum beyond the end": _patch(good, 48, "<H", 5000),
+        "section offset beyond the end": _patch(good, attributes_header + 16, "<I", len(good) + 1),
+        "section size beyond the end": _patch(good, attributes_header + 20, "<I", 1 << 31),
+        "section 0 counts 2**32-1 sections": _patch(_patch(good, 48, "<H", 0), shoff + 20, "<I", 0xFFFFFFFF),
+    }
+    assert parse(good).variant == "v7"
+    for why, data in cases.items():
+        info = parse(data)
+        assert (info.architecture, info.variant, info.needed) == ("arm", "", ("libc.so.6",)), why
+
+
+def test_section_headers_are_read_for_arm_only() -> None:
+    attributes = [(0x70000003, arm_attributes(10))]
+    x86 = with_sections(make_elf(bits=32, machine=3), attributes)
+    assert parse(x86) == BinaryInfo(format="elf", architecture="386", bits=32, static=True)
+
+
+def test_huge_arm_binary_costs_few_kilobytes() -> None:
+    """The section header table lies at the end of a 1 GB file: read there, not all the way."""
+    size = 1024**3
+    elf = make_elf(bits=32, machine=40, interp=b"/lib/ld-linux.so.3", needed=(b"libc.so.6",))
+    tail = section_tail(size - 4096, [(0x70000003, arm_attributes(6))])
+    head = point_at_sections(elf, size - 4096 + len(tail) - 3 * 40, 3)
+    total = 0
+
+    def read_at(offset: int, length: int) -> bytes:
+        nonlocal total
+        total += length
+        data = bytearray(min(length, size - offset))
+        for start, chunk in ((0, head), (size - 4096, tail)):
+            lo, hi = max(offset, start), min(offset + len(data), start + len(chunk))
+            if lo < hi:
+                data[lo - offset : hi - offset] = chunk[lo - start : hi - start]
+        return bytes(data)
+
+    info = parse_elf(read_at, size)
+    assert info.variant == "v6" and info.needed == ("libc.so.6",)
+    assert total < 8192
+
+
+@pytest.fixture(scope="session")
+def arm_cc(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, tuple[str, ...]], Path]:
+    """Cross-compile a C program for 32-bit ARM, or skip when the compiler is not installed
+    (``apt-get install gcc-arm-linux-gnueabi gcc-arm-linux-gnueabihf``)."""
+    src = tmp_path_factory.mktemp("arm") / "main.c"
+    src.write_text("int main(void) { return 0; }\n")
+
+    def build(compiler: str, flags: tuple[str, ...]) -> Path:
+        if shutil.which(compiler) is None:
+            pytest.skip(f"{compiler} is not installed")
+        out = src.with_name(f"{compiler}{'_'.join(flags)}".replace("=", "_"))
+        proc = subprocess.run([compiler, *flags, str(src), "-o", str(out)], capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            pytest.skip(f"{compiler} {' '.join(flags)} does not work here: {proc.stderr[:200]!r}")
+        return out
+
+    return build
+
+
+@pytest.mark.parametrize(
+    ("compiler", "flags", "variant"),
+    [
+        ("arm-linux-gnueabi-gcc", ("-march=armv5te",), "v5"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv6",), "v6"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv7-a",), "v7"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv8-a",), "v8"),
+        ("arm-linux-gnueabihf-gcc", (), "v7"),  # Debian's armhf: ARMv7-A, hard float
+        ("arm-linux-gnueabihf-gcc", ("-static",), "v7"),
+        # bare code, no C library merged in: the architecture alone decides
+        ("arm-linux-gnueabi-gcc", ("-march=armv4t", "-nostdlib", "-static"), "v5"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv6-m", "-mthumb", "-nostdlib", "-static"), "v6"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv7e-m", "-mthumb", "-nostdlib", "-static"), "v7"),
+        ("arm-linux-gnueabi-gcc", ("-march=armv8-m.main", "-mthumb", "-nostdlib", "-static"), "v8"),
+    ],
+)
+def test_arm_variant_of_real_binaries(
+    arm_cc: Callable[[str, tuple[str, ...]], Path], compiler: str, flags: tuple[str, ...], variant: str
+) -> None:
+    info = inspect_binary(arm_cc(compiler, flags))
+    assert (info.format, info.architecture, info.bits) == ("elf", "arm", 32)
+    assert info.variant == variant
+    assert info.platform == Platform("linux", "arm", variant)
+
+
 # --- reads stay bounded ---------------------------------------------------------------------
 
 
@@ -458,9 +650,17 @@ def test_pe() -> None:
     assert identify(bytes(dos)) == BinaryInfo(format="pe")
 
 
-@pytest.mark.parametrize("head", [b"", b"hello", b"\x7fEL", b"\0" * 100, b"PK\x03\x04"])
+@pytest.mark.parametrize("head", [b"hello", b"\x7fEL", b"\0" * 100, b"PK\x03\x04", b"\n"])
 def test_unknown(head: bytes) -> None:
     assert identify(head) == BinaryInfo(format="unknown")
+
+
+def test_empty_file_is_named_empty(tmp_path: Path) -> None:
+    assert identify(b"") == BinaryInfo(format="empty")
+    empty = tmp_path / "app"
+    empty.touch()
+    assert inspect_binary(empty) == BinaryInfo(format="empty")
+    assert inspect_binary(empty).platform is None
 
 
 # --- files that cannot be inspected ---------------------------------------------------------
@@ -540,6 +740,7 @@ _VALID = [
     )
     for b, le, m in [(64, True, 62), (32, True, 3), (64, False, 22), (32, False, 8)]
 ]
+_VALID_ARM = arm_elf(arm_attributes(10))
 
 
 @settings(max_examples=300)
@@ -555,6 +756,28 @@ def test_mutated_headers(good: bytes, mutations: list[tuple[int, int]], cut: int
             buf[offset] = value
     _only_input_errors(bytes(buf))
     _only_input_errors(bytes(buf[: len(buf) - cut]))
+
+
+@settings(max_examples=400)
+@given(st.lists(st.tuples(st.integers(0, len(_VALID_ARM) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_arm_files(mutations: list[tuple[int, int]]) -> None:
+    """Mutations anywhere, the section headers and .ARM.attributes included (they lie last)."""
+    buf = bytearray(_VALID_ARM)
+    for offset, value in mutations:
+        buf[offset] = value
+    _only_input_errors(bytes(buf))
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=120), st.binary(max_size=40))
+def test_arbitrary_arm_attributes(attributes: bytes, aeabi: bytes) -> None:
+    """Any bytes as the section, or as the content of a well-framed "aeabi" subsection: a
+    variant or none, never an error (the rest of the file is sound)."""
+    framed = b"A" + struct.pack("<I", 10 + len(aeabi)) + b"aeabi\0" + aeabi
+    for section in (attributes, b"A" + attributes, framed):
+        info = parse(arm_elf(section))
+        assert info.variant in ("", "v5", "v6", "v7", "v8")
+        assert info.needed == ("libc.so.6",)
 
 
 def _readelf_versions(path: str) -> tuple[set[tuple[str, str]], set[str]]:

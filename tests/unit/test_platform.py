@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zeroimage.errors import PlatformError
+from zeroimage.errors import InvalidPlatform, PlatformError, UsageError
 from zeroimage.oci.platform import Platform
 from zeroimage.platform import (
     KNOWN_ARCHITECTURES,
     KNOWN_OSES,
+    KNOWN_VARIANTS,
     _machine_platform,
     compatible_platforms,
     host_platform,
@@ -20,6 +24,7 @@ from zeroimage.platform import (
     normalize,
     parse_platform,
     select_platform,
+    variant_older,
 )
 
 # The index of Docker Hub's hello-world, in its order.
@@ -140,9 +145,82 @@ def test_parse_lone_os_is_this_machine() -> None:
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:
-    with pytest.raises(PlatformError) as info:
+    with pytest.raises(InvalidPlatform) as info:
         parse_platform(text)
     assert message in str(info.value)
+    assert info.value.exit_code == 2  # a usage error ...
+    assert isinstance(info.value, UsageError) and isinstance(info.value, PlatformError)  # ... and a platform one
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("linux/arm/v9", "arm has no variant 'v9'; its variants are v5, v6, v7, v8"),
+        ("linux/arm/v4", "arm has no variant 'v4'"),
+        ("linux/arm/v7l", "arm has no variant 'v7l'"),
+        ("linux/arm/9", "arm has no variant '9'"),
+        ("linux/amd64/v5", "amd64 has no variant 'v5'; its variants are v1, v2, v3, v4"),
+        ("linux/amd64/v0", "amd64 has no variant 'v0'"),
+        ("linux/amd64/3", "amd64 has no variant '3'"),
+        ("linux/x86_64/v9", "amd64 has no variant 'v9'"),
+        ("linux/arm64/v7", "arm64 has no variant 'v7'; its variants are v8, v8.1, v8.2, "),
+        ("linux/arm64/v8.10", "arm64 has no variant 'v8.10'"),
+        ("linux/arm64/v9.6", "arm64 has no variant 'v9.6'"),
+        ("linux/arm64/v10", "arm64 has no variant 'v10'"),
+        ("linux/aarch64/V7", "arm64 has no variant 'V7'"),
+        ("linux/s390x/v2", "s390x has no variants"),
+        ("linux/386/sse2", "386 has no variants"),
+        ("linux/riscv64/rva22u64", "riscv64 has no variants"),
+        ("windows/amd64/v5", "amd64 has no variant 'v5'"),
+    ],
+)
+def test_unknown_variants_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidPlatform, match=f"^unknown platform {text!r}: {message}"):
+        parse_platform(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "variant"),
+    [
+        *[(f"linux/arm/{v}", v) for v in ("v5", "v6", "v7", "v8")],
+        *[(f"linux/arm64/v8.{n}", f"v8.{n}") for n in range(1, 10)],
+        *[(f"linux/arm64/v9.{n}", f"v9.{n}") for n in range(1, 6)],
+        ("linux/arm64/v9", "v9"),
+        ("linux/arm64/v9.0", "v9"),
+        ("linux/arm64/v8.0", ""),
+        *[(f"linux/amd64/{v}", v) for v in ("v2", "v3", "v4")],
+        ("linux/amd64/v1", ""),
+        ("linux/i386/anything", ""),  # containerd drops an i386 variant
+    ],
+)
+def test_known_variants_are_accepted(text: str, variant: str) -> None:
+    assert parse_platform(text).variant == variant
+
+
+def test_cli_refuses_an_unknown_variant_as_a_usage_error(tmp_path: Path) -> None:
+    program = tmp_path / "app"
+    program.write_bytes(b"#!/bin/sh\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroimage",
+            "build",
+            "--platform",
+            "linux/arm/v9",
+            "-o",
+            str(tmp_path / "x.tar"),
+            str(program),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "zeroimage: error: unknown platform 'linux/arm/v9': arm has no variant 'v9'; its variants are v5, v6, v7, v8"
+    ]
+    assert not (tmp_path / "x.tar").exists()
 
 
 def test_parse_error_names_the_input() -> None:
@@ -244,6 +322,53 @@ def test_compatible_platforms_end_of_arm64_v9() -> None:
         "linux/arm/v5",
     ]
     assert len(got) == len(set(got))
+
+
+def test_compatible_platforms_of_the_last_arm64_v9() -> None:
+    """v9.5 runs v8.9 at most (containerd caps v8.(x+5) at the last v8), never a v8.10."""
+    got = strs(compatible_platforms(parse_platform("linux/arm64/v9.5")))
+    assert got[:7] == [
+        "linux/arm64/v9.5",
+        "linux/arm64/v9.4",
+        "linux/arm64/v9.3",
+        "linux/arm64/v9.2",
+        "linux/arm64/v9.1",
+        "linux/arm64/v9",
+        "linux/arm64/v8.9",
+    ]
+    assert all(parse_platform(p) for p in got)  # every one a known platform
+
+
+@pytest.mark.parametrize(
+    ("given", "needed", "older"),
+    [
+        ("linux/arm/v6", "linux/arm/v7", True),
+        ("linux/arm/v5", "linux/arm/v8", True),
+        ("linux/arm/v7", "linux/arm/v8", True),
+        ("linux/arm", "linux/arm/v8", True),  # arm alone is v7
+        ("linux/arm/v7", "linux/arm/v7", False),
+        ("linux/arm/v8", "linux/arm/v6", False),
+        ("linux/arm/v7", "linux/arm/v5", False),
+        ("linux/amd64", "linux/amd64/v3", True),
+        ("linux/amd64/v4", "linux/amd64/v2", False),
+        ("linux/arm64", "linux/arm64/v8.2", True),
+        ("linux/arm64/v9", "linux/arm64/v8.5", False),
+        ("linux/arm64/v9", "linux/arm64/v8.6", True),  # v9.0 has v8.5's features, not v8.6's
+        ("linux/arm64/v8.2", "linux/arm64/v9", True),
+        ("linux/arm64", "linux/arm/v7", False),  # another architecture: a contradiction, not "older"
+        ("linux/amd64", "linux/arm/v7", False),
+        ("windows/arm/v6", "linux/arm/v7", False),
+    ],
+)
+def test_variant_older(given: str, needed: str, older: bool) -> None:
+    given_p, needed_p = parse_platform(given), parse_platform(needed)
+    assert variant_older(given_p, needed_p) is older
+
+
+def test_variant_older_when_the_program_does_not_say() -> None:
+    """An ARM ELF without .ARM.attributes gives linux/arm with no variant: nothing to compare."""
+    assert variant_older(parse_platform("linux/arm/v5"), Platform("linux", "arm")) is False
+    assert variant_older(Platform("linux", "arm", "v6"), Platform("linux", "arm", "v7")) is True  # not normalised
 
 
 def test_compatible_platforms_keep_os_fields_and_normalise() -> None:
@@ -407,6 +532,10 @@ _words = st.sampled_from(
         "7",
         "arm64",
         "arm",
+        "v9",
+        "v8.9",
+        "v9.5",
+        "s390x",
     ]
 )
 _texts = st.one_of(
@@ -417,11 +546,11 @@ _texts = st.one_of(
 
 
 @given(_texts)
-def test_parse_raises_only_platform_error(text: str) -> None:
+def test_parse_raises_only_invalid_platform(text: str) -> None:
     try:
         parse_platform(text)
-    except PlatformError as exc:
-        assert str(exc)
+    except InvalidPlatform as exc:
+        assert str(exc) and exc.exit_code == 2
 
 
 @given(_texts)
@@ -431,6 +560,7 @@ def test_parse_str_round_trip(text: str) -> None:
     except PlatformError:
         return
     assert parse_platform(str(p)) == p
+    assert p.variant in KNOWN_VARIANTS.get(p.architecture, ("",))
     assert normalize(p) == p
     assert compatible_platforms(p)[0] == p
     assert match_rank(p, p) == 0

@@ -104,7 +104,7 @@ def test_libraries_that_libraries_need_and_symbol_versions_are_checked() -> None
         ("usr/lib/libssl.so.3", ssl),
     ]
     [found] = problems(program, "/app", tree(base))
-    assert "libcrypto.so.3 (needed by libssl.so.3) are missing" in found
+    assert "the library libcrypto.so.3 (needed by libssl.so.3) is missing" in found
     assert "libc.so.6 in the image is older than it was built against: it lacks GLIBC_2.34, GLIBC_2.38" in found
     assert "(it has up to GLIBC_2.31), needed by libssl.so.3" in found  # and by the program itself
     crypto = Node("file", library=True, versions_defined=("OPENSSL_3.0.0",))
