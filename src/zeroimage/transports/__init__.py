@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from zeroimage.errors import UsageError
 from zeroimage.image import Sink, Source
 from zeroimage.reference import Reference
-from zeroimage.transports.names import Location, parse_location
+from zeroimage.transports.locations import Location, parse_location, parse_output, parse_source
 
-__all__ = ["Location", "TransportOptions", "open_sinks", "open_source", "parse_location"]
+__all__ = [
+    "Location",
+    "TransportOptions",
+    "open_sinks",
+    "open_source",
+    "parse_location",
+    "parse_output",
+    "parse_source",
+]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.storage import TarFiles, clean_member_name
-from zeroimage.transports.tarwriter import StagedArchive, TarWriter, add_new_layers, blob_name
+from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
 
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
@@ -192,9 +192,9 @@ class DockerArchiveSink:
         self.reference = reference
         self.mtime = mtime
         self.description = f"docker-archive:{path}"
-        self._staged = StagedArchive(path, mtime, _archive_head)
+        self._staged = archive_file(path, mtime, _archive_head)
 
-    def layer_tap(self, reporter: Reporter) -> LayerTap:
+    def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return self._staged.layer_tap()
 
     def discard(self) -> None:

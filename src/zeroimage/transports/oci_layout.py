@@ -30,7 +30,7 @@ from zeroimage.oci import (
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.transports.storage import DirFiles, Files, TarFiles
-from zeroimage.transports.tarwriter import StagedArchive, TarWriter, add_new_layers, blob_name
+from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 #: Configs may be larger than manifests (long histories), but not absurdly so.
@@ -161,9 +161,9 @@ class OciArchiveSink:
         self.tag = tag
         self.mtime = mtime
         self.description = f"oci-archive:{path}"
-        self._staged = StagedArchive(path, mtime, _archive_head)
+        self._staged = archive_file(path, mtime, _archive_head)
 
-    def layer_tap(self, reporter: Reporter) -> LayerTap:
+    def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return self._staged.layer_tap()
 
     def discard(self) -> None:

@@ -1,0 +1,244 @@
+"""Where images are read from and written to, as skopeo names them, parsed into a :class:`Location`,
+and the checks every output passes before a build does any work.
+
+    docker://REF                      a registry (a bare REF means this for --from and --push)
+    oci:DIR[:TAG]                     an OCI layout directory
+    oci-archive:PATH[:TAG]            an OCI layout in a tar (a bare PATH means this for -o)
+    docker-archive:PATH[:NAME:TAG]    what ``docker save`` writes / ``docker load`` reads
+    docker-daemon:NAME:TAG            a running Docker Engine (output only)
+
+As in skopeo, the path ends at the first ``:`` after the transport name; a file whose name has a
+colon is written ``./name:x.tar``. ``-`` as an archive's path is standard output. A source given
+without a transport that names an existing file or directory is opened as what it is (an OCI
+archive, a docker-archive, or an OCI layout), not looked up in a registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from zeroimage.errors import InvalidReference, OutputError, UsageError
+from zeroimage.reference import Reference, parse_reference
+
+TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "docker-daemon")
+STDOUT = Path("-")
+_TRANSPORT_LIKE = re.compile(r"[a-z][a-z0-9-]*")
+
+
+@dataclass(frozen=True)
+class Location:
+    transport: str
+    path: Path | None = None
+    tag: str | None = None
+    reference: Reference | None = None
+    #: Given without a transport name (``app.tar``, ``alpine``): a registry error then says
+    #: which transports the user may have meant.
+    bare: bool = False
+
+    def __str__(self) -> str:
+        if self.transport == "docker":
+            return f"docker://{self.reference}"
+        if self.transport == "docker-daemon":
+            return f"docker-daemon:{self.tag}"
+        return f"{self.transport}:{self.path}" + (f":{self.tag}" if self.tag else "")
+
+    @property
+    def is_registry(self) -> bool:
+        return self.transport == "docker"
+
+    @property
+    def is_stdout(self) -> bool:
+        return self.path == STDOUT
+
+
+def parse_location(text: str, default: str) -> Location:
+    """Parse ``text``; a string with no known transport prefix uses ``default``."""
+    transport, sep, rest = text.partition(":")
+    bare = False
+    if text.startswith("docker://"):
+        transport, rest = "docker", text[len("docker://") :]
+    elif not sep or transport not in TRANSPORTS:
+        transport, rest, bare = default, text, True
+    if not rest:
+        raise InvalidReference(f"invalid location {text!r}: nothing after '{transport}:'")
+    if transport == "docker":
+        return Location("docker", reference=parse_reference(rest), bare=bare)
+    if transport == "docker-daemon":
+        reference = parse_reference(rest)
+        if reference.digest:
+            raise InvalidReference(f"invalid location {text!r}: docker-daemon: needs NAME:TAG, not a digest")
+        return Location("docker-daemon", tag=str(reference), reference=reference)
+    path, _, tag = rest.partition(":")
+    if not path:
+        raise InvalidReference(f"invalid location {text!r}: no path")
+    if transport == "docker-archive" and tag:
+        reference = parse_reference(tag)
+        return Location(transport, path=Path(path), tag=str(reference), reference=reference, bare=bare)
+    return Location(transport, path=Path(path), tag=tag or None, bare=bare)
+
+
+def parse_output(text: str) -> Location:
+    """An ``-o`` destination: a known transport, or a path (an OCI archive). Refused, with the
+    fix: an unknown transport name (``oci-archiv:x.tar``), and what is plainly a registry
+    reference (``127.0.0.1:5000/app:v1``, ``ghcr.io/me/app:v1``), which belongs to ``--push``."""
+    prefix, sep, _ = text.partition(":")
+    local = text.startswith(("./", "../", "/")) or not sep and "/" not in text
+    if not local and not text.startswith("docker://") and prefix not in TRANSPORTS:
+        if _looks_like_registry(text):
+            raise UsageError(
+                f"-o {text!r} looks like a registry reference: push it with --push {text} "
+                f"(for a file of that name, write ./{text})"
+            )
+        if sep and _TRANSPORT_LIKE.fullmatch(prefix):
+            close = difflib.get_close_matches(prefix, TRANSPORTS, n=1)
+            hint = f"did you mean {close[0]}:? " if close else ""
+            raise UsageError(
+                f"-o {text!r}: unknown transport {prefix!r} ({hint}transports are {', '.join(TRANSPORTS)}; "
+                f"for a file whose name has a colon, write ./{text})"
+            )
+    return parse_location(text, "oci-archive")
+
+
+def _looks_like_registry(text: str) -> bool:
+    """A reference whose first component names a registry host (``.``, ``:`` or localhost) and
+    whose would-be parent directory does not exist here."""
+    first, slash, _ = text.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return False
+    try:
+        parse_reference(text)
+    except InvalidReference:
+        return False
+    return not Path(text).parent.is_dir()
+
+
+def parse_source(text: str) -> Location:
+    """A ``--from`` or ``inspect`` source. Without a transport name, an existing local file or
+    directory is opened as what its content says it is; anything else is a registry reference."""
+    prefix = text.partition(":")[0]
+    if not text.startswith("docker://") and prefix not in TRANSPORTS and os.path.exists(text):
+        path = Path(text)
+        if path.is_dir():
+            return Location("oci", path=path, bare=True)
+        return Location(_archive_kind(path), path=path, bare=True)
+    return parse_location(text, "docker")
+
+
+def _archive_kind(path: Path) -> str:
+    """``oci-archive`` for a tar holding an OCI layout (Docker 25's ``docker save`` writes one
+    beside its manifest.json), ``docker-archive`` for a tar with only a manifest.json."""
+    from zeroimage.transports.storage import TarFiles  # headers only, bounded: safe on any file
+
+    files = TarFiles(path)
+    if files.size("index.json") is None and files.size("manifest.json") is not None:
+        return "docker-archive"
+    return "oci-archive"
+
+
+def source_hint(location: Location) -> str:
+    """What to add to a registry error about a source given without a transport name."""
+    if not location.bare or location.reference is None:
+        return ""
+    return (
+        f"; {location.reference} was looked up in a registry — for a local file, say oci-archive:PATH or "
+        "docker-archive:PATH, for a layout directory oci:DIR"
+    )
+
+
+# -- outputs, checked before any work ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a build reads from the local disk, which no output may overwrite."""
+
+    programs: Sequence[Path] = ()
+    added: Sequence[Path] = ()  # --add sources: files, or trees whose every file is an input
+    base: Location | None = None
+
+
+def check_outputs(outputs: Sequence[Location], digest_file: Path | None, inputs: Inputs, terminal: bool) -> None:
+    """Refuse, before any work, every output that cannot be written or that would destroy an
+    input: a program, an ``--add`` source (or a file inside an added tree), the base archive or
+    layout, or another output. ``terminal``: standard output is a terminal."""
+    taken: dict[str, str] = {}
+    read = _input_paths(inputs)
+    files = [(str(o), o.path) for o in outputs if o.path is not None and o.transport != "oci" and not o.is_stdout]
+    if digest_file is not None:
+        files.append((f"--digest-file {digest_file}", digest_file))
+    for name, path in files:
+        real = _real(path)
+        if real in read:
+            raise UsageError(f"{name} would overwrite {read[real]}, an input of this build; write it elsewhere")
+        if real in taken:
+            raise UsageError(f"{name} and {taken[real]} are the same file; give each output its own")
+        taken[real] = name
+        _check_file(name, path)
+    for output in outputs:
+        if output.transport == "oci" and output.path is not None:
+            _check_layout(output, inputs, read)
+    to_stdout = [o for o in outputs if o.is_stdout]
+    if len(to_stdout) > 1:
+        raise UsageError("only one output can go to standard output")
+    if to_stdout and terminal:
+        raise UsageError(f"refusing to write {to_stdout[0]} to a terminal: redirect it (| docker load) or name a file")
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _input_paths(inputs: Inputs) -> dict[str, str]:
+    """Every local input file, by real path, with how to name it."""
+    found = {_real(p): f"the program {p}" for p in inputs.programs}
+    for source in inputs.added:
+        if source.is_dir():
+            for directory, _, names in os.walk(source):
+                for name in names:
+                    found.setdefault(_real(Path(directory, name)), f"{Path(directory, name)} (added with --add)")
+        else:
+            found.setdefault(_real(source), f"{source} (added with --add)")
+    base = inputs.base
+    if base is not None and base.path is not None and base.transport in ("oci-archive", "docker-archive"):
+        found.setdefault(_real(base.path), f"the base {base}")
+    return found
+
+
+def _check_file(name: str, path: Path) -> None:
+    parent = path.parent
+    if path.is_dir():
+        raise UsageError(f"{name}: {path} is a directory; name a file")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {name}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {name}: directory {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"cannot write {name}: {path} is not a regular file")
+
+
+def _check_layout(output: Location, inputs: Inputs, read: dict[str, str]) -> None:
+    assert output.path is not None
+    path, real = output.path, _real(output.path)
+    base = inputs.base
+    same = base is not None and base.transport == "oci" and base.path is not None and _real(base.path) == real
+    if same and base is not None and (base.tag or "latest") == (output.tag or "latest"):
+        raise UsageError(f"{output} would replace the base image {base}; give the output another tag")
+    inside = [what for where, what in read.items() if where.startswith(real + os.sep)]
+    if inside and not (path / "index.json").is_file():
+        raise UsageError(f"{output}: {path} holds {inside[0]}; write the layout elsewhere")
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{output}: {path} is not a directory")
+        if not (path / "index.json").exists() and any(path.iterdir()):
+            raise OutputError(f"cannot write {output}: {path} is not empty and is not an OCI layout (no index.json)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {output}: {path} is not writable")
+    elif not path.parent.is_dir():
+        raise OutputError(f"cannot write {output}: directory {path.parent} does not exist")
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {output}: directory {path.parent} is not writable")
