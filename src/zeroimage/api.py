@@ -104,9 +104,9 @@ def inspect(source: str, *, insecure_registry: Sequence[str] = ()) -> dict[str, 
     """What ``zeroimage inspect --json SOURCE`` prints: the root document and, for each image
     under it, its platform, manifest and config."""
     from zeroimage.describe import describe
-    from zeroimage.transports import TransportOptions, open_source, parse_location
+    from zeroimage.transports import TransportOptions, open_source, parse_source
 
-    location = parse_location(source, "docker")
+    location = parse_source(source)
     opened = open_source(location, TransportOptions(insecure_registries=tuple(insecure_registry)))
     try:
         return describe(opened)
@@ -146,7 +146,7 @@ def _spec(
     """Every keyword, validated, into one BuildSpec (one UsageError for the first bad one)."""
     from zeroimage import customize
     from zeroimage.essentials import parse_add, parse_chown, parse_essentials
-    from zeroimage.transports import parse_location
+    from zeroimage.transports import parse_location, parse_output, parse_source
 
     if fmt not in ("oci", "docker"):
         raise UsageError(f"unknown image format {fmt!r}: use oci or docker")
@@ -156,11 +156,11 @@ def _spec(
     if from_archive:
         base_location = parse_location(f"oci-archive:{os.fspath(from_archive)}", "oci-archive")
     elif base:
-        base_location = parse_location(base, "docker")
+        base_location = parse_source(base)
     paths = [programs] if isinstance(programs, str | os.PathLike) else list(programs)
     pairs = _pair_platforms([platform] if isinstance(platform, str) else list(platform), [os.fspath(p) for p in paths])
     program_specs = tuple(Program(path, given) for path, given in pairs)
-    locations = [parse_location(out, "oci-archive") for out in outputs]
+    locations = [parse_output(out) for out in outputs]
     for reference in push:
         location = parse_location(reference, "docker")
         if not location.is_registry:
@@ -190,7 +190,7 @@ def _spec(
         insecure_registries=tuple(insecure_registry),
         config=changes,
         adds=tuple(parse_add(a) if isinstance(a, str) else (Path(a[0]), a[1]) for a in add),
-        chown=parse_chown(chown),
+        chown=parse_chown(chown) if chown is not None else None,
         essentials=parse_essentials(essentials),
         strict=strict,
         digest_file=Path(digest_file) if digest_file is not None else None,

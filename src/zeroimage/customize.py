@@ -4,6 +4,7 @@ value expands ``$VAR`` against the environment so far, as ``ENV`` does."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from collections.abc import Iterable, Mapping
@@ -319,3 +320,25 @@ def apply_changes(config: ImageConfig, changes: ConfigChanges, tree: FileTree | 
     if changes.stop_signal is not None:
         fields["StopSignal"] = changes.stop_signal
     return config.with_container(**fields) if fields else config
+
+
+def history_of(changes: ConfigChanges, entrypoint: str) -> list[str]:
+    """The history lines of the config changes, as ``docker history`` shows a Dockerfile's
+    (BuildKit's spelling), in a Dockerfile's usual order; the entrypoint is always set."""
+    lines = []
+    if changes.env:
+        lines.append("ENV " + " ".join(f"{key}={value}" for key, value in changes.env))
+    if changes.labels:
+        lines.append("LABEL " + " ".join(f"{key}={value}" for key, value in changes.labels))
+    if changes.expose:
+        lines.append("EXPOSE map[" + " ".join(f"{port}:{{}}" for port in changes.expose) + "]")
+    if changes.workdir is not None:
+        lines.append(f"WORKDIR {changes.workdir}")
+    if changes.user is not None:
+        lines.append(f"USER {changes.user}")
+    if changes.stop_signal is not None:
+        lines.append(f"STOPSIGNAL {changes.stop_signal}")
+    lines.append(f"ENTRYPOINT {json.dumps([entrypoint])}")
+    if changes.cmd:
+        lines.append(f"CMD {json.dumps(list(changes.cmd), ensure_ascii=False)}")
+    return lines

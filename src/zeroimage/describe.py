@@ -38,6 +38,7 @@ def _image(source: Source, desc: Descriptor) -> dict[str, Any]:
     return {
         "platform": str(platform) if platform else f"{config.get('os', '?')}/{config.get('architecture', '?')}",
         "digest": desc.digest,
+        "id": manifest.config.digest,  # the image ID, as Docker shows it
         "size": desc.size + manifest.config.size + sum(layer.size for layer in manifest.layers),
         "manifest": json.loads(raw),
         "config": config,

@@ -47,7 +47,7 @@ def parse_essentials(values: Iterable[str]) -> tuple[str, ...]:
                 chosen.append(item)
             else:
                 raise UsageError(f"--with {item!r}: choose from {', '.join(ESSENTIALS)} or all")
-    return tuple(dict.fromkeys(chosen))
+    return tuple(e for e in ESSENTIALS if e in chosen)  # one order, whatever the flags': one image
 
 
 def _data(path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:

@@ -1,15 +1,16 @@
 """The build pipeline, start to end, and nothing else:
 
-BuildSpec → pick each program's platform → make the first program's layer, and meanwhile
-            resolve the base, list it and check that each program will run in it
+BuildSpec → check every output against every input → read each program's platform
+          → make the first program's layer, and meanwhile resolve the base, list it and plan
+            each platform's image (:mod:`zeroimage.plan`), checking that its program will run
           → make the other new layers (each once) → derive config + manifest (+ index)
             in each format the outputs need → hand each output its graph
 """
 
 from __future__ import annotations
 
-import posixpath
-import time
+import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -17,10 +18,10 @@ from pathlib import Path
 
 from zeroimage import runcheck
 from zeroimage.cancel import Cancellation, Worker
-from zeroimage.customize import ConfigChanges, apply_changes
+from zeroimage.customize import ConfigChanges, apply_changes, history_of, user_ids
 from zeroimage.elf import BinaryInfo, inspect_binary
-from zeroimage.errors import PlatformError, RunCheckError, UsageError
-from zeroimage.essentials import add_entries, essential_entries
+from zeroimage.errors import InputError, PlatformError, RegistryError, RunCheckError, UsageError, ZeroimageError
+from zeroimage.essentials import add_entries, combine_adds, essential_entries
 from zeroimage.files import atomic_write
 from zeroimage.image import (
     BaseImage,
@@ -32,19 +33,22 @@ from zeroimage.image import (
     Source,
     WriteResult,
     append,
+    candidates,
     index_of,
     load_base,
 )
 from zeroimage.layers.compress import LayerOptions
-from zeroimage.layers.entries import Entry, clean_image_path, file_entry
+from zeroimage.layers.entries import Entry, file_entry
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
-from zeroimage.oci import Descriptor, ImageConfig, Platform, rfc3339
+from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.oci import mediatypes as mt
-from zeroimage.platform import host_platform
+from zeroimage.plan import DEFAULT_PATH, Target, entrypoint_of, files_layer, image_platform, program_layer
+from zeroimage.platform import variant_older
 from zeroimage.progress import NullReporter, Reporter
 from zeroimage.rootfs import FileTree, ListingCache, base_tree
 from zeroimage.store import BlobStore, CorruptBlob, default_cache_dir
 from zeroimage.transports import Location, TransportOptions, open_sinks, open_source
+from zeroimage.transports.locations import Inputs, check_outputs, source_hint
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class BuildSpec:
     insecure_registries: tuple[str, ...] = ()
     config: ConfigChanges = field(default_factory=ConfigChanges)
     adds: tuple[tuple[Path, str], ...] = ()
-    chown: tuple[int, int] = (0, 0)
+    chown: tuple[int, int] | None = None
     essentials: tuple[str, ...] = ()
     strict: bool = False
     digest_file: Path | None = None
@@ -78,13 +82,13 @@ class BuildSpec:
 
 @dataclass(frozen=True)
 class LayerResult:
-    """A layer the build added: what it is, what it holds, and where it came from — made now,
-    or taken from the local cache."""
+    """A layer the build added: what it is, what it holds (``program`` or ``files``), and where
+    it came from — made now, or taken from the local cache."""
 
     descriptor: Descriptor
     diff_id: str
     origin: Origin
-    holds: str  # "program" or "files"
+    holds: str
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class PlatformResult:
     platform: Platform
     manifest: Descriptor
     program: Path
+    entrypoint: str
     binary: BinaryInfo
     base: Descriptor | None
     layers: tuple[LayerResult, ...]
@@ -113,21 +118,16 @@ class BuildResult:
 
 
 @dataclass(frozen=True)
-class _Target:
-    program: Program
-    info: BinaryInfo
-    platform: Platform
-
-
-@dataclass(frozen=True)
 class _Plan:
     """One platform's image before its layers are made."""
 
-    target: _Target
+    target: Target
     base: BaseImage | None
-    tree: FileTree | None
-    program: Entry
-    files: tuple[Entry, ...]  # the extra files' layer ("" when none)
+    tree: FileTree
+    entrypoint: str
+    program: tuple[Entry, ...]  # the program's layer
+    files: tuple[Entry, ...]  # the extra files' layer (empty: none)
+    files_by: str  # what made the extra files, for the history
 
 
 def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
@@ -135,18 +135,22 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
     reporter = reporter or NullReporter()
     if not spec.programs:
         raise UsageError("no program to put in the image")
-    targets = _targets(spec)
-    entrypoint = _entrypoint_path(spec)
+    inputs = Inputs([p.path for p in spec.programs], [source for source, _ in spec.adds], spec.base)
+    check_outputs(spec.outputs, spec.digest_file, inputs, terminal=sys.stdout.isatty())
+    _check_single_platform_outputs(spec)
+    _check_one_entrypoint(spec)
+    infos = [inspect_binary(p.path) for p in spec.programs]
     epoch = spec.source_date_epoch
-    created = rfc3339(epoch if epoch is not None else int(time.time()))
-    options = TransportOptions(mtime=epoch or 0, insecure_registries=spec.insecure_registries)
     layer_options = replace(spec.layer, mtime=epoch or 0)
     if spec.format == "docker" and mt.to_docker(layer_options.media_type) is None:
         raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
+    if spec.chown is not None and not spec.adds:
+        reporter.warn("--chown sets the owner of the files from --add, and there is no --add: it does nothing")
+    owner = spec.chown or (0, 0)
+    added = [(f"--add {source}:{dest}", add_entries(source, dest, *owner)) for source, dest in spec.adds]
+    created = rfc3339(epoch if epoch is not None else _newest_mtime(spec, added))
+    options = TransportOptions(mtime=epoch or 0, insecure_registries=spec.insecure_registries)
     sinks = open_sinks(spec.outputs, options)
-    extras = essential_entries(spec.essentials) + [
-        e for source, dest in spec.adds for e in add_entries(source, dest, *spec.chown)
-    ]
 
     with ExitStack() as stack:
         for sink in sinks:
@@ -156,52 +160,45 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         producer = LayerProducer(
             store, layer_options, reporter, lambda: _taps(sinks, reporter), any(s.needs_layer_files for s in sinks)
         )
-        programs = [file_entry(t.program.path, entrypoint) for t in targets]
-        first = _Background(lambda cancel: producer.make([programs[0]], _label(targets[0], entrypoint), cancel))
-        stack.callback(first.stop)
+        stack.enter_context(_hinted(spec.base))
         source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
+        targets = _targets(spec, infos, source, reporter)
+        # The first program's layer does not wait for the base: it is made from what it would be
+        # if the base changed nothing (no directory at its path, parents 0755 and root's), and
+        # made again if the plan says otherwise.
+        guess = _program_guess(spec, targets[0])
+        first = _Background(lambda cancel: producer.make(guess, _what(targets[0], guess), cancel))
+        stack.callback(first.stop)
         listings = ListingCache(store.root)
-        plans = [
-            _plan(
-                spec,
-                target,
-                program,
-                load_base(source, target.platform, _base_name(spec.base)) if source else None,
-                extras,
-                entrypoint,
-                listings,
-                reporter,
-            )
-            for target, program in zip(targets, programs, strict=True)
-        ]
+        plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
         made: list[MadeLayer] = []
         images: dict[ImageFormat, list[ImageGraph]] = {fmt: [] for fmt in _formats(spec, sinks)}
         primary: ImageFormat = spec.format if spec.format in images else next(iter(images))
         results = []
         for index, plan in enumerate(plans):
-            if index == 0:
-                program_layer = first.result()
+            if index == 0 and plan.program == guess:
+                program = first.result()
             else:
-                program_layer = producer.make([plan.program], _label(plan.target, entrypoint))
-            files_layer = producer.make(plan.files, f"{len(plan.files)} added files") if plan.files else None
-            made += [program_layer] + ([files_layer] if files_layer else [])
-            layers = (
-                [(files_layer, "files"), (program_layer, "program")] if files_layer else [(program_layer, "program")]
-            )
-            history = [(m, _created_by(plan, holds, entrypoint)) for m, holds in layers]
-            config = _config(spec, plan, history, entrypoint, created)
-            new = [NewLayer(producer.blob(m), m.built.diff_id) for m, _ in layers]
+                first.stop()
+                program = producer.make(plan.program, _what(plan.target, plan.program))
+            files = producer.make(plan.files, f"{len(plan.files)} added files") if plan.files else None
+            made += [program, *([files] if files else [])]
+            layers = [(files, "files", plan.files_by)] if files else []
+            layers.append((program, "program", f"COPY {plan.target.name} {plan.entrypoint}"))
+            config = _config(spec, plan, [(m.built.diff_id, by) for m, _, by in layers], created)
+            new = [NewLayer(producer.blob(m), m.built.diff_id) for m, _, _ in layers]
             for fmt, graphs in images.items():
                 graphs.append(append(plan.base, new, config, fmt, dict(spec.config.annotations)))
             results.append(
                 PlatformResult(
                     platform=config.platform,
                     manifest=images[primary][-1].root,
-                    program=plan.target.program.path,
+                    program=Path(plan.target.path),
+                    entrypoint=plan.entrypoint,
                     binary=plan.target.info,
                     base=plan.base.descriptor if plan.base else None,
                     layers=tuple(
-                        LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds) for m, holds in layers
+                        LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds) for m, holds, _ in layers
                     ),
                 )
             )
@@ -210,21 +207,221 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             fmt: replace(index_of(graphs, fmt, dict(spec.config.annotations)), new=order)
             for fmt, graphs in images.items()
         }
-        written = _write_all(sinks, spec.format, graphs_by_format, producer, reporter)
-        root = graphs_by_format[primary]
+        written = _write_all(sinks, spec.format, graphs_by_format, reporter)
+        root = graphs_by_format[primary].root
     if spec.digest_file is not None:
         with atomic_write(spec.digest_file) as out:
-            out.write(root.root.digest.encode() + b"\n")
-    return BuildResult(
-        root=root.root,
-        platforms=tuple(results),
-        outputs=tuple(written),
-        base=str(spec.base) if spec.base else None,
+            out.write(root.digest.encode() + b"\n")
+    return BuildResult(root=root, platforms=tuple(results), outputs=tuple(written), base=_base_name(spec.base) or None)
+
+
+# -- before any work -----------------------------------------------------------------------------
+
+
+def _check_single_platform_outputs(spec: BuildSpec) -> None:
+    """docker-archive and Docker Engine outputs hold one platform: say so before any work."""
+    single = [o for o in spec.outputs if o.transport in ("docker-archive", "docker-daemon")]
+    if single and len(spec.programs) > 1:
+        raise UsageError(
+            f"{single[0]} holds one platform, but this build has {len(spec.programs)} programs: build one "
+            "image per platform for Docker (one program per build), or write all platforms at once with "
+            "-o oci-archive:PATH or --push"
+        )
+
+
+def _check_one_entrypoint(spec: BuildSpec) -> None:
+    names = sorted({p.path.name for p in spec.programs})
+    if len(names) > 1 and (spec.entrypoint_path is None or spec.entrypoint_path.endswith("/")):
+        raise UsageError(
+            f"the programs have different names ({', '.join(names)}): "
+            "choose one path in the image with --entrypoint-path"
+        )
+
+
+def _newest_mtime(spec: BuildSpec, added: Sequence[tuple[str, list[Entry]]]) -> int:
+    """The default ``created``: the newest modification time among the programs and the added
+    files, so that unchanged inputs give the same image (``SOURCE_DATE_EPOCH`` overrides it)."""
+    paths = [p.path for p in spec.programs] + [e.source for _, entries in added for e in entries if e.source]
+    newest = 0
+    for path in paths:
+        try:
+            newest = max(newest, int(os.stat(path).st_mtime))
+        except OSError:
+            continue  # reported where the file is read
+    return newest
+
+
+def _targets(spec: BuildSpec, infos: Sequence[BinaryInfo], source: Source | None, reporter: Reporter) -> list[Target]:
+    """Each program's platform: ``--platform``, else its ELF header; a program that is not ELF
+    takes the base's platform when the base has one, else it must be named."""
+    targets: list[Target] = []
+    for program, info in zip(spec.programs, infos, strict=True):
+        detected = info.platform
+        given = program.platform
+        if given is not None:
+            if detected is not None and (detected.architecture != given.architecture or given.os != "linux"):
+                raise PlatformError(f"--platform {given} contradicts {program.path}, an ELF binary for {detected}")
+            if detected is not None and variant_older(given, detected):
+                problem = (
+                    f"--platform {given} is older than {program.path} needs: its ELF header says {detected.variant}"
+                )
+                if spec.strict:
+                    raise PlatformError(problem)
+                reporter.warn(problem)
+            platform = given
+        elif detected is not None:
+            platform = detected
+            if detected.architecture == "arm" and not detected.variant:
+                reporter.warn(
+                    f"{program.path} does not say which ARM version it needs; taking linux/arm/v7 "
+                    "(give --platform linux/arm/vN if it is another)"
+                )
+        elif info.format == "elf":
+            raise PlatformError(f"cannot tell the architecture of {program.path} from its ELF header; give --platform")
+        else:
+            platform = _base_platform(program, info, source)
+        targets.append(Target(str(program.path), program.path.name, info, platform))
+    seen: dict[str, str] = {}
+    for target in targets:
+        key = str(target.platform)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {target.path} are both for {key}: one binary per platform")
+        seen[key] = target.path
+    return targets
+
+
+def _base_platform(program: Program, info: BinaryInfo, source: Source | None) -> Platform:
+    """The platform of a base that has one (attestations aside), for a program that cannot say."""
+    if source is not None:
+        found = [c for c in candidates(source) if c.platform is None or c.platform.os != "unknown"]
+        platforms = {c.platform for c in found}
+        if len(platforms) == 1:
+            (platform,) = platforms
+            return platform if platform is not None else _config_platform(source, found[0].descriptor)
+    foreign = {"pe": "a Windows (PE) program", "macho": "a macOS (Mach-O) program"}.get(info.format)
+    if foreign:
+        raise PlatformError(
+            f"{program.path} is {foreign}; it cannot run in a Linux container (give --platform to build it anyway)"
+        )
+    raise PlatformError(
+        f"{program.path} is not an ELF binary, so it cannot say which platform it is for: "
+        "give it with --platform OS/ARCH (e.g. linux/amd64)"
     )
 
 
-def _label(target: _Target, entrypoint: str) -> str:
-    return f"{target.program.path.name} ({target.platform}) as {entrypoint}"
+def _config_platform(source: Source, desc: Descriptor) -> Platform:
+    """The platform a base manifest's config names (its index entry names none)."""
+    manifest = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
+    if not isinstance(manifest, Manifest):
+        raise InputError(f"{source.description}: {desc.digest} is not an image manifest")
+    return ImageConfig.from_bytes(source.document(manifest.config), f"{source.description} config").platform
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def _program_guess(spec: BuildSpec, target: Target) -> tuple[Entry, ...]:
+    """The first program's layer as it is when the base changes nothing about it."""
+    empty = FileTree()
+    entrypoint = entrypoint_of(spec.entrypoint_path, target.name, empty)
+    return program_layer(file_entry(Path(target.path), entrypoint), empty)
+
+
+def _base(source: Source | None, location: Location | None, target: Target) -> BaseImage | None:
+    if source is None:
+        return None
+    return load_base(source, target.platform, _base_name(location))
+
+
+def _plan(
+    spec: BuildSpec,
+    target: Target,
+    base: BaseImage | None,
+    added: Sequence[tuple[str, list[Entry]]],
+    listings: ListingCache,
+    reporter: Reporter,
+) -> _Plan:
+    tree = base_tree(base.layers, listings) if base is not None else FileTree()
+    entrypoint = entrypoint_of(spec.entrypoint_path, target.name, tree)
+    essentials = essential_entries(spec.essentials, base=tree if base is not None else None, reporter=reporter)
+    groups = ([(f"--with {','.join(spec.essentials)}", essentials)] if essentials else []) + list(added)
+    files = list(files_layer(combine_adds(groups, [entrypoint]), tree))
+    tree.add_entries(files)
+    user = _user(spec.config, base, tree, reporter)
+    by = [name for name, _ in groups]
+    workdir = spec.config.workdir
+    if workdir is not None and not tree.is_dir(workdir):
+        # As BuildKit's WORKDIR: the directory is made, 0755, owned by the --user if one is given.
+        uid, gid = user if spec.config.user is not None and user is not None else (0, 0)
+        have = {f.path for f in files}
+        made = [e for e in files_layer([Entry(workdir, "dir", 0o755, uid=uid, gid=gid)], tree) if e.path not in have]
+        files += made
+        tree.add_entries(made)
+        by.append(f"WORKDIR {workdir}")
+    program = program_layer(file_entry(Path(target.path), entrypoint), tree)
+    tree.add_entries(program)
+    _check_runnable(spec, target, entrypoint, base, tree, user, reporter)
+    return _Plan(target, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}")
+
+
+def _user(changes: ConfigChanges, base: BaseImage | None, tree: FileTree, reporter: Reporter) -> tuple[int, int] | None:
+    """The (uid, gid) the image runs its program as: ``--user``, else the base's ``User``, else
+    root (None). A base user the image cannot resolve is left to the runtime."""
+    if changes.user is not None:
+        return user_ids(changes.user, tree)
+    given = str((base.config.container.get("User") if base else None) or "")
+    if not given:
+        return None
+    try:
+        return user_ids(given, tree)
+    except ZeroimageError:
+        reporter.info(f"the base's user {given!r} is not in its /etc/passwd; not checking the program's mode for it")
+        return None
+
+
+def _check_runnable(
+    spec: BuildSpec,
+    target: Target,
+    entrypoint: str,
+    base: BaseImage | None,
+    tree: FileTree,
+    user: tuple[int, int] | None,
+    reporter: Reporter,
+) -> None:
+    for problem in runcheck.problems(target.info, entrypoint, tree, target.platform.os, user=user):
+        if base is None and problem.startswith(f"{entrypoint} is dynamically linked"):
+            problem += (
+                ". A FROM-scratch image has no loader or libraries: link it statically "
+                "(e.g. CGO_ENABLED=0, -static, musl) or build on a base that has them (--from)"
+            )
+        if spec.strict:
+            raise RunCheckError(problem)
+        reporter.warn(problem)
+
+
+def _config(spec: BuildSpec, plan: _Plan, layers: Sequence[tuple[str, str]], created: str) -> ImageConfig:
+    """The image's config: the base's (or scratch's, with Docker's default PATH), for the
+    program's platform, with the new layers, the entrypoint and the requested changes, each
+    recorded in the history as ``docker history`` shows a Dockerfile's."""
+    base = plan.base
+    platform = image_platform(plan.target.platform, base.config.platform if base else None)
+    if base is None:
+        config = ImageConfig.scratch(platform).with_container(Env=[f"PATH={DEFAULT_PATH}"])
+    else:
+        config = base.config.with_platform(platform)
+    for diff_id, created_by in layers:
+        config = config.with_layer(diff_id, created, created_by, comment="zeroimage")
+    config = apply_changes(config.with_entrypoint([plan.entrypoint]).with_created(created), spec.config, plan.tree)
+    for created_by in history_of(spec.config, plan.entrypoint):
+        config = config.with_history(created, created_by, comment="zeroimage")
+    return config
+
+
+def _what(target: Target, program: Sequence[Entry]) -> str:
+    return f"{target.name} ({target.platform}) as {program[-1].path}"
+
+
+# -- making and writing --------------------------------------------------------------------------
 
 
 def _formats(spec: BuildSpec, sinks: Sequence[Sink]) -> list[ImageFormat]:
@@ -234,14 +431,10 @@ def _formats(spec: BuildSpec, sinks: Sequence[Sink]) -> list[ImageFormat]:
 
 
 def _write_all(
-    sinks: Sequence[Sink],
-    fmt: ImageFormat,
-    graphs: dict[ImageFormat, ImageGraph],
-    producer: LayerProducer,
-    reporter: Reporter,
+    sinks: Sequence[Sink], fmt: ImageFormat, graphs: dict[ImageFormat, ImageGraph], reporter: Reporter
 ) -> list[WriteResult]:
     """Hand each sink its graph. A stored layer found corrupt while it is copied has been removed
-    from the store: it is made again, and that sink's write done again, once."""
+    from the store: the sink's write is done once more, and the layer's blob makes it again."""
     written: list[WriteResult] = []
     for sink in sinks:
         graph = graphs[sink.fixed_format or fmt]
@@ -256,10 +449,9 @@ def _write_all(
 
 
 class _Background:
-    """The first program's layer, made while the base is resolved, listed and checked: it does
-    not depend on the base, and on a registry base that takes round trips (and, the first time,
-    the base's layers). A failure of either side stops the build; :meth:`stop` cancels the layer
-    if the build fails first."""
+    """The first program's layer, made while the base is resolved, listed and checked. A failure
+    of either side stops the build; :meth:`stop` cancels the layer (if the build fails first,
+    or the plan turns out to need another layer)."""
 
     def __init__(self, make: Callable[[Cancellation], MadeLayer]) -> None:
         self.cancel = Cancellation()
@@ -303,154 +495,25 @@ def _opened(location: Location, options: TransportOptions) -> Iterator[Source]:
 
 
 @contextmanager
+def _hinted(base: Location | None) -> Iterator[None]:
+    """A registry error about a base given without a transport name says which local
+    transports the user may have meant (``--from app.tar`` is looked up on Docker Hub)."""
+    try:
+        yield
+    except RegistryError as exc:
+        hint = source_hint(base) if base is not None else ""
+        if not hint or hint in exc.message:
+            raise
+        raise type(exc)(exc.message + hint) from None
+
+
+@contextmanager
 def _store(use_cache: bool) -> Iterator[BlobStore]:
     if use_cache:
         yield BlobStore(default_cache_dir())
     else:
         with BlobStore.temporary() as store:
             yield store
-
-
-def _targets(spec: BuildSpec) -> list[_Target]:
-    targets: list[_Target] = []
-    for program in spec.programs:
-        info = inspect_binary(program.path)
-        detected = info.platform
-        if program.platform is not None:
-            platform = program.platform
-            if detected is not None and (detected.architecture != platform.architecture or platform.os != "linux"):
-                raise PlatformError(f"--platform {platform} contradicts {program.path}, an ELF binary for {detected}")
-        elif detected is not None:
-            platform = detected
-        elif info.format in ("elf",):
-            raise PlatformError(f"cannot tell the architecture of {program.path} from its ELF header; give --platform")
-        elif len(spec.programs) == 1:
-            platform = host_platform()
-        else:
-            raise PlatformError(f"{program.path} is not an ELF binary: give its platform with --platform OS/ARCH=PATH")
-        targets.append(_Target(program, info, platform))
-    seen: dict[str, Path] = {}
-    for target in targets:
-        key = str(target.platform)
-        if key in seen:
-            raise UsageError(f"{seen[key]} and {target.program.path} are both for {key}: one binary per platform")
-        seen[key] = target.program.path
-    return targets
-
-
-def _entrypoint_path(spec: BuildSpec) -> str:
-    if spec.entrypoint_path:
-        return clean_image_path(spec.entrypoint_path)
-    names = {p.path.name for p in spec.programs}
-    if len(names) > 1:
-        raise UsageError(
-            f"the binaries have different names ({', '.join(sorted(names))}): "
-            "choose one path in the image with --entrypoint-path"
-        )
-    return clean_image_path("/" + names.pop())
-
-
-def _plan(
-    spec: BuildSpec,
-    target: _Target,
-    program: Entry,
-    base: BaseImage | None,
-    extras: list[Entry],
-    entrypoint: str,
-    listings: ListingCache,
-    reporter: Reporter,
-) -> _Plan:
-    tree = _filesystem(target, base, bool(extras), spec, listings)
-    files = _without_existing_dirs(_with_parents(extras, tree), tree)
-    if tree is not None:
-        tree.add_entries([*files, program])
-        _check_runnable(target, entrypoint, base, tree, spec.strict, reporter)
-    return _Plan(target, base, tree, program, tuple(files))
-
-
-def _filesystem(
-    target: _Target, base: BaseImage | None, has_extras: bool, spec: BuildSpec, listings: ListingCache
-) -> FileTree | None:
-    """The base's filesystem when anything needs it (placing extra files, resolving a user name,
-    checking a dynamic program or script); None otherwise, so static builds never list a base."""
-    info = target.info
-    needed = (
-        has_extras
-        or spec.config.user_needs_lookup
-        or info.format in ("script", "macho", "pe")
-        or (info.format == "elf" and not info.static)
-    )
-    if not needed:
-        return None
-    return base_tree(base.layers, listings) if base is not None else FileTree()
-
-
-def _with_parents(entries: list[Entry], tree: FileTree | None) -> list[Entry]:
-    """Add directory entries for parents that neither the base nor the entries have."""
-    if not entries:
-        return entries
-    have = {e.path for e in entries}
-    parents: list[Entry] = []
-    for entry in entries:
-        parent = posixpath.dirname(entry.path)
-        while parent not in ("/", "") and parent not in have:
-            have.add(parent)
-            if tree is None or not tree.is_dir(parent):
-                parents.append(Entry(parent, "dir", 0o755))
-            parent = posixpath.dirname(parent)
-    return parents + entries
-
-
-def _without_existing_dirs(entries: list[Entry], tree: FileTree | None) -> list[Entry]:
-    """Directories the base already has keep the base's mode and owner: no entry for them."""
-    if tree is None:
-        return entries
-    return [e for e in entries if not (e.kind == "dir" and tree.is_dir(e.path))]
-
-
-def _check_runnable(
-    target: _Target, entrypoint: str, base: BaseImage | None, tree: FileTree, strict: bool, reporter: Reporter
-) -> None:
-    for problem in runcheck.problems(target.info, entrypoint, tree, target.platform.os):
-        if base is None and target.info.format == "elf":
-            problem += (
-                ". A FROM-scratch image has no loader or libraries: link it statically "
-                "(e.g. CGO_ENABLED=0, -static, musl) or build on a base that has them (--from)"
-            )
-        if strict:
-            raise RunCheckError(problem)
-        reporter.warn(problem)
-
-
-def _created_by(plan: _Plan, holds: str, entrypoint: str) -> str:
-    if holds == "files":
-        return f"zeroimage build: ADD {len(plan.files)} files"
-    return f"zeroimage build: COPY {plan.target.program.path.name} {entrypoint}"
-
-
-def _config(
-    spec: BuildSpec, plan: _Plan, layers: list[tuple[MadeLayer, str]], entrypoint: str, created: str
-) -> ImageConfig:
-    """The image's config: the base's (or scratch's), for the program's platform, with the new
-    layers, the entrypoint and the requested changes."""
-    base = plan.base
-    platform = base.platform if base else plan.target.platform
-    config = base.config if base else ImageConfig.scratch(platform)
-    config = config.with_platform(platform if base is None else _keep_os_details(base.config.platform, platform))
-    for layer, created_by in layers:
-        config = config.with_layer(layer.built.diff_id, created, created_by)
-    return apply_changes(config.with_entrypoint([entrypoint]).with_created(created), spec.config, plan.tree)
-
-
-def _keep_os_details(base: Platform, chosen: Platform) -> Platform:
-    """The platform of the base entry, with os.version/os.features of the base config."""
-    return Platform(
-        os=chosen.os,
-        architecture=chosen.architecture,
-        variant=chosen.variant,
-        os_version=chosen.os_version or base.os_version,
-        os_features=chosen.os_features or base.os_features,
-    )
 
 
 def _base_name(location: Location | None) -> str:

@@ -86,7 +86,9 @@ def test_on_multiarch_base_picks_amd64_and_keeps_base(zeroimage: Zeroimage, busy
     assert len(manifest["layers"]) == 2  # hello-world's layer, then ours
     assert config["config"]["Entrypoint"] == ["/busybox"]
     assert "Cmd" not in config["config"]  # the base's Cmd ["/hello"] is cleared
-    assert config["history"][-1]["created_by"] == "zeroimage build: COPY busybox /busybox"
+    copy, entrypoint = config["history"][-2:]  # as docker history shows a Dockerfile's
+    assert copy["created_by"] == "COPY busybox /busybox" and "empty_layer" not in copy
+    assert entrypoint["created_by"] == 'ENTRYPOINT ["/busybox"]' and entrypoint["empty_layer"] is True
     assert len([h for h in config["history"] if not h.get("empty_layer")]) == 2
     annotations = manifest["annotations"]
     assert annotations["org.opencontainers.image.base.name"] == f"oci-archive:{MULTIARCH}"
@@ -140,14 +142,21 @@ def test_arm64_only_base(zeroimage: Zeroimage, busybox_arm64: Path, tmp_path: Pa
     check_with_peers(tmp_path / "a.tar", tmp_path)
 
 
-def test_platform_fallback_uses_the_base_entry_platform(zeroimage: Zeroimage, tmp_path: Path) -> None:
+def test_platform_fallback_labels_the_image_for_the_program(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """An arm/v6 program on the base's arm/v5 member (containerd's fallback) is an arm/v6 image:
+    labelled v5, it would be pulled by v5 machines it cannot run on."""
     script = tmp_path / "run.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o755)
-    zeroimage("build", "--from-archive", str(MULTIARCH), "--platform", "linux/arm/v6", "-o", "v6.tar", str(script))
-    entry, _, config = image_parts(tmp_path / "v6.tar", tmp_path)
-    assert entry["platform"] == {"architecture": "arm", "os": "linux", "variant": "v5"}
-    assert config["variant"] == "v5"
+    proc = zeroimage(
+        "build", "--from-archive", str(MULTIARCH), "--platform", "linux/arm/v6", "-o", "v6.tar", "--json", str(script)
+    )
+    entry, manifest, config = image_parts(tmp_path / "v6.tar", tmp_path)
+    assert entry["platform"] == {"architecture": "arm", "os": "linux", "variant": "v6"}
+    assert config["architecture"] == "arm" and config["variant"] == "v6"
+    base = json.loads(proc.stdout)["platforms"][0]["base"]
+    assert base["platform"]["variant"] == "v5"  # the base member chosen by the fallback
+    assert len(manifest["layers"]) == 2  # its layer, then ours
 
 
 def test_missing_platform_lists_what_the_base_has(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:

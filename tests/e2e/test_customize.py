@@ -3,6 +3,7 @@ verified by running the images under runc."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -10,10 +11,11 @@ import os
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import MULTIARCH, Zeroimage
+from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
 
 
@@ -57,7 +59,8 @@ def test_flags_take_effect_when_the_image_runs(zeroimage: Zeroimage, busybox: Pa
     )
     image = config_of(zeroimage, "flags.tar")
     config = image["config"]["config"]
-    assert config["Env"] == ["GREETING=bonjour"]  # a repeated key replaces, as in a Dockerfile
+    # a repeated key replaces, as in a Dockerfile; FROM scratch has Docker's default PATH
+    assert config["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=bonjour"]
     assert config["Labels"] == {"org.example": "yes"}
     assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
     assert config["StopSignal"] == "SIGQUIT"
@@ -164,7 +167,7 @@ def test_add_keeps_base_directories_and_refuses_links_and_specials(
     srv = tmp_path / "srv-src"
     srv.mkdir()
     layout = peers.umoci_build(tmp_path / "base-layout", {"/bin/busybox": busybox}, tag="base")
-    # the base has /bin (from umoci insert); a tree added under it must not carry a /bin entry
+    # the base has /bin (from umoci insert); a file added under it carries /bin, as BuildKit's COPY does
     (srv / "tool").write_text("#!/bin/busybox sh\necho tool\n")
     (srv / "tool").chmod(0o755)
     base = peers.pack_layout(layout, tmp_path / "base.tar")
@@ -174,9 +177,20 @@ def test_add_keeps_base_directories_and_refuses_links_and_specials(
     layout_out = peers.extract_archive(tmp_path / "b.tar", tmp_path / "out")
     index = json.loads((layout_out / "index.json").read_text())
     manifest = json.loads((layout_out / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]).read_bytes())
-    extra = (layout_out / "blobs/sha256" / manifest["layers"][-2]["digest"].split(":")[1]).read_bytes()
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(extra))) as tar:
-        assert tar.getnames() == ["bin/tool"]
+
+    def members(layer: dict[str, Any]) -> dict[str, tarfile.TarInfo]:
+        data = gzip.decompress((layout_out / "blobs/sha256" / layer["digest"].split(":")[1]).read_bytes())
+        found: dict[str, tarfile.TarInfo] = {}
+        # umoci ends a layer without the zero blocks: the end is a ReadError
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar, contextlib.suppress(tarfile.ReadError):
+            while (member := tar.next()) is not None:
+                found[member.name.rstrip("/")] = member
+        return found
+
+    assert "bin" not in members(manifest["layers"][0])  # umoci wrote bin/busybox alone: /bin is implied
+    extra = members(manifest["layers"][-2])
+    assert list(extra) == ["bin", "bin/tool"]
+    assert (extra["bin"].mode, extra["bin"].uid, extra["bin"].gid) == (0o755, 0, 0)
     hard = tmp_path / "hard"
     hard.write_text("x")
     os.link(hard, tmp_path / "hard2")
@@ -237,12 +251,20 @@ def test_a_library_that_a_library_needs_is_checked_too(zeroimage: Zeroimage, tmp
 def test_scripts_and_foreign_programs_are_warned_about(zeroimage: Zeroimage, tmp_path: Path) -> None:
     script = tmp_path / "run.sh"
     script.write_text("#!/bin/bash\necho hi\n")
-    proc = zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "s.tar", str(script))
+    # a script cannot say its platform: on a base of many, it must be named (never the build machine's)
+    proc = zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "s.tar", str(script), check=False)
+    assert proc.returncode == 1 and "--platform" in proc.stderr and not (tmp_path / "s.tar").exists()
+    proc = zeroimage("build", "--from-archive", str(MULTIARCH), "--platform", "linux/amd64", "-o", "s.tar", str(script))
     assert "/bin/bash" in proc.stderr and "warning" in proc.stderr
+    # on a base of one platform, the script takes it
+    one = zeroimage("build", "--from-archive", str(ARM64_ONLY), "-o", "one.tar", "--json", str(script))
+    assert [p["platform"] for p in json.loads(one.stdout)["platforms"]] == ["linux/arm64/v8"]
     exe = tmp_path / "app.exe"
     exe.write_bytes(b"MZ" + b"\0" * 200)
-    proc = zeroimage("build", "-o", "e.tar", str(exe))
-    assert "Windows" in proc.stderr
+    proc = zeroimage("build", "-o", "e.tar", str(exe), check=False)
+    assert proc.returncode == 1 and "Windows" in proc.stderr
+    proc = zeroimage("build", "--platform", "linux/amd64", "-o", "e.tar", str(exe))
+    assert "Windows" in proc.stderr and "warning" in proc.stderr
 
 
 def test_malformed_values_give_clear_errors(zeroimage: Zeroimage, busybox: Path) -> None:

@@ -18,7 +18,7 @@ from zeroimage.essentials import (
     merge_passwd,
     parse_chown,
 )
-from zeroimage.layer import Entry
+from zeroimage.layers.entries import Entry
 from zeroimage.progress import NullReporter
 from zeroimage.rootfs import FileTree, Node
 

@@ -244,7 +244,11 @@ def build(
     """
     from zeroimage import api
     from zeroimage.cli.reporters import CliReporter
+    from zeroimage.transports import parse_output
 
+    to_stdout = any(parse_output(output).is_stdout for output in outputs)
+    if to_stdout and as_json:
+        raise UsageError("--json and an archive on standard output (-o -) cannot share it: write the archive to a file")
     reporter = CliReporter(quiet=quiet or as_json, verbose=verbose)
     with reporter.live():
         result = api.build(
@@ -279,7 +283,7 @@ def build(
         click.echo(json.dumps(_result_json(result), indent=2, ensure_ascii=False))
         return
     for written in result.outputs:
-        click.echo(written.pinned)
+        click.echo(written.pinned, err=to_stdout)  # stdout carries the archive
 
 
 def _result_json(result: BuildResult) -> dict[str, Any]:
@@ -328,9 +332,9 @@ def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], ve
     SOURCE is REF or docker://REF, oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker-archive:PATH.
     """
     if raw:
-        from zeroimage.transports import TransportOptions, open_source, parse_location
+        from zeroimage.transports import TransportOptions, open_source, parse_source
 
-        opened = open_source(parse_location(source, "docker"), TransportOptions(insecure_registries=insecure))
+        opened = open_source(parse_source(source), TransportOptions(insecure_registries=insecure))
         try:
             sys.stdout.buffer.write(opened.document(opened.root()))
             sys.stdout.flush()
@@ -353,14 +357,19 @@ def _print_description(info: dict[str, Any]) -> None:
     for image in info["images"]:
         config = image["config"]
         container = config.get("config") or {}
-        click.echo(f"  {image['platform']}")
+        os_version = config.get("os.version")
+        click.echo(f"  {image['platform']}" + (f" (os.version {os_version})" if os_version else ""))
         click.echo(f"    manifest:   {image['digest']}")
+        click.echo(f"    image id:   {image['id']}")
         click.echo(f"    size:       {human(image['size'])}")
         if config.get("created"):
             click.echo(f"    created:    {config['created']}")
-        click.echo(f"    entrypoint: {json.dumps(container.get('Entrypoint'))}")
-        if container.get("Cmd"):
-            click.echo(f"    cmd:        {json.dumps(container.get('Cmd'))}")
+        for key, label in (("Entrypoint", "entrypoint"), ("Cmd", "cmd")):
+            if container.get(key):
+                click.echo(f"    {label + ':':<11} {json.dumps(container[key], ensure_ascii=False)}")
+        for key, label in (("User", "user"), ("WorkingDir", "workdir")):
+            if container.get(key):
+                click.echo(f"    {label + ':':<11} {container[key]}")
         layers = image["manifest"].get("layers", [])
         click.echo(f"    layers:     {len(layers)}")
         for layer in layers:
@@ -454,17 +463,26 @@ def logout(registry: str, verbose: bool) -> None:
 
 
 @main.command("check-auth", context_settings=CONTEXT)
-@click.option("--push", "push", required=True, metavar="REF", help="The repository to check push access to.")
+@click.argument("reference", metavar="REF", required=False)
+@click.option("--push", "push", metavar="REF", help="The same as REF (the older spelling).")
 @_insecure_option
 @_verbose_option
 @_handled
-def check_auth(push: str, insecure: tuple[str, ...], verbose: bool) -> None:
+def check_auth(reference: str | None, push: str | None, insecure: tuple[str, ...], verbose: bool) -> None:
     """Check, without pushing anything, that the stored credentials may push to REF.
 
-    Starts an upload session and cancels it."""
+    Starts an upload session and cancels it.
+
+    \b
+      zeroimage check-auth ghcr.io/me/app
+    """
     from zeroimage.transports import parse_location
     from zeroimage.transports.registry import RegistrySink
 
+    if (reference is None) == (push is None):
+        raise UsageError("give the repository to check once: zeroimage check-auth REF")
+    push = reference or push
+    assert push is not None
     location = parse_location(push, "docker")
     if location.reference is None or not location.is_registry:
         raise UsageError(f"--push takes a registry reference, not {push!r}")

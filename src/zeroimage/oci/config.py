@@ -103,6 +103,17 @@ class ImageConfig:
         data["history"] = history
         return ImageConfig(data)
 
+    def with_history(self, created: str, created_by: str, comment: str = "") -> ImageConfig:
+        """Append a history entry of a change that made no layer (``empty_layer``), as a
+        Dockerfile's ENV, USER or ENTRYPOINT do."""
+        data = self._copy()
+        entry: dict[str, Any] = {"created": created, "created_by": created_by}
+        if comment:
+            entry["comment"] = comment
+        entry["empty_layer"] = True
+        data["history"] = [*(data.get("history") or []), entry]
+        return ImageConfig(data)
+
     def with_created(self, created: str) -> ImageConfig:
         data = self._copy()
         data["created"] = created
