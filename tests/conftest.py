@@ -5,51 +5,30 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import peers
+from tests.support import cli, peers
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"
 ARM64_ONLY = DATA / "hello-world-linux-arm64.tar"
 
-Zeroimage = Callable[..., subprocess.CompletedProcess[str]]
+Zeroimage = Callable[..., cli.Result]
 
 
 @pytest.fixture
 def zeroimage(tmp_path: Path) -> Zeroimage:
-    """Run ``python -m zeroimage ARGS`` in ``tmp_path`` with a private cache and config."""
-    cache = tmp_path / ".cache"
+    """Run ``python -m zeroimage ARGS`` in ``tmp_path`` with a private cache (``.cache``) and Docker
+    config (``.docker``); see :meth:`tests.support.cli.Home.run` for the keywords. A non-zero exit
+    fails the test unless ``check=False``."""
+    home = cli.Home(work=tmp_path, cache=tmp_path / ".cache", docker_config=tmp_path / ".docker")
 
-    def run(
-        *args: str,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = 300,
-    ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(tmp_path / ".docker")}
-        full_env.pop("SOURCE_DATE_EPOCH", None)
-        full_env.update(env or {})
-        proc = subprocess.run(
-            [sys.executable, "-m", "zeroimage", *args],
-            cwd=cwd or tmp_path,
-            env=full_env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"zeroimage {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-            )
-        return proc
+    def run(*args: str, check: bool = True, **options: Any) -> cli.Result:
+        return home.run(*args, check=check, **options)
 
     return run
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ import pytest
 
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
+from tests.support.cli import Home, finish
 
 
 def layout_of(archive: Path, tmp: Path) -> Path:
@@ -316,14 +314,14 @@ def test_digest_mismatch_is_reported_and_existing_output_untouched(
 def test_output_that_cannot_be_printed(static_binary: Path, tmp_path: Path) -> None:
     """The image is written either way; a reader that went away (``| head``) ends the run quietly,
     as SIGPIPE would; a full stdout is one line."""
-    env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "zeroimage", "build", "-o", "out.tar", str(static_binary)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+    home = Home.under(tmp_path)
+    args = ("build", "-o", "out.tar", str(static_binary))
+    proc = home.start(*args)
+    assert proc.stdout is not None
     proc.stdout.close()  # long before the build prints its result
-    stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 141 and stderr == ""
-    assert (tmp_path / "out.tar").exists()
+    done = finish(proc, timeout=60)
+    assert done.returncode == 141 and done.stderr == "", done.describe()
+    assert (home.work / "out.tar").exists()
     with open("/dev/full", "w") as full:
-        done = subprocess.run(command, cwd=tmp_path, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
-    assert done.returncode == 1 and done.stderr == "zeroimage: error: No space left on device\n"
+        done = finish(home.start(*args, stdout=full), timeout=60)
+    assert done.returncode == 1 and done.stderr == "zeroimage: error: No space left on device\n", done.describe()

@@ -189,12 +189,7 @@ def test_inspect_every_transport(zeroimage: Zeroimage, static_binary: Path, tmp_
         assert "linux/amd64" in text and '["/hello"]' in text
         info = json.loads(zeroimage("inspect", "--json", source).stdout)
         assert info["images"][0]["config"]["config"]["Entrypoint"] == ["/hello"]
-    raw = subprocess.run(
-        [os.sys.executable, "-m", "zeroimage", "inspect", "--raw", "oci-archive:a.tar"],  # type: ignore[attr-defined]
-        cwd=tmp_path,
-        capture_output=True,
-        check=True,
-    ).stdout
+    raw = zeroimage("inspect", "--raw", "oci-archive:a.tar").stdout_bytes
     info = json.loads(zeroimage("inspect", "--json", "oci-archive:a.tar").stdout)
     assert sha(raw) == info["digest"]
     proc = zeroimage("inspect", "oci-archive:missing.tar", check=False)

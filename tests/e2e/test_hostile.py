@@ -19,8 +19,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MULTIARCH
+from tests.support.cli import Home, Result
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -39,7 +38,6 @@ TRAVERSAL = "sha256:../../etc/passwd"
 GB = 1_000_000_000
 #: Peak RSS a refusal may take, in kB (a build takes about 40 MB; a 2 GB header read, 2 GB).
 MAX_RSS_KB = 150_000
-TIME = Path("/usr/bin/time")
 
 
 def sha(data: bytes) -> str:
@@ -723,23 +721,10 @@ case("dir-nested-50-deep", "nested more than 8 deep", directory(lambda r, x: Non
 # -- running them ------------------------------------------------------------------------------
 
 
-def run_cli(args: list[str], home: Path) -> tuple[subprocess.CompletedProcess[str], int | None]:
-    """``python -m zeroimage ARGS`` with its cache, config and TMPDIR under ``home``, in
-    ``home/work``; returns the process and its peak RSS in kB (None without /usr/bin/time)."""
-    env = {
-        **os.environ,
-        "ZEROIMAGE_CACHE_DIR": str(home / "cache"),
-        "DOCKER_CONFIG": str(home / "docker-config"),
-        "TMPDIR": str(home / "tmp"),
-    }
-    command = [sys.executable, "-m", "zeroimage", *args]
-    rss_file = home / "rss"
-    if TIME.exists():
-        command = [str(TIME), "-f", "%M", "-o", str(rss_file), *command]
-    proc = subprocess.run(command, cwd=home / "work", env=env, capture_output=True, text=True, timeout=120)
-    rss = int(rss_file.read_text().split()[-1]) if rss_file.exists() else None
-    rss_file.unlink(missing_ok=True)
-    return proc, rss
+def run_cli(args: list[str], home: Path) -> Result:
+    """``python -m zeroimage ARGS`` in ``home/work``, with its cache, Docker config and TMPDIR
+    under ``home``, its peak RSS measured."""
+    return Home.under(home).run(*args, timeout=120, measure_rss=True)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -763,14 +748,14 @@ def leftovers(cache: Path) -> list[str]:
     )
 
 
-def assert_refused(proc: subprocess.CompletedProcess[str], rss: int | None, expect: str) -> None:
+def assert_refused(proc: Result, expect: str) -> None:
     told = f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
     assert proc.returncode not in (0, 70), told  # 70: an internal error, a bug
     assert "Traceback" not in proc.stderr, told
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("zeroimage: error: "), told
     assert expect in errors[0], told
-    assert rss is None or rss < MAX_RSS_KB, f"peak RSS {rss} kB\n{told}"
+    assert proc.peak_rss_kb is not None and proc.peak_rss_kb < MAX_RSS_KB, f"peak RSS {proc.peak_rss_kb} kB\n{told}"
 
 
 def prepare(tmp_path: Path) -> Path:
@@ -784,11 +769,11 @@ def refuse_everywhere(
 ) -> None:
     before = snapshot(tmp_path)
     started = time.monotonic()
-    proc, rss = run_cli(["build", "--from", source, *build_args, "-o", "out.tar", str(program)], tmp_path)
-    assert_refused(proc, rss, expect)
+    proc = run_cli(["build", "--from", source, *build_args, "-o", "out.tar", str(program)], tmp_path)
+    assert_refused(proc, expect)
     if inspect:
-        proc, rss = run_cli(["inspect", source], tmp_path)
-        assert_refused(proc, rss, expect)
+        proc = run_cli(["inspect", source], tmp_path)
+        assert_refused(proc, expect)
     assert time.monotonic() - started < 60
     assert snapshot(tmp_path) == before  # no output, no temporary file, nothing in TMPDIR
     assert leftovers(tmp_path / "cache") == []
@@ -808,7 +793,7 @@ def docker_base(static_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A docker-archive zeroimage writes (hello-world's layer and the program's), as files."""
     home = tmp_path_factory.mktemp("docker-base")
     prepare(home)
-    proc, _ = run_cli(
+    proc = run_cli(
         ["build", "--from", f"oci-archive:{MULTIARCH}", "-o", "docker-archive:base.tar", str(static_binary)], home
     )
     assert proc.returncode == 0, proc.stderr
@@ -992,10 +977,10 @@ def test_truncated_docker_archive_is_refused(
 
 
 def accepted_everywhere(tmp_path: Path, source: str, program: Path) -> None:
-    proc, rss = run_cli(["build", "--from", source, "-o", "out.tar", str(program)], tmp_path)
+    proc = run_cli(["build", "--from", source, "-o", "out.tar", str(program)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "work" / "out.tar").is_file()
-    proc, rss = run_cli(["inspect", source], tmp_path)
+    proc = run_cli(["inspect", source], tmp_path)
     assert proc.returncode == 0 and "linux/amd64" in proc.stdout, proc.stderr
 
 
