@@ -3,7 +3,6 @@ Docker media types; --json, --digest-file and inspect."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,10 +16,6 @@ import pytest
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
 from tests.support.registry import start_registry
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_multi_platform_archive(zeroimage: Zeroimage, static_binary: Path, busybox_arm64: Path, tmp_path: Path) -> None:
@@ -47,7 +42,7 @@ def test_multi_platform_archive(zeroimage: Zeroimage, static_binary: Path, busyb
     assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert entry["digest"] == result["digest"]
     raw_index = peers.skopeo_inspect(f"oci-archive:{archive}:latest", raw=True)
-    assert sha(raw_index) == result["digest"]
+    assert peers.digest_of(raw_index) == result["digest"]
     amd64 = peers.run_image(archive, platform="linux/amd64")
     assert "Hello from a FROM-scratch image" in amd64.stdout and "I am /app" in amd64.stdout
     bundle = peers.umoci_unpack(archive, "latest", tmp_path / "arm-bundle", platform="linux/arm64/v8")
@@ -93,14 +88,17 @@ def test_multi_platform_rules(zeroimage: Zeroimage, static_binary: Path, busybox
 def test_oci_layout_output_keeps_other_images(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     peers.run(["skopeo", "copy", f"oci-archive:{ARM64_ONLY}", f"oci:{layout}:other"])
+    other = peers.skopeo_inspect(f"oci:{layout}:other", raw=True)
     zeroimage("build", "-o", f"oci:{layout}:mine", str(static_binary))
     names = peers.ref_names(layout)
     assert sorted(names) == ["mine", "other"]
-    peers.skopeo_inspect(f"oci:{layout}:other")
+    assert peers.skopeo_inspect(f"oci:{layout}:other", raw=True) == other  # the other image, as it was
     result = peers.run_image(layout, tag="mine")
     assert "Hello from a FROM-scratch image" in result.stdout
     # and it is a base like any other
     zeroimage("build", "--from", f"oci:{layout}:mine", "-o", "again.tar", str(static_binary))
+    mine = peers.skopeo_inspect(f"oci:{layout}:mine")["Layers"]
+    assert peers.skopeo_inspect(f"oci-archive:{tmp_path / 'again.tar'}")["Layers"][:-1] == mine
 
 
 def test_docker_archive_out_and_in(
@@ -156,7 +154,7 @@ def test_docker_format_push_and_json(zeroimage: Zeroimage, static_binary: Path, 
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         }
         assert "annotations" not in manifest
-        assert sha(raw) == result["digest"] == (tmp_path / "digest.txt").read_text().strip()
+        assert peers.digest_of(raw) == result["digest"] == (tmp_path / "digest.txt").read_text().strip()
         assert result["outputs"][0]["reference"] == f"{registry.host}/app"
 
 
@@ -175,7 +173,7 @@ def test_multi_platform_push(zeroimage: Zeroimage, static_binary: Path, busybox_
         )
         digest = proc.stdout.strip().split("@")[1]
         raw = peers.skopeo_inspect(f"docker://{registry.host}/multi:v1", raw=True)
-        assert sha(raw) == digest
+        assert peers.digest_of(raw) == digest
         index = json.loads(raw)
         assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
         arm = peers.skopeo_inspect(f"docker://{registry.host}/multi:v1", extra=["--override-arch", "arm64"])
@@ -191,7 +189,7 @@ def test_inspect_every_transport(zeroimage: Zeroimage, static_binary: Path, tmp_
         assert info["images"][0]["config"]["config"]["Entrypoint"] == ["/hello"]
     raw = zeroimage("inspect", "--raw", "oci-archive:a.tar").stdout_bytes
     info = json.loads(zeroimage("inspect", "--json", "oci-archive:a.tar").stdout)
-    assert sha(raw) == info["digest"]
+    assert peers.digest_of(raw) == info["digest"]
     proc = zeroimage("inspect", "oci-archive:missing.tar", check=False)
     assert proc.returncode != 0 and "missing.tar" in proc.stderr and "Traceback" not in proc.stderr
 

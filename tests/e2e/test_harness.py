@@ -95,7 +95,7 @@ def test_seed_and_read_back(tmp_path: Path, auth: AuthMode, tls: bool) -> None:
 
         # skopeo pushes the nested index of the archive as the tag; its bytes come back unchanged.
         raw = peers.skopeo_inspect(registry.ref(REPO), raw=True, extra=registry.skopeo_args())
-        assert "sha256:" + hashlib.sha256(raw).hexdigest() == _top_digest(MULTIARCH)
+        assert peers.digest_of(raw) == _top_digest(MULTIARCH)
         index = json.loads(raw)
         assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
         assert len(index["manifests"]) == 11
@@ -149,9 +149,9 @@ def test_htpasswd_rejects_bad_credentials(tmp_path: Path) -> None:
             check=False,
         )
         assert wrong.returncode != 0
-        assert "401" in wrong.stderr or "unauthorized" in wrong.stderr.lower()
+        assert "unauthorized: authentication required" in wrong.stderr
         anonymous = peers.run(["skopeo", "inspect", "--raw", "--tls-verify=false", registry.ref(REPO)], check=False)
-        assert anonymous.returncode != 0
+        assert anonymous.returncode != 0 and "unauthorized: authentication required" in anonymous.stderr
 
         assert _http(f"{registry.url}/v2/", headers=_basic("alice", "wrong"))[0] == 401
         assert _http(f"{registry.url}/v2/", headers=_basic("mallory", "s3cret-pass"))[0] == 401
@@ -190,7 +190,7 @@ def test_token_mode_rejects_anonymous_push(tmp_path: Path) -> None:
 
         # ...while anonymous pull is granted, and wrong credentials are refused by the token server.
         pulled = peers.skopeo_inspect(registry.ref(REPO), raw=True)
-        assert "sha256:" + hashlib.sha256(pulled).hexdigest() == _top_digest(MULTIARCH)
+        assert peers.digest_of(pulled) == _top_digest(MULTIARCH)
         wrong = peers.run(
             ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "alice:nope", registry.ref(REPO)],
             check=False,

@@ -14,7 +14,6 @@ as it is, so that a refusal is the altered detail's doing.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MULTIARCH
+from tests.support import peers
 from tests.support.cli import Home, Result
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -38,10 +38,6 @@ TRAVERSAL = "sha256:../../etc/passwd"
 GB = 1_000_000_000
 #: Peak RSS a refusal may take, in kB (a build takes about 40 MB; a 2 GB header read, 2 GB).
 MAX_RSS_KB = 150_000
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def dumps(obj: object) -> bytes:
@@ -158,7 +154,7 @@ class Layout:
         return str(self.doc(self.amd64)["layers"][0]["digest"])
 
     def add(self, data: bytes) -> str:
-        digest = sha(data)
+        digest = peers.digest_of(data)
         self.files[blob_name(digest)] = data
         return digest
 
@@ -517,13 +513,13 @@ def index_naming(child: str, size: int) -> bytes:
 
 
 def self_naming(layout: Layout) -> None:
-    fake = sha(b"anything else")
+    fake = peers.digest_of(b"anything else")
     layout.files[blob_name(fake)] = index_naming(fake, 300)  # names itself, stored under a digest that lies
     layout.entry(lambda d: d.update(digest=fake, size=300))
 
 
 def mutually_naming(layout: Layout) -> None:
-    a, b = sha(b"a"), sha(b"b")
+    a, b = peers.digest_of(b"a"), peers.digest_of(b"b")
     layout.files[blob_name(a)] = index_naming(b, 300)
     layout.files[blob_name(b)] = index_naming(a, 300)
     layout.entry(lambda d: d.update(digest=a, size=300))
@@ -824,7 +820,7 @@ def docker_config(change: Callable[[dict[str, Any]], object]) -> DockerChange:
         config = json.loads(files.pop(entry["Config"]))
         change(config)
         data = dumps(config)
-        entry["Config"] = blob_name(sha(data))
+        entry["Config"] = blob_name(peers.digest_of(data))
         files[entry["Config"]] = data
         files["manifest.json"] = dumps([entry])
 
@@ -899,7 +895,7 @@ DOCKER_CASES: list[tuple[str, str, DockerChange | Callable[[dict[str, bytes]], l
     (
         "config-one-diff-id-too-many",
         "diff_ids",
-        docker_config(lambda c: c["rootfs"]["diff_ids"].append(sha(b""))),
+        docker_config(lambda c: c["rootfs"]["diff_ids"].append(peers.digest_of(b""))),
         True,
         "",
     ),
@@ -979,7 +975,9 @@ def test_truncated_docker_archive_is_refused(
 def accepted_everywhere(tmp_path: Path, source: str, program: Path) -> None:
     proc = run_cli(["build", "--from", source, "-o", "out.tar", str(program)], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "work" / "out.tar").is_file()
+    built = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'work' / 'out.tar'}")
+    assert (built["Os"], built["Architecture"]) == ("linux", "amd64")
+    assert len(built["Layers"]) >= 2  # the base's layers, then the program's
     proc = run_cli(["inspect", source], tmp_path)
     assert proc.returncode == 0 and "linux/amd64" in proc.stdout, proc.stderr
 

@@ -9,6 +9,7 @@ runc 1.1.5, hybrid cgroup v1/v2) are handled here and noted where they matter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -160,6 +161,11 @@ def skopeo_inspect(
 
 
 # ---------------------------------------------------------------------------------------- layouts
+
+
+def digest_of(data: bytes) -> str:
+    """The OCI digest (``sha256:HEX``) of ``data``, computed here, apart from zeroimage's code."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
