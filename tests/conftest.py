@@ -1,17 +1,20 @@
-"""Shared fixtures: running the real CLI in a subprocess, the bundled images, test binaries."""
+"""Shared fixtures: running the real CLI in a subprocess, the bundled images, test binaries, and
+the peers that run images (containerd, dockerd, podman), each started once per session on first use."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from tests.support import cli, peers
+from tests.support.containerd import Containerd, start_containerd
+from tests.support.daemon import PeerUnavailable
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"
@@ -62,6 +65,32 @@ def busybox_arm64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if path is None:
         pytest.skip("the arm64 busybox-static package cannot be had here")
     return path
+
+
+class _Peer(Protocol):
+    def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Peer)
+
+
+def _session_peer(start: Callable[[], P]) -> Iterator[P]:
+    """Start a peer on first use, skip the tests that need it where it cannot run, stop it at
+    the end of the session."""
+    try:
+        peer = start()
+    except PeerUnavailable as unavailable:
+        pytest.skip(str(unavailable))
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+@pytest.fixture(scope="session")
+def containerd() -> Iterator[Containerd]:
+    """A private containerd and its ctr (tests/support/containerd.py), one for the session."""
+    yield from _session_peer(start_containerd)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

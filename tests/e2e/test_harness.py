@@ -1,7 +1,9 @@
-"""Prove the test harness (tests/support) works, using real peers only - no zeroimage code.
+"""Prove the test harness (tests/support) works.
 
 Registry set-ups are exercised with skopeo, the token server with plain HTTP clients and the
-registry, and image running with an image built by umoci and run by runc.
+registry, and image running with an image built by umoci and run by runc: real peers only, no
+zeroimage code. The runtimes that issue 13's tests use (containerd, dockerd, podman) are shown
+to run a FROM-scratch image that zeroimage built, the simplest image it makes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Zeroimage
 from tests.support import peers
+from tests.support.containerd import Containerd
+from tests.support.daemon import Daemon, PeerUnavailable, private_folder
 from tests.support.registry import AuthMode, Registry, RegistryError, seed, start_registry
 from tests.support.tokenserver import decode_jwt_unverified
 
@@ -416,3 +421,47 @@ def test_arm64_busybox(request: pytest.FixtureRequest) -> None:
     if binary is None:
         pytest.skip("busybox-static:arm64 not obtainable from the Debian mirror")
     assert peers.run(["qemu-aarch64-static", str(binary), "echo", "hi-arm64"]).stdout == "hi-arm64\n"
+
+
+# ------------------------------------------------------------------------------------------ runtimes
+
+HELLO = "Hello from a FROM-scratch image built by zeroimage!\nI am /hello, pid 1, working in /.\n"
+
+
+def test_a_daemon_that_cannot_start_is_unavailable_with_its_log() -> None:
+    """What makes the runtime fixtures skip: a daemon that exits, or never answers, is stopped
+    and reported with its log's tail; nothing of it is left."""
+    exits = Daemon("exits", ["sh", "-c", "echo no luck here; exit 3"], private_folder("exits"), lambda: False)
+    with pytest.raises(PeerUnavailable, match=r"(?s)exits exited with code 3 while starting.*no luck here"):
+        exits.start(timeout=10)
+    exits.close()
+    assert not exits.root.exists()
+    hangs = Daemon("hangs", ["sleep", "600"], private_folder("hangs"), lambda: False)
+    started = time.monotonic()
+    with pytest.raises(PeerUnavailable, match="hangs was not ready after 0.5 s"):
+        hangs.start(timeout=0.5)
+    assert time.monotonic() - started < 10
+    with pytest.raises(AssertionError, match="hangs is not running"):
+        hangs.check_alive()
+    hangs.close()
+    assert not hangs.root.exists()
+
+
+@pytest.mark.e2e
+def test_containerd_runs_an_image_zeroimage_built(
+    zeroimage: Zeroimage, containerd: Containerd, static_binary: Path, busybox: Path, tmp_path: Path
+) -> None:
+    """ctr imports the archive under the digest zeroimage printed, and runs the image's own
+    command, or the one given, with the image's Env and the variables given."""
+    printed = zeroimage("build", "-o", "hello.tar", str(static_binary)).stdout
+    digest = printed.strip().split("@")[1]
+    assert containerd.import_archive(tmp_path / "hello.tar", name="zi/hello") == {"zi/hello:latest": digest}
+    assert containerd.run("zi/hello:latest").stdout == HELLO
+    assert containerd.run("zi/hello:latest", "/hello", "from-ctr").stdout == HELLO + "argument 1: from-ctr\n"
+
+    zeroimage("build", "-o", "busybox.tar", "--env", "GREETING=hi", str(busybox))
+    (name,) = containerd.import_archive(tmp_path / "busybox.tar", name="zi/busybox")
+    env = containerd.run(name, "/busybox", "env", env={"EXTRA": "given"}).stdout.splitlines()
+    assert "GREETING=hi" in env and "EXTRA=given" in env
+    failed = containerd.run(name, "/busybox", "sh", "-c", "echo oops >&2; exit 3", check=False)
+    assert (failed.returncode, failed.stderr) == (3, "oops\n")
