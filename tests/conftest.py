@@ -15,6 +15,7 @@ import pytest
 from tests.support import cli, peers
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.daemon import PeerUnavailable
+from tests.support.dockerd import Dockerd, start_dockerd
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"
@@ -91,6 +92,13 @@ def _session_peer(start: Callable[[], P]) -> Iterator[P]:
 def containerd() -> Iterator[Containerd]:
     """A private containerd and its ctr (tests/support/containerd.py), one for the session."""
     yield from _session_peer(start_containerd)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private Docker Engine (tests/support/dockerd.py), one for the session; give its
+    ``env`` to zeroimage for ``-o docker-daemon:``."""
+    yield from _session_peer(start_dockerd)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,17 +4,11 @@ Docker media types; --json, --digest-file and inspect."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
+from tests.support.dockerd import Dockerd
 from tests.support.registry import start_registry
 
 
@@ -197,60 +191,21 @@ def test_inspect_every_transport(zeroimage: Zeroimage, static_binary: Path, tmp_
 # -- a real Docker Engine -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not shutil.which("dockerd") or not shutil.which("docker") or os.geteuid() != 0:
-        pytest.skip("dockerd is not installed (apt-get install docker.io) or not root")
-    root = tmp_path_factory.mktemp("dockerd")
-    sock = root / "d.sock"
-    log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed after dockerd stops
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            "--host",
-            f"unix://{sock}",
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "d.pid"),
-            "--iptables=false",
-            "--bridge=none",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    host = f"unix://{sock}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                break
-            if subprocess.run(["docker", "-H", host, "version"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.skip("dockerd did not start in 30 s")
-        if proc.poll() is not None:
-            pytest.skip(f"dockerd exited: {(root / 'dockerd.log').read_text()[-300:]}")
-        yield host
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def test_docker_load_and_daemon_output(zeroimage: Zeroimage, dockerd: str, static_binary: Path, tmp_path: Path) -> None:
-    env = {"DOCKER_HOST": dockerd}
+def test_docker_load_and_daemon_output(
+    zeroimage: Zeroimage, dockerd: Dockerd, static_binary: Path, tmp_path: Path
+) -> None:
     zeroimage("build", "-o", "docker-archive:d.tar:zi/loaded:v1", str(static_binary))
-    peers.run(["docker", "-H", dockerd, "load", "-i", str(tmp_path / "d.tar")])
-    out = peers.run(["docker", "-H", dockerd, "run", "--rm", "--network", "none", "zi/loaded:v1"])
+    dockerd.load(tmp_path / "d.tar")
+    out = dockerd.run("zi/loaded:v1")
     assert "Hello from a FROM-scratch image" in out.stdout
     zeroimage(
-        "build", "--from-archive", str(MULTIARCH), "-o", "docker-daemon:zi/daemon:v2", str(static_binary), env=env
+        "build",
+        "--from-archive",
+        str(MULTIARCH),
+        "-o",
+        "docker-daemon:zi/daemon:v2",
+        str(static_binary),
+        env=dockerd.env,
     )
-    out = peers.run(["docker", "-H", dockerd, "run", "--rm", "--network", "none", "zi/daemon:v2", "arg1"])
+    out = dockerd.run("zi/daemon:v2", "arg1")
     assert "argument 1: arg1" in out.stdout

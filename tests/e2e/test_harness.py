@@ -28,6 +28,7 @@ from tests.conftest import Zeroimage
 from tests.support import peers
 from tests.support.containerd import Containerd
 from tests.support.daemon import Daemon, PeerUnavailable, private_folder
+from tests.support.dockerd import Dockerd
 from tests.support.registry import AuthMode, Registry, RegistryError, seed, start_registry
 from tests.support.tokenserver import decode_jwt_unverified
 
@@ -465,3 +466,23 @@ def test_containerd_runs_an_image_zeroimage_built(
     assert "GREETING=hi" in env and "EXTRA=given" in env
     failed = containerd.run(name, "/busybox", "sh", "-c", "echo oops >&2; exit 3", check=False)
     assert (failed.returncode, failed.stderr) == (3, "oops\n")
+
+
+@pytest.mark.e2e
+def test_dockerd_loads_and_runs_what_zeroimage_wrote(
+    zeroimage: Zeroimage, dockerd: Dockerd, static_binary: Path, tmp_path: Path
+) -> None:
+    """docker load takes zeroimage's docker-archive (as the image whose ID is its config's
+    digest), docker run runs it, and zeroimage's -o docker-daemon: reaches this daemon."""
+    zeroimage("build", "-o", "docker-archive:d.tar:harness/loaded:v1", str(static_binary))
+    with tarfile.open(tmp_path / "d.tar") as tar:
+        (entry,) = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        config = tar.extractfile(entry["Config"]).read()  # type: ignore[union-attr]
+    assert dockerd.load(tmp_path / "d.tar") == ["harness/loaded:v1"]
+    info = dockerd.inspect("harness/loaded:v1")
+    assert info["Id"] == peers.digest_of(config) and info["Config"]["Entrypoint"] == ["/hello"]
+    assert dockerd.run("harness/loaded:v1", "arg1").stdout == HELLO + "argument 1: arg1\n"
+
+    zeroimage("build", "-o", "docker-daemon:harness/daemon:v2", str(static_binary), env=dockerd.env)
+    assert dockerd.inspect("harness/daemon:v2")["RepoTags"] == ["harness/daemon:v2"]
+    assert dockerd.run("harness/daemon:v2").stdout == HELLO
