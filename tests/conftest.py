@@ -16,6 +16,7 @@ from tests.support import cli, peers
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.daemon import PeerUnavailable
 from tests.support.dockerd import Dockerd, start_dockerd
+from tests.support.podman import Podman, start_podman
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"
@@ -99,6 +100,12 @@ def dockerd() -> Iterator[Dockerd]:
     """A private Docker Engine (tests/support/dockerd.py), one for the session; give its
     ``env`` to zeroimage for ``-o docker-daemon:``."""
     yield from _session_peer(start_dockerd)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """Podman on a private store (tests/support/podman.py), one for the session."""
+    yield from _session_peer(start_podman)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -29,6 +29,7 @@ from tests.support import peers
 from tests.support.containerd import Containerd
 from tests.support.daemon import Daemon, PeerUnavailable, private_folder
 from tests.support.dockerd import Dockerd
+from tests.support.podman import Podman
 from tests.support.registry import AuthMode, Registry, RegistryError, seed, start_registry
 from tests.support.tokenserver import decode_jwt_unverified
 
@@ -486,3 +487,14 @@ def test_dockerd_loads_and_runs_what_zeroimage_wrote(
     zeroimage("build", "-o", "docker-daemon:harness/daemon:v2", str(static_binary), env=dockerd.env)
     assert dockerd.inspect("harness/daemon:v2")["RepoTags"] == ["harness/daemon:v2"]
     assert dockerd.run("harness/daemon:v2").stdout == HELLO
+
+
+@pytest.mark.e2e
+def test_podman_runs_an_archive_zeroimage_wrote(
+    zeroimage: Zeroimage, podman: Podman, static_binary: Path, tmp_path: Path
+) -> None:
+    zeroimage("build", "-o", "hello.tar", "-o", "docker-archive:d.tar", str(static_binary))
+    assert podman.run(f"oci-archive:{tmp_path / 'hello.tar'}", "from-podman").stdout == (
+        HELLO + "argument 1: from-podman\n"
+    )
+    assert podman.run(f"docker-archive:{tmp_path / 'd.tar'}").stdout == HELLO
