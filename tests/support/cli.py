@@ -9,8 +9,8 @@ zeroimage from where the test process does, whatever its working directory.
 
 * :meth:`Home.run` runs to completion within a timeout and returns a :class:`Result`, with the
   peak RSS of the zeroimage process when asked (measured by GNU time, which sees that process
-  alone: ``wait4`` from the test process would report the test process's own RSS, which a
-  forked child inherits as its high-water mark until it execs).
+  alone: ``wait4`` from the test process would report at least the test process's own RSS, since
+  a child forked from it keeps its parent's high-water mark across ``exec``).
 * :meth:`Home.start` starts it (a ``Popen``) for tests that signal it or close its pipes;
   :func:`finish` collects such a run within a timeout and never leaves it running.
 
