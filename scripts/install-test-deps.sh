@@ -1,10 +1,20 @@
 #!/bin/sh
 # Install the Debian packages the tests and benchmarks use as independent peers, when missing.
 # Usage: install-test-deps.sh [EXTRA-PACKAGE...]
+#
+# Another apt or dpkg may be running (unattended upgrades, a second test run): wait for its locks
+# rather than fail. apt-get install waits for dpkg's lock by itself (DPkg::Lock::Timeout); apt-get
+# update takes the package lists' lock, which apt 2.6 (Debian 12) does not wait for, so it is
+# retried here while another apt holds it.
 set -eu
 
-need() { # need COMMAND PACKAGE
-    command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+LOCK_WAIT=${LOCK_WAIT:-300} # seconds
+
+need() { # need COMMAND PACKAGE (daemons live in sbin, which a user's PATH may lack)
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || add "$2"
+}
+add() {
+    case " $missing " in *" $1 "*) ;; *) missing="$missing $1" ;; esac
 }
 missing=""
 need docker-registry docker-registry
@@ -20,8 +30,11 @@ need zstd zstd
 need qemu-aarch64-static qemu-user-static
 need cc gcc
 need dockerd docker.io
-[ -x /usr/bin/time ] || missing="$missing time"
-[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ "$(uname -m)" != x86_64 ] || missing="$missing libc6-dev"
+need containerd containerd
+need ctr containerd
+need podman podman
+[ -x /usr/bin/time ] || add time
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ "$(uname -m)" != x86_64 ] || add libc6-dev
 for extra in "$@"; do need "$extra" "$extra"; done
 
 [ -z "$missing" ] && exit 0
@@ -29,6 +42,26 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then 
     echo "install-test-deps: missing Debian packages:$missing (not root and no sudo: tests that need them will be skipped)" >&2
     exit 0
 fi
+
+apt_update() {
+    waited=0
+    while ! out=$($SUDO apt-get update -qq 2>&1); do
+        case $out in
+        *"Could not get lock"* | *"Unable to lock"*) ;;
+        *) echo "$out" >&2 && return 1 ;;
+        esac
+        if [ "$waited" -ge "$LOCK_WAIT" ]; then
+            echo "install-test-deps: another apt held its lock for ${LOCK_WAIT} s: $out" >&2
+            return 1
+        fi
+        [ "$waited" -gt 0 ] || echo "install-test-deps: waiting for another apt to finish" >&2
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
+
 echo "install-test-deps: installing$missing" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+apt_update
+# shellcheck disable=SC2086 # one word per package
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout="$LOCK_WAIT" $missing >/dev/null

@@ -1,55 +1,39 @@
-"""Shared fixtures: running the real CLI in a subprocess, the bundled images, test binaries."""
+"""Shared fixtures: running the real CLI in a subprocess, the bundled images, test binaries, and
+the peers that run images (containerd, dockerd, podman), each started once per session on first use."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from tests.support import peers
+from tests.support import cli, peers
+from tests.support.containerd import Containerd, start_containerd
+from tests.support.daemon import PeerUnavailable
+from tests.support.dockerd import Dockerd, start_dockerd
+from tests.support.podman import Podman, start_podman
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"
 ARM64_ONLY = DATA / "hello-world-linux-arm64.tar"
 
-Zeroimage = Callable[..., subprocess.CompletedProcess[str]]
+Zeroimage = Callable[..., cli.Result]
 
 
 @pytest.fixture
 def zeroimage(tmp_path: Path) -> Zeroimage:
-    """Run ``python -m zeroimage ARGS`` in ``tmp_path`` with a private cache and config."""
-    cache = tmp_path / ".cache"
+    """Run ``python -m zeroimage ARGS`` in ``tmp_path`` with a private cache (``.cache``) and Docker
+    config (``.docker``); see :meth:`tests.support.cli.Home.run` for the keywords. A non-zero exit
+    fails the test unless ``check=False``."""
+    home = cli.Home(work=tmp_path, cache=tmp_path / ".cache", docker_config=tmp_path / ".docker")
 
-    def run(
-        *args: str,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-        input: str | None = None,
-        check: bool = True,
-        timeout: float = 300,
-    ) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(cache), "DOCKER_CONFIG": str(tmp_path / ".docker")}
-        full_env.pop("SOURCE_DATE_EPOCH", None)
-        full_env.update(env or {})
-        proc = subprocess.run(
-            [sys.executable, "-m", "zeroimage", *args],
-            cwd=cwd or tmp_path,
-            env=full_env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"zeroimage {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-            )
-        return proc
+    def run(*args: str, check: bool = True, **options: Any) -> cli.Result:
+        return home.run(*args, check=check, **options)
 
     return run
 
@@ -83,6 +67,45 @@ def busybox_arm64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if path is None:
         pytest.skip("the arm64 busybox-static package cannot be had here")
     return path
+
+
+class _Peer(Protocol):
+    def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=_Peer)
+
+
+def _session_peer(start: Callable[[], P]) -> Iterator[P]:
+    """Start a peer on first use, skip the tests that need it where it cannot run, stop it at
+    the end of the session."""
+    try:
+        peer = start()
+    except PeerUnavailable as unavailable:
+        pytest.skip(str(unavailable))
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+@pytest.fixture(scope="session")
+def containerd() -> Iterator[Containerd]:
+    """A private containerd and its ctr (tests/support/containerd.py), one for the session."""
+    yield from _session_peer(start_containerd)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Dockerd]:
+    """A private Docker Engine (tests/support/dockerd.py), one for the session; give its
+    ``env`` to zeroimage for ``-o docker-daemon:``."""
+    yield from _session_peer(start_dockerd)
+
+
+@pytest.fixture(scope="session")
+def podman() -> Iterator[Podman]:
+    """Podman on a private store (tests/support/podman.py), one for the session."""
+    yield from _session_peer(start_podman)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ import pytest
 
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
+from tests.support.cli import Home, finish
 
 
 def layout_of(archive: Path, tmp: Path) -> Path:
@@ -44,9 +42,11 @@ def check_with_peers(archive: Path, tmp: Path, tag: str = "latest") -> None:
 def test_scratch_image_runs_under_runc(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
     proc = zeroimage("build", str(static_binary))
     archive = tmp_path / "hello.tar"  # default: <basename>.tar in the current directory
-    assert proc.stdout.strip().startswith(f"oci-archive:{archive.name}:latest@sha256:") or "@sha256:" in proc.stdout
     check_with_peers(archive, tmp_path)
     entry, manifest, config = image_parts(archive, tmp_path)
+    # what it prints is where the image went and its digest, which skopeo finds there
+    assert proc.stdout == f"oci-archive:{archive.name}:latest@{entry['digest']}\n"
+    assert peers.digest_of(peers.skopeo_inspect(f"oci-archive:{archive}:latest", raw=True)) == entry["digest"]
     assert entry["annotations"]["org.opencontainers.image.ref.name"] == "latest"
     assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
     assert config["config"]["Entrypoint"] == ["/hello"]
@@ -100,17 +100,15 @@ def test_on_multiarch_base_picks_amd64_and_keeps_base(zeroimage: Zeroimage, busy
 
 def test_base_config_fields_are_kept(zeroimage: Zeroimage, busybox: Path, tmp_path: Path) -> None:
     zeroimage("build", "--from-archive", str(MULTIARCH), "-o", "img.tar", str(busybox))
-    _, _, config = image_parts(tmp_path / "img.tar", tmp_path)
-    base_layout = layout_of(MULTIARCH, tmp_path)
-    base_config = json.loads(
-        peers.skopeo_inspect(
-            f"oci-archive:{MULTIARCH}",
-            raw=True,
-            config=True,
-            extra=["--override-arch", "amd64", "--override-os", "linux"],
-        )
-    )
-    assert base_layout.exists()
+    _, manifest, config = image_parts(tmp_path / "img.tar", tmp_path)
+    amd64 = ["--override-arch", "amd64", "--override-os", "linux"]
+    base_config = json.loads(peers.skopeo_inspect(f"oci-archive:{MULTIARCH}", raw=True, config=True, extra=amd64))
+    base = layout_of(MULTIARCH, tmp_path)
+    (top,) = json.loads((base / "index.json").read_text())["manifests"]
+    nested = json.loads(blob(base, top["digest"]))["manifests"]
+    (base_entry,) = [m for m in nested if m["platform"] == {"architecture": "amd64", "os": "linux"}]
+    base_manifest = json.loads(blob(base, base_entry["digest"]))
+    assert manifest["layers"][0] == base_manifest["layers"][0]  # the base's layer, as it was
     for key in base_config:
         if key not in ("created", "history", "rootfs", "config"):
             assert config[key] == base_config[key], key
@@ -140,6 +138,9 @@ def test_arm64_binary_on_multiarch_base(zeroimage: Zeroimage, busybox_arm64: Pat
 def test_arm64_only_base(zeroimage: Zeroimage, busybox_arm64: Path, tmp_path: Path) -> None:
     zeroimage("build", "--from-archive", str(ARM64_ONLY), "-o", "a.tar", str(busybox_arm64))
     check_with_peers(tmp_path / "a.tar", tmp_path)
+    entry, manifest, config = image_parts(tmp_path / "a.tar", tmp_path)
+    assert entry["platform"] == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert len(manifest["layers"]) == 2 and config["config"]["Entrypoint"] == [f"/{busybox_arm64.name}"]
 
 
 def test_platform_fallback_labels_the_image_for_the_program(zeroimage: Zeroimage, tmp_path: Path) -> None:
@@ -325,14 +326,14 @@ def test_digest_mismatch_is_reported_and_existing_output_untouched(
 def test_output_that_cannot_be_printed(static_binary: Path, tmp_path: Path) -> None:
     """The image is written either way; a reader that went away (``| head``) ends the run quietly,
     as SIGPIPE would; a full stdout is one line."""
-    env = {**os.environ, "ZEROIMAGE_CACHE_DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "-m", "zeroimage", "build", "-o", "out.tar", str(static_binary)]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+    home = Home.under(tmp_path)
+    args = ("build", "-o", "out.tar", str(static_binary))
+    proc = home.start(*args)
+    assert proc.stdout is not None
     proc.stdout.close()  # long before the build prints its result
-    stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 141 and stderr == ""
-    assert (tmp_path / "out.tar").exists()
+    done = finish(proc, timeout=60)
+    assert done.returncode == 141 and done.stderr == "", done.describe()
+    assert peers.skopeo_inspect(f"oci-archive:{home.work / 'out.tar'}")["Architecture"] == "amd64"
     with open("/dev/full", "w") as full:
-        done = subprocess.run(command, cwd=tmp_path, env=env, stdout=full, stderr=subprocess.PIPE, text=True)
-    assert done.returncode == 1 and done.stderr == "zeroimage: error: No space left on device\n"
+        done = finish(home.start(*args, stdout=full), timeout=60)
+    assert done.returncode == 1 and done.stderr == "zeroimage: error: No space left on device\n", done.describe()

@@ -3,24 +3,13 @@ Docker media types; --json, --digest-file and inspect."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
+from tests.support.dockerd import Dockerd
 from tests.support.registry import start_registry
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_multi_platform_archive(zeroimage: Zeroimage, static_binary: Path, busybox_arm64: Path, tmp_path: Path) -> None:
@@ -47,7 +36,7 @@ def test_multi_platform_archive(zeroimage: Zeroimage, static_binary: Path, busyb
     assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert entry["digest"] == result["digest"]
     raw_index = peers.skopeo_inspect(f"oci-archive:{archive}:latest", raw=True)
-    assert sha(raw_index) == result["digest"]
+    assert peers.digest_of(raw_index) == result["digest"]
     amd64 = peers.run_image(archive, platform="linux/amd64")
     assert "Hello from a FROM-scratch image" in amd64.stdout and "I am /app" in amd64.stdout
     bundle = peers.umoci_unpack(archive, "latest", tmp_path / "arm-bundle", platform="linux/arm64/v8")
@@ -93,14 +82,17 @@ def test_multi_platform_rules(zeroimage: Zeroimage, static_binary: Path, busybox
 def test_oci_layout_output_keeps_other_images(zeroimage: Zeroimage, static_binary: Path, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     peers.run(["skopeo", "copy", f"oci-archive:{ARM64_ONLY}", f"oci:{layout}:other"])
+    other = peers.skopeo_inspect(f"oci:{layout}:other", raw=True)
     zeroimage("build", "-o", f"oci:{layout}:mine", str(static_binary))
     names = peers.ref_names(layout)
     assert sorted(names) == ["mine", "other"]
-    peers.skopeo_inspect(f"oci:{layout}:other")
+    assert peers.skopeo_inspect(f"oci:{layout}:other", raw=True) == other  # the other image, as it was
     result = peers.run_image(layout, tag="mine")
     assert "Hello from a FROM-scratch image" in result.stdout
     # and it is a base like any other
     zeroimage("build", "--from", f"oci:{layout}:mine", "-o", "again.tar", str(static_binary))
+    mine = peers.skopeo_inspect(f"oci:{layout}:mine")["Layers"]
+    assert peers.skopeo_inspect(f"oci-archive:{tmp_path / 'again.tar'}")["Layers"][:-1] == mine
 
 
 def test_docker_archive_out_and_in(
@@ -158,7 +150,7 @@ def test_docker_format_push_and_json(zeroimage: Zeroimage, static_binary: Path, 
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         }
         assert "annotations" not in manifest
-        assert sha(raw) == result["digest"] == (tmp_path / "digest.txt").read_text().strip()
+        assert peers.digest_of(raw) == result["digest"] == (tmp_path / "digest.txt").read_text().strip()
         assert result["outputs"][0]["reference"] == f"{registry.host}/app:docker"  # as given, tag included
 
 
@@ -177,7 +169,7 @@ def test_multi_platform_push(zeroimage: Zeroimage, static_binary: Path, busybox_
         )
         digest = proc.stdout.strip().split("@")[1]
         raw = peers.skopeo_inspect(f"docker://{registry.host}/multi:v1", raw=True)
-        assert sha(raw) == digest
+        assert peers.digest_of(raw) == digest
         index = json.loads(raw)
         assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
         arm = peers.skopeo_inspect(f"docker://{registry.host}/multi:v1", extra=["--override-arch", "arm64"])
@@ -191,14 +183,9 @@ def test_inspect_every_transport(zeroimage: Zeroimage, static_binary: Path, tmp_
         assert "linux/amd64" in text and '["/hello"]' in text
         info = json.loads(zeroimage("inspect", "--json", source).stdout)
         assert info["images"][0]["config"]["config"]["Entrypoint"] == ["/hello"]
-    raw = subprocess.run(
-        [os.sys.executable, "-m", "zeroimage", "inspect", "--raw", "oci-archive:a.tar"],  # type: ignore[attr-defined]
-        cwd=tmp_path,
-        capture_output=True,
-        check=True,
-    ).stdout
+    raw = zeroimage("inspect", "--raw", "oci-archive:a.tar").stdout_bytes
     info = json.loads(zeroimage("inspect", "--json", "oci-archive:a.tar").stdout)
-    assert sha(raw) == info["digest"]
+    assert peers.digest_of(raw) == info["digest"]
     proc = zeroimage("inspect", "oci-archive:missing.tar", check=False)
     assert proc.returncode != 0 and "missing.tar" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -206,60 +193,21 @@ def test_inspect_every_transport(zeroimage: Zeroimage, static_binary: Path, tmp_
 # -- a real Docker Engine -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not shutil.which("dockerd") or not shutil.which("docker") or os.geteuid() != 0:
-        pytest.skip("dockerd is not installed (apt-get install docker.io) or not root")
-    root = tmp_path_factory.mktemp("dockerd")
-    sock = root / "d.sock"
-    log = open(root / "dockerd.log", "w")  # noqa: SIM115 - closed after dockerd stops
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            "--host",
-            f"unix://{sock}",
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "d.pid"),
-            "--iptables=false",
-            "--bridge=none",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    host = f"unix://{sock}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                break
-            if subprocess.run(["docker", "-H", host, "version"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.skip("dockerd did not start in 30 s")
-        if proc.poll() is not None:
-            pytest.skip(f"dockerd exited: {(root / 'dockerd.log').read_text()[-300:]}")
-        yield host
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def test_docker_load_and_daemon_output(zeroimage: Zeroimage, dockerd: str, static_binary: Path, tmp_path: Path) -> None:
-    env = {"DOCKER_HOST": dockerd}
+def test_docker_load_and_daemon_output(
+    zeroimage: Zeroimage, dockerd: Dockerd, static_binary: Path, tmp_path: Path
+) -> None:
     zeroimage("build", "-o", "docker-archive:d.tar:zi/loaded:v1", str(static_binary))
-    peers.run(["docker", "-H", dockerd, "load", "-i", str(tmp_path / "d.tar")])
-    out = peers.run(["docker", "-H", dockerd, "run", "--rm", "--network", "none", "zi/loaded:v1"])
+    dockerd.load(tmp_path / "d.tar")
+    out = dockerd.run("zi/loaded:v1")
     assert "Hello from a FROM-scratch image" in out.stdout
     zeroimage(
-        "build", "--from-archive", str(MULTIARCH), "-o", "docker-daemon:zi/daemon:v2", str(static_binary), env=env
+        "build",
+        "--from-archive",
+        str(MULTIARCH),
+        "-o",
+        "docker-daemon:zi/daemon:v2",
+        str(static_binary),
+        env=dockerd.env,
     )
-    out = peers.run(["docker", "-H", dockerd, "run", "--rm", "--network", "none", "zi/daemon:v2", "arg1"])
+    out = dockerd.run("zi/daemon:v2", "arg1")
     assert "argument 1: arg1" in out.stdout

@@ -14,13 +14,10 @@ as it is, so that a refusal is the altered detail's doing.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +28,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import MULTIARCH
+from tests.support import peers
+from tests.support.cli import Home, Result
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -39,11 +38,6 @@ TRAVERSAL = "sha256:../../etc/passwd"
 GB = 1_000_000_000
 #: Peak RSS a refusal may take, in kB (a build takes about 40 MB; a 2 GB header read, 2 GB).
 MAX_RSS_KB = 150_000
-TIME = Path("/usr/bin/time")
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def dumps(obj: object) -> bytes:
@@ -160,7 +154,7 @@ class Layout:
         return str(self.doc(self.amd64)["layers"][0]["digest"])
 
     def add(self, data: bytes) -> str:
-        digest = sha(data)
+        digest = peers.digest_of(data)
         self.files[blob_name(digest)] = data
         return digest
 
@@ -519,13 +513,13 @@ def index_naming(child: str, size: int) -> bytes:
 
 
 def self_naming(layout: Layout) -> None:
-    fake = sha(b"anything else")
+    fake = peers.digest_of(b"anything else")
     layout.files[blob_name(fake)] = index_naming(fake, 300)  # names itself, stored under a digest that lies
     layout.entry(lambda d: d.update(digest=fake, size=300))
 
 
 def mutually_naming(layout: Layout) -> None:
-    a, b = sha(b"a"), sha(b"b")
+    a, b = peers.digest_of(b"a"), peers.digest_of(b"b")
     layout.files[blob_name(a)] = index_naming(b, 300)
     layout.files[blob_name(b)] = index_naming(a, 300)
     layout.entry(lambda d: d.update(digest=a, size=300))
@@ -723,23 +717,10 @@ case("dir-nested-50-deep", "nested more than 8 deep", directory(lambda r, x: Non
 # -- running them ------------------------------------------------------------------------------
 
 
-def run_cli(args: list[str], home: Path) -> tuple[subprocess.CompletedProcess[str], int | None]:
-    """``python -m zeroimage ARGS`` with its cache, config and TMPDIR under ``home``, in
-    ``home/work``; returns the process and its peak RSS in kB (None without /usr/bin/time)."""
-    env = {
-        **os.environ,
-        "ZEROIMAGE_CACHE_DIR": str(home / "cache"),
-        "DOCKER_CONFIG": str(home / "docker-config"),
-        "TMPDIR": str(home / "tmp"),
-    }
-    command = [sys.executable, "-m", "zeroimage", *args]
-    rss_file = home / "rss"
-    if TIME.exists():
-        command = [str(TIME), "-f", "%M", "-o", str(rss_file), *command]
-    proc = subprocess.run(command, cwd=home / "work", env=env, capture_output=True, text=True, timeout=120)
-    rss = int(rss_file.read_text().split()[-1]) if rss_file.exists() else None
-    rss_file.unlink(missing_ok=True)
-    return proc, rss
+def run_cli(args: list[str], home: Path) -> Result:
+    """``python -m zeroimage ARGS`` in ``home/work``, with its cache, Docker config and TMPDIR
+    under ``home``, its peak RSS measured."""
+    return Home.under(home).run(*args, timeout=120, measure_rss=True)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -763,14 +744,14 @@ def leftovers(cache: Path) -> list[str]:
     )
 
 
-def assert_refused(proc: subprocess.CompletedProcess[str], rss: int | None, expect: str) -> None:
+def assert_refused(proc: Result, expect: str) -> None:
     told = f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
     assert proc.returncode not in (0, 70), told  # 70: an internal error, a bug
     assert "Traceback" not in proc.stderr, told
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("zeroimage: error: "), told
     assert expect in errors[0], told
-    assert rss is None or rss < MAX_RSS_KB, f"peak RSS {rss} kB\n{told}"
+    assert proc.peak_rss_kb is not None and proc.peak_rss_kb < MAX_RSS_KB, f"peak RSS {proc.peak_rss_kb} kB\n{told}"
 
 
 def prepare(tmp_path: Path) -> Path:
@@ -784,11 +765,11 @@ def refuse_everywhere(
 ) -> None:
     before = snapshot(tmp_path)
     started = time.monotonic()
-    proc, rss = run_cli(["build", "--from", source, *build_args, "-o", "out.tar", str(program)], tmp_path)
-    assert_refused(proc, rss, expect)
+    proc = run_cli(["build", "--from", source, *build_args, "-o", "out.tar", str(program)], tmp_path)
+    assert_refused(proc, expect)
     if inspect:
-        proc, rss = run_cli(["inspect", source], tmp_path)
-        assert_refused(proc, rss, expect)
+        proc = run_cli(["inspect", source], tmp_path)
+        assert_refused(proc, expect)
     assert time.monotonic() - started < 60
     assert snapshot(tmp_path) == before  # no output, no temporary file, nothing in TMPDIR
     assert leftovers(tmp_path / "cache") == []
@@ -808,7 +789,7 @@ def docker_base(static_binary: Path, tmp_path_factory: pytest.TempPathFactory) -
     """A docker-archive zeroimage writes (hello-world's layer and the program's), as files."""
     home = tmp_path_factory.mktemp("docker-base")
     prepare(home)
-    proc, _ = run_cli(
+    proc = run_cli(
         ["build", "--from", f"oci-archive:{MULTIARCH}", "-o", "docker-archive:base.tar", str(static_binary)], home
     )
     assert proc.returncode == 0, proc.stderr
@@ -839,7 +820,7 @@ def docker_config(change: Callable[[dict[str, Any]], object]) -> DockerChange:
         config = json.loads(files.pop(entry["Config"]))
         change(config)
         data = dumps(config)
-        entry["Config"] = blob_name(sha(data))
+        entry["Config"] = blob_name(peers.digest_of(data))
         files[entry["Config"]] = data
         files["manifest.json"] = dumps([entry])
 
@@ -914,7 +895,7 @@ DOCKER_CASES: list[tuple[str, str, DockerChange | Callable[[dict[str, bytes]], l
     (
         "config-one-diff-id-too-many",
         "diff_ids",
-        docker_config(lambda c: c["rootfs"]["diff_ids"].append(sha(b""))),
+        docker_config(lambda c: c["rootfs"]["diff_ids"].append(peers.digest_of(b""))),
         True,
         "",
     ),
@@ -992,10 +973,12 @@ def test_truncated_docker_archive_is_refused(
 
 
 def accepted_everywhere(tmp_path: Path, source: str, program: Path) -> None:
-    proc, rss = run_cli(["build", "--from", source, "-o", "out.tar", str(program)], tmp_path)
+    proc = run_cli(["build", "--from", source, "-o", "out.tar", str(program)], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "work" / "out.tar").is_file()
-    proc, rss = run_cli(["inspect", source], tmp_path)
+    built = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'work' / 'out.tar'}")
+    assert (built["Os"], built["Architecture"]) == ("linux", "amd64")
+    assert len(built["Layers"]) >= 2  # the base's layers, then the program's
+    proc = run_cli(["inspect", source], tmp_path)
     assert proc.returncode == 0 and "linux/amd64" in proc.stdout, proc.stderr
 
 

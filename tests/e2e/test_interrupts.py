@@ -14,66 +14,17 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import Home, finish
 from tests.support.registry import start_registry
+from tests.support.waiting import wait_for
 
-TIME = Path("/usr/bin/time")
 MB = 1 << 20
-
-
-@dataclass
-class Home:
-    """A private world for one zeroimage run: its cwd, layer cache and TMPDIR."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        for d in (self.work, self.cache, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "ZEROIMAGE_CACHE_DIR": str(self.cache),
-            "TMPDIR": str(self.tmp),
-            "DOCKER_CONFIG": str(self.root / "docker-config"),
-        }
-        env.pop("SOURCE_DATE_EPOCH", None)
-        return {**env, **extra}
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "zeroimage", *args],
-            cwd=self.work,
-            env=self.env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        proc = self.start(*args, **env)
-        stdout, stderr = proc.communicate(timeout=300)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def temporary_files(*roots: Path) -> list[str]:
@@ -103,36 +54,23 @@ def big_binary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def big_base(big_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An OCI archive whose one layer is big: a build on it streams (and verifies) that layer
     into its output, so the output's temporary file lives long enough to be interrupted."""
-    home = Home(tmp_path_factory.mktemp("big-base"))
+    home = Home.under(tmp_path_factory.mktemp("big-base"))
     proc = home.run("build", "-q", str(big_binary), "-o", "base.tar")
     assert proc.returncode == 0, proc.stderr
     yield home.work / "base.tar"
     (home.work / "base.tar").unlink()
 
 
-def wait_for(condition: object, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+def assert_interrupted(proc: subprocess.Popen[bytes], signum: int) -> None:
+    done = finish(proc, timeout=20)  # a hang is a failure (the compressor must never wait forever)
+    told = done.describe()
+    assert done.returncode == 128 + signum, told
+    assert "Traceback" not in done.stderr and "error" not in done.stderr, told
+    assert done.stderr.strip().splitlines()[-1].startswith("zeroimage: interrupted"), told
+    assert done.stdout == "", told
 
 
-def assert_interrupted(proc: subprocess.Popen[str], signum: int) -> None:
-    try:
-        stdout, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:  # a hang is a failure (the compressor must never wait forever)
-        proc.kill()
-        proc.communicate()
-        raise
-    told = f"exit {proc.returncode}\nstdout: {stdout}\nstderr: {stderr}"
-    assert proc.returncode == 128 + signum, told
-    assert "Traceback" not in stderr and "error" not in stderr, told
-    assert stderr.strip().splitlines()[-1].startswith("zeroimage: interrupted"), told
-    assert stdout == "", told
-
-
-def interrupt(proc: subprocess.Popen[str], signum: int, ready: Callable[[], object]) -> None:
+def interrupt(proc: subprocess.Popen[bytes], signum: int, ready: Callable[[], object]) -> None:
     """Once ``ready()`` returns, send ``signum`` to the still running ``proc`` and check how it ends;
     never leave it running."""
     try:
@@ -154,7 +92,7 @@ SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM
 def test_interrupted_build_leaves_nothing(
     signum: signal.Signals, when: str, big_binary: Path, big_base: Path, static_binary: Path, tmp_path: Path
 ) -> None:
-    home = Home(tmp_path)
+    home = Home.under(tmp_path)
     previous = home.work / "previous.tar"  # an existing output must survive untouched
     previous.write_bytes(b"an earlier build\n")
     before = previous.stat()
@@ -189,7 +127,7 @@ def test_interrupted_write_to_a_layout_directory(
 ) -> None:
     """A layout the write began is removed (lacking index.json, it would block the next write);
     one that held images keeps its index.json, and what it had, as they were."""
-    home = Home(tmp_path)
+    home = Home.under(tmp_path)
     layout = home.work / "layout"
     if existing:
         assert home.run("build", str(static_binary), "-o", "oci:layout:old").returncode == 0
@@ -224,7 +162,7 @@ def test_interrupted_push_leaves_nothing(
 ) -> None:
     """A push streams the layer through memory to the upload; an interrupt must stop it promptly,
     even when the registry stopped reading and the compressor waits for room, and tag nothing."""
-    home = Home(tmp_path)
+    home = Home.under(tmp_path)
     with contextlib.ExitStack() as stack:
         real = stack.enter_context(start_registry(tmp_path / "registry")) if registry == "answering" else None
         host = real.host if real is not None else stalled_registry
@@ -240,7 +178,7 @@ def test_a_base_that_fails_stops_the_layer_made_meanwhile(
 ) -> None:
     """The program's layer is made while the base is read; a base without the program's
     platform ends the build with that error alone, the layer unfinished and nothing left."""
-    home = Home(tmp_path)
+    home = Home.under(tmp_path)
     previous = home.work / "previous.tar"
     previous.write_bytes(b"an earlier build\n")
     with contextlib.ExitStack() as stack:
@@ -291,7 +229,7 @@ def files_in(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("output", ["oci-archive", "docker-archive", "oci"])
 def test_full_disk_under_the_output(output: str, tiny_disk: Path, tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
+    home = Home.under(tmp_path / "home")
     program = incompressible(tmp_path / "app", 10 * MB)
     target = {"oci-archive": f"{tiny_disk}/out.tar", "oci": f"oci:{tiny_disk}/layout"}.get(
         output, f"docker-archive:{tiny_disk}/out.tar"
@@ -302,25 +240,27 @@ def test_full_disk_under_the_output(output: str, tiny_disk: Path, tmp_path: Path
 
 
 def test_full_disk_under_the_cache(tiny_disk: Path, tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
+    home = Home.under(tmp_path / "home")
     program = incompressible(tmp_path / "app", 10 * MB)
-    assert_disk_full(home.run("build", str(program), "-o", "out.tar", ZEROIMAGE_CACHE_DIR=str(tiny_disk / "cache")))
+    assert_disk_full(
+        home.run("build", str(program), "-o", "out.tar", env={"ZEROIMAGE_CACHE_DIR": str(tiny_disk / "cache")})
+    )
     assert temporary_files(tiny_disk) == []
     assert [p for p in tiny_disk.rglob("*") if p.is_file()] == []  # nothing half-written in the cache
     assert list(home.work.iterdir()) == [] and list(home.tmp.iterdir()) == []
 
 
 def test_full_disk_in_tmpdir_without_cache(tiny_disk: Path, tmp_path: Path) -> None:
-    home = Home(tmp_path / "home")
+    home = Home.under(tmp_path / "home")
     program = incompressible(tmp_path / "app", 10 * MB)
-    assert_disk_full(home.run("build", "--no-cache", str(program), "-o", "out.tar", TMPDIR=str(tiny_disk)))
+    assert_disk_full(home.run("build", "--no-cache", str(program), "-o", "out.tar", env={"TMPDIR": str(tiny_disk)}))
     assert list(tiny_disk.iterdir()) == []
     assert list(home.work.iterdir()) == []
 
 
 def test_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     """The atomic rename would replace it: a FIFO, or (as root) a device like /dev/null."""
-    home = Home(tmp_path / "home")
+    home = Home.under(tmp_path / "home")
     program = incompressible(tmp_path / "app", MB)
     os.mkfifo(home.work / "fifo")
     targets = {"fifo": "p"}
@@ -350,25 +290,14 @@ def sparse_binary(path: Path, size: int) -> Path:
 
 
 def peak_rss_kb(home: Home, program: Path) -> int:
-    rss = home.root / "rss"
-    proc = subprocess.run(
-        [str(TIME), "-f", "%M", "-o", str(rss), sys.executable, "-m", "zeroimage", "build", "-q"]
-        + [str(program), "-o", f"{program.name}.tar"],
-        cwd=home.work,
-        env=home.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return int(rss.read_text().split()[-1])
+    proc = home.run("build", "-q", str(program), "-o", f"{program.name}.tar", measure_rss=True)
+    assert proc.returncode == 0 and proc.peak_rss_kb is not None, proc.describe()
+    return proc.peak_rss_kb
 
 
 def test_memory_does_not_grow_with_the_program(tmp_path: Path) -> None:
     """A 2 GB program takes no more memory to build than a 20 MB one (slow-ish: about 10 s)."""
-    if not TIME.exists():
-        pytest.skip("GNU time is not installed (/usr/bin/time)")
-    home = Home(tmp_path / "home")
+    home = Home.under(tmp_path / "home")
     small = peak_rss_kb(home, sparse_binary(tmp_path / "small", 20 * MB))
     big = peak_rss_kb(home, sparse_binary(tmp_path / "big", 2 << 30))
     assert big <= 2 * small and big < 100_000, f"peak RSS: {small} kB for 20 MB, {big} kB for 2 GB"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -71,9 +70,7 @@ def test_pull_build_push_then_peers_read_and_run_it(
     assert pushed.startswith(f"{registry.host}/app@sha256:")
     digest = pushed.split("@")[1]
     raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True, extra=skopeo_creds(registry))
-    import hashlib
-
-    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    assert peers.digest_of(raw) == digest
     manifest = json.loads(raw)
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert len(manifest["layers"]) == 2
@@ -118,7 +115,7 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         digest = first.strip().split("@")[1]
         for tag in ("v1", "v2"):
             raw = peers.skopeo_inspect(f"docker://{registry.host}/app:{tag}", raw=True, extra=["--tls-verify=false"])
-            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+            assert peers.digest_of(raw) == digest
 
 
 def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(
@@ -164,7 +161,7 @@ def test_several_tags_and_repositories_share_one_upload(
         assert "has this image: tagging it latest" in proc.stderr
         for ref in refs:
             raw = peers.skopeo_inspect(f"docker://{ref}", raw=True, extra=["--tls-verify=false"])
-            assert "sha256:" + hashlib.sha256(raw).hexdigest() in digests
+            assert peers.digest_of(raw) in digests
 
 
 def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
@@ -173,7 +170,11 @@ def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_
         lines = proc.stdout.split()
         assert len(lines) == 2
         assert lines[0].split("@")[1] == lines[1].split("@")[1]
-        assert (tmp_path / "out.tar").exists()
+        archived = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'out.tar'}", raw=True)
+        pushed = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)
+        assert (
+            peers.digest_of(archived) == peers.digest_of(pushed) == lines[0].split("@")[1]
+        )  # one image in both places
         # --push alone writes no archive
         proc = zeroimage("build", "--push", f"{registry.host}/app:v2", str(static_binary))
         assert not (tmp_path / "hello.tar").exists()
@@ -199,38 +200,44 @@ def test_pinned_digest_is_verified(zeroimage: Zeroimage, tmp_path: Path, busybox
         seed(registry, MULTIARCH, "base:1")
         wrong = "sha256:" + "0" * 64
         proc = zeroimage("build", "--from", f"{registry.host}/base@{wrong}", "-o", "x.tar", str(busybox), check=False)
-        assert proc.returncode != 0 and "Traceback" not in proc.stderr
-        assert "not found" in proc.stderr or "digest" in proc.stderr
-        raw = peers.skopeo_inspect(f"docker://{registry.host}/base:1", raw=True)
-        import hashlib
-
-        good = "sha256:" + hashlib.sha256(raw).hexdigest()
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and f"base@{wrong} not found" in errors[0], proc.stderr
+        assert not (tmp_path / "x.tar").exists()
+        good = peers.digest_of(peers.skopeo_inspect(f"docker://{registry.host}/base:1", raw=True))
         zeroimage("build", "--from", f"{registry.host}/base:1@{good}", "-o", "x.tar", str(busybox))
+        built = json.loads(peers.skopeo_inspect(f"oci-archive:{tmp_path / 'x.tar'}", raw=True))
+        assert built["annotations"]["org.opencontainers.image.base.name"].endswith(f"@{good}")  # that base it was
 
 
 def test_registry_errors_are_one_clear_line(zeroimage: Zeroimage, tmp_path: Path, busybox: Path) -> None:
     with start_registry(tmp_path / "reg", auth="htpasswd", tls=True) as registry:
         env = env_for(registry)
-        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), env=env, check=False)
-        assert proc.returncode != 0 and "zeroimage login" in proc.stderr and registry.host in proc.stderr
-        proc = zeroimage(
-            "login", "-u", "alice", "--password-stdin", registry.host, input="wrong\n", env=env, check=False
+        failures = [zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), env=env, check=False)]
+        assert "zeroimage login" in failures[-1].stderr and registry.host in failures[-1].stderr
+        failures.append(
+            zeroimage("login", "-u", "alice", "--password-stdin", registry.host, input="wrong\n", env=env, check=False)
         )
-        assert proc.returncode != 0 and "rejected" in proc.stderr
+        assert "rejected" in failures[-1].stderr
         assert not (tmp_path / ".docker" / "config.json").exists()  # a wrong password stores nothing
         login(zeroimage, registry)
-        proc = zeroimage("build", "--from", f"{registry.host}/nothing/here:v1", str(busybox), env=env, check=False)
-        assert proc.returncode != 0 and "not found" in proc.stderr
+        failures.append(
+            zeroimage("build", "--from", f"{registry.host}/nothing/here:v1", str(busybox), env=env, check=False)
+        )
+        assert "not found" in failures[-1].stderr
         # no CA given: a certificate error, never a fallback to plain HTTP
-        proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), check=False)
-        assert proc.returncode != 0 and "TLS verification failed" in proc.stderr
-        for result in (proc,):
-            assert "Traceback" not in result.stderr and registry.password not in result.stderr
+        failures.append(zeroimage("build", "--push", f"{registry.host}/app:v1", str(busybox), check=False))
+        assert "TLS verification failed" in failures[-1].stderr
     started = time.monotonic()
     port = registry.port
-    proc = zeroimage("build", "--push", f"127.0.0.1:{port}/app:v1", str(busybox), check=False)
-    assert proc.returncode != 0 and "cannot reach" in proc.stderr
+    failures.append(zeroimage("build", "--push", f"127.0.0.1:{port}/app:v1", str(busybox), check=False))
+    assert "cannot reach" in failures[-1].stderr
     assert time.monotonic() - started < 60
+    for result in failures:  # each one line and a failure's exit code, no traceback, no secret
+        errors = [line for line in result.stderr.splitlines() if "error" in line]
+        assert result.returncode != 0 and len(errors) == 1, result.describe()
+        assert errors[0].startswith("zeroimage: error: "), result.describe()
+        assert "Traceback" not in result.stderr and registry.password not in result.stdout + result.stderr
 
 
 def test_login_logout_and_config_file(zeroimage: Zeroimage, tmp_path: Path) -> None:
@@ -311,4 +318,6 @@ def test_private_ca_from_a_certs_d_folder(zeroimage: Zeroimage, tmp_path: Path, 
         (certs / "ca.crt").write_bytes(registry.ca_cert.read_bytes())
         proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(static_binary), env={"HOME": str(home)})
         assert proc.stdout.startswith(f"{registry.host}/app@sha256:")
-        assert "https" in registry.url
+        # it is there, as skopeo sees it over TLS with that CA alone
+        raw = peers.skopeo_inspect(registry.ref("app:v1"), raw=True, extra=registry.skopeo_args())
+        assert peers.digest_of(raw) == proc.stdout.strip().split("@")[1]

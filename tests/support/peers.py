@@ -9,6 +9,7 @@ runc 1.1.5, hybrid cgroup v1/v2) are handled here and noted where they matter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,7 +42,9 @@ def require(*tools: str) -> None:
         pytest.skip(f"missing tool(s): {', '.join(missing)}")
 
 
-def _describe(cmd: Sequence[str], returncode: int | str, stdout: object, stderr: object) -> str:
+def describe(cmd: Sequence[str], returncode: int | str, stdout: object, stderr: object) -> str:
+    """The command, its exit code (or what became of it) and its output, for an assertion message."""
+
     def text(v: object) -> str:
         if isinstance(v, bytes):
             return v.decode("utf-8", "replace")
@@ -108,14 +111,14 @@ def run_bytes(
             check,
         )
     except subprocess.TimeoutExpired as e:
-        raise AssertionError(_describe(argv, f"timed out after {timeout}s", e.stdout, e.stderr)) from None
+        raise AssertionError(describe(argv, f"timed out after {timeout}s", e.stdout, e.stderr)) from None
     except FileNotFoundError as e:
         raise AssertionError(f"command not found: {argv[0]} ({e})") from None
 
 
 def _checked(proc: subprocess.CompletedProcess[_T], check: bool) -> subprocess.CompletedProcess[_T]:
     if check and proc.returncode != 0:
-        raise AssertionError(_describe(proc.args, proc.returncode, proc.stdout, proc.stderr))
+        raise AssertionError(describe(proc.args, proc.returncode, proc.stdout, proc.stderr))
     return proc
 
 
@@ -158,6 +161,11 @@ def skopeo_inspect(
 
 
 # ---------------------------------------------------------------------------------------- layouts
+
+
+def digest_of(data: bytes) -> str:
+    """The OCI digest (``sha256:HEX``) of ``data``, computed here, apart from zeroimage's code."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def extract_archive(archive: Path, dest: Path) -> Path:
@@ -212,7 +220,7 @@ def oci_validate_archive(archive: Path, tmp: Path, *, ref: str | None = None) ->
     proc = run([*cmd, str(layout)], check=False)
     if proc.returncode != 0 or "Validation succeeded" not in proc.stdout + proc.stderr:
         raise AssertionError(
-            f"oci-image-tool rejected {archive}\n" + _describe(proc.args, proc.returncode, proc.stdout, proc.stderr)
+            f"oci-image-tool rejected {archive}\n" + describe(proc.args, proc.returncode, proc.stdout, proc.stderr)
         )
 
 
@@ -393,7 +401,7 @@ def runc_run(
                 )
             except subprocess.TimeoutExpired as e:
                 subprocess.run([runc, "--root", str(state), "kill", container_id, "KILL"], capture_output=True)
-                raise AssertionError(_describe(argv, f"timed out after {timeout}s", e.stdout, e.stderr)) from None
+                raise AssertionError(describe(argv, f"timed out after {timeout}s", e.stdout, e.stderr)) from None
             if not extra and proc.returncode != 0 and "pivot_root" in proc.stderr:
                 subprocess.run([runc, "--root", str(state), "delete", "--force", container_id], capture_output=True)
                 continue

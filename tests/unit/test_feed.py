@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.support.layers import make_layer
+from tests.support.waiting import Background, bounded
 from zeroimage.errors import InputError
 from zeroimage.files import Readable
 from zeroimage.layers.compress import LayerOptions
@@ -35,110 +36,92 @@ def _growing(tmp_path: Path) -> tuple[GrowingFile, int]:
     return GrowingFile(fd), fd
 
 
-def _read_all(reader: Readable, out: list[bytes], errors: list[BaseException]) -> None:
+def _read_all(reader: Readable) -> bytes:
+    """Everything ``reader`` gives, in reads of 1000 bytes; the reader is closed either way."""
+    chunks = []
     try:
         while chunk := reader.read(1000):
-            out.append(chunk)
-    except BaseException as exc:
-        errors.append(exc)
+            chunks.append(chunk)
     finally:
         reader.close()
+    return b"".join(chunks)
+
+
+def _reading(reader: Readable) -> Background[bytes]:
+    """A helper thread reading all of ``reader``: a read that never ends fails the test."""
+    return Background(lambda: _read_all(reader), "a follower's read")
 
 
 def test_follower_reads_everything_written_while_waiting_for_more(tmp_path: Path) -> None:
     growing, fd = _growing(tmp_path)
-    follower = growing.follow()
-    got: list[bytes] = []
-    errors: list[BaseException] = []
-    reader = threading.Thread(target=_read_all, args=(follower, got, errors))
-    reader.start()
+    reader = _reading(growing.follow())
     parts = [os.urandom(n) for n in (1, 4095, 70000, 3)]
     for part in parts:
         growing.write(part)
-    reader.join(0.2)
-    assert reader.is_alive()  # still waiting: the file has not ended
+    assert reader.running_after(0.2)  # still waiting: the file has not ended
     growing.end()
-    reader.join(5)
+    assert reader.result() == b"".join(parts)
     os.close(fd)
-    assert not errors and b"".join(got) == b"".join(parts)
 
 
 def test_a_follower_that_never_reads_does_not_slow_the_writer(tmp_path: Path) -> None:
     growing, fd = _growing(tmp_path)
     idle = growing.follow()
-    for _ in range(64):
-        growing.write(b"x" * (1 << 20))  # 64 MiB, nothing held in memory for the follower
-    growing.end()
+
+    def write_64_mib() -> None:
+        for _ in range(64):
+            growing.write(b"x" * (1 << 20))  # 64 MiB, nothing held in memory for the follower
+        growing.end()
+
+    bounded(write_64_mib, "writes past a follower that never reads")
     os.close(fd)  # the follower has a descriptor of its own
-    assert len(idle.read(-1)) == 64 << 20 and idle.read(1) == b""
+    assert bounded(lambda: len(idle.read(-1)), "the idle follower's read") == 64 << 20
+    assert bounded(lambda: idle.read(1), "a read at the end") == b""
     idle.close()
 
 
 def test_abandoning_wakes_followers_with_an_error(tmp_path: Path) -> None:
     growing, fd = _growing(tmp_path)
-    got: list[bytes] = []
-    errors: list[BaseException] = []
-    reader = threading.Thread(target=_read_all, args=(growing.follow(), got, errors))
-    reader.start()
+    reader = _reading(growing.follow())
     growing.write(b"partial")
     growing.abandon()
     growing.end()  # too late: an abandoned file stays abandoned
-    reader.join(5)
+    with pytest.raises(LayerAbandoned):
+        reader.result()
     os.close(fd)
-    assert not reader.is_alive() and len(errors) == 1 and isinstance(errors[0], LayerAbandoned)
 
 
 def test_pipe_followers_each_read_every_chunk_in_order(tmp_path: Path) -> None:
     pipe = MemoryPipe(window=10_000)
-    results: list[tuple[list[bytes], list[BaseException]]] = []
-    threads = []
-    for _ in range(2):
-        got: list[bytes] = []
-        errors: list[BaseException] = []
-        results.append((got, errors))
-        threads.append(threading.Thread(target=_read_all, args=(pipe.follow(), got, errors)))
-    for thread in threads:
-        thread.start()
+    readers = [_reading(pipe.follow()) for _ in range(2)]
     parts = [os.urandom(n) for n in (1, 2500, 9999, 30000, 7)]  # bigger than the window, and than a read
-    for part in parts:
-        pipe.write(part)
-    pipe.end()
-    for thread in threads:
-        thread.join(5)
-    for got, errors in results:
-        assert not errors and b"".join(got) == b"".join(parts)
+
+    def write_all_parts() -> None:
+        for part in parts:
+            pipe.write(part)
+        pipe.end()
+
+    bounded(write_all_parts, "writes the followers keep up with")
+    for reader in readers:
+        assert reader.result() == b"".join(parts)
 
 
 def test_pipe_writer_waits_for_the_slowest_follower_and_abandon_frees_it() -> None:
     pipe = MemoryPipe(window=1000)
     idle = pipe.follow()
     pipe.write(b"x" * 1000)  # fills the window
-    outcome: list[BaseException | None] = []
-
-    def write_more() -> None:
-        try:
-            pipe.write(b"y")
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    writer = threading.Thread(target=write_more)
-    writer.start()
-    writer.join(0.2)
-    assert writer.is_alive()  # bounded: it waits for the follower
-    assert idle.read(-1) == b"x" * 1000  # room again
-    writer.join(5)
-    assert outcome == [None]
-    pipe.write(b"z" * 1000)
-    writer = threading.Thread(target=write_more)
-    writer.start()
-    writer.join(0.2)
-    assert writer.is_alive()
+    writer = Background(lambda: pipe.write(b"y"), "a write into a full window")
+    assert writer.running_after(0.2)  # bounded: it waits for the follower
+    assert bounded(lambda: idle.read(-1), "the follower's read") == b"x" * 1000  # room again
+    assert writer.result() == 1
+    bounded(lambda: pipe.write(b"z" * 1000), "a write with room for it")
+    writer = Background(lambda: pipe.write(b"y"), "a write into a full window")
+    assert writer.running_after(0.2)
     pipe.abandon()  # an interrupted build must never leave the compressor waiting
-    writer.join(5)
-    assert len(outcome) == 2 and isinstance(outcome[1], LayerAbandoned)
     with pytest.raises(LayerAbandoned):
-        idle.read(1)
+        writer.result()
+    with pytest.raises(LayerAbandoned):
+        bounded(lambda: idle.read(1), "a read of an abandoned pipe")
 
 
 def test_pipe_drops_a_follower_that_closes_and_then_holds_nothing() -> None:
@@ -146,8 +129,18 @@ def test_pipe_drops_a_follower_that_closes_and_then_holds_nothing() -> None:
     quitter = pipe.follow()
     pipe.write(b"x" * 1000)
     quitter.close()  # a failed upload: the compressor goes on at full speed
-    for _ in range(100):
-        pipe.write(b"y" * 1000)
+
+    def write_100_mib() -> None:
+        for _ in range(100):
+            pipe.write(bytes(1 << 20))  # a new object each time: kept, each would count
+
+    tracemalloc.start()
+    try:
+        bounded(write_100_mib, "writes with no follower left")
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20, f"{held} bytes still held"
     pipe.end()
 
 
@@ -156,18 +149,10 @@ class _RecordingTap:
         self.data = b""
         self.descriptor: Descriptor | None = None
         self.aborted = False
-        self.thread: threading.Thread | None = None
-        self.errors: list[BaseException] = []
+        self.reader: Background[bytes] | None = None
 
     def start(self, layer: Readable) -> None:
-        chunks: list[bytes] = []
-
-        def run() -> None:
-            _read_all(layer, chunks, self.errors)
-            self.data = b"".join(chunks)
-
-        self.thread = threading.Thread(target=run)
-        self.thread.start()
+        self.reader = _reading(layer)
 
     def finish(self, descriptor: Descriptor) -> None:
         self.descriptor = descriptor
@@ -177,25 +162,24 @@ class _RecordingTap:
 
     def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
         self.descriptor = descriptor
-        layer = open_layer()
-        try:
-            self.data = b"".join(iter(lambda: layer.read(1 << 20), b""))
-        finally:
-            layer.close()
+        self.data = _read_all(open_layer())
 
     def join(self) -> None:
-        assert self.thread is not None
-        self.thread.join(10)
+        """Wait (within a bound) for the read the store started; re-raise how it failed."""
+        assert self.reader is not None, "the store never started this tap"
+        self.data = self.reader.result()
 
 
 def test_store_hands_taps_the_layer_as_it_is_written(tmp_path: Path, program: Path) -> None:
     store = BlobStore(tmp_path / "cache")
     taps = [_RecordingTap(), _RecordingTap()]
-    built, cached = make_layer(store, [file_entry(program, "/app")], LayerOptions(), taps)
+    built, cached = bounded(
+        lambda: make_layer(store, [file_entry(program, "/app")], LayerOptions(), taps), "the layer", 60
+    )
     assert not cached
     for tap in taps:
-        tap.join()
-        assert tap.descriptor == built.descriptor and not tap.aborted and not tap.errors
+        tap.join()  # re-raises how its read failed, if it did
+        assert tap.descriptor == built.descriptor and not tap.aborted
         assert (
             sha256_digest(tap.data)
             == built.descriptor.digest
@@ -203,7 +187,7 @@ def test_store_hands_taps_the_layer_as_it_is_written(tmp_path: Path, program: Pa
         )
     hit = _RecordingTap()  # a cache hit: the tap is told where the bytes are, nothing streams
     assert make_layer(store, [file_entry(program, "/app")], LayerOptions(), [hit]) == (built, True)
-    assert hit.thread is None and hit.descriptor == built.descriptor
+    assert hit.reader is None and hit.descriptor == built.descriptor
     assert sha256_digest(hit.data) == built.descriptor.digest
     pushed = _RecordingTap()  # a push keeps no bytes: its taps hear nothing of a hit
     assert make_layer(store, [file_entry(program, "/app")], LayerOptions(), [pushed], keep=False)[1]
@@ -217,10 +201,10 @@ def test_store_abandons_taps_when_the_layer_fails(tmp_path: Path) -> None:
     shrunk.write_bytes(b"short")
     entry = Entry(path="app", kind="file", mode=0o755, source=shrunk, size=10)  # it changed while read
     with pytest.raises(InputError):
-        make_layer(store, [entry], LayerOptions(), [tap])
-    tap.join()
+        bounded(lambda: make_layer(store, [entry], LayerOptions(), [tap]), "the failing layer")
+    with pytest.raises(LayerAbandoned):
+        tap.join()
     assert tap.aborted and tap.descriptor is None
-    assert len(tap.errors) == 1 and isinstance(tap.errors[0], LayerAbandoned)
     assert not [p for p in (tmp_path / "cache" / "blobs" / "sha256").iterdir()]  # no temp file left
 
 
@@ -228,7 +212,9 @@ def test_store_without_keep_passes_the_layer_through_memory(tmp_path: Path, prog
     store = BlobStore(tmp_path / "cache")
     tap = _RecordingTap()
     entries = [file_entry(program, "/app")]
-    built, cached = make_layer(store, entries, LayerOptions(), [tap], keep=False)
+    built, cached = bounded(  # the compressor waits for the tap: a tap that stalls would block it
+        lambda: make_layer(store, entries, LayerOptions(), [tap], keep=False), "the layer", 60
+    )
     tap.join()
     assert not cached and tap.descriptor == built.descriptor and sha256_digest(tap.data) == built.descriptor.digest
     assert not store.has(built.descriptor)  # never written to disk
@@ -245,11 +231,7 @@ def test_a_layer_kept_by_identity_is_made_again_when_a_sink_needs_its_bytes(tmp_
     producer = LayerProducer(store, LayerOptions(), NullReporter(), list, keep=False)
     made = producer.make(entries, "test layer")
     assert not store.has(made.built.descriptor)  # nothing on disk to copy from
-    stream = producer.blob(made).open()
-    try:
-        assert sha256_digest(b"".join(iter(lambda: stream.read(1 << 20), b""))) == made.built.descriptor.digest
-    finally:
-        stream.close()
+    assert sha256_digest(_read_all(producer.blob(made).open())) == made.built.descriptor.digest
     other = LayerProducer(BlobStore(tmp_path / "other"), LayerOptions(), NullReporter(), list, keep=False)
     streamed = other.make(entries, "test layer")
     with open(program, "r+b") as handle:  # the program changes after its layer was streamed

@@ -9,10 +9,13 @@ for linux/amd64 and every byte of its layers.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,7 +24,7 @@ from hypothesis import strategies as st
 from tests.conftest import MULTIARCH
 from zeroimage.errors import InputError, ZeroimageError
 from zeroimage.image import candidates, load_base
-from zeroimage.oci import Descriptor, Platform, parse_document, sha256_digest
+from zeroimage.oci import Descriptor, Index, Manifest, Platform, parse_document, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.transports.oci_layout import LayoutSource
 from zeroimage.transports.storage import TarFiles
@@ -37,21 +40,36 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hostile") / "image.tar"
 
 
-def read_everything(path: Path) -> None:
+@dataclass(frozen=True)
+class Read:
+    """What :func:`read_everything` found: how many manifests, the platform of the base chosen
+    for linux/amd64, and (descriptor digest, digest of the bytes read) of each of its layers."""
+
+    manifests: int
+    platform: Platform
+    layers: list[tuple[str, str]]
+
+
+def read_everything(path: Path) -> Read:
     """What a build and an inspect read of an oci-archive."""
     TarFiles(path).names()
     source = LayoutSource.archive(path, None)
     source.index()
-    for candidate in candidates(source):
+    found = candidates(source)
+    for candidate in found:
         source.document(candidate.descriptor)
     base = load_base(source, AMD64)
+    layers = []
     for layer in base.layers:
+        digest = hashlib.sha256()
         stream = layer.open()
         try:
-            while stream.read(1 << 16):
-                pass
+            while chunk := stream.read(1 << 16):
+                digest.update(chunk)
         finally:
             stream.close()
+        layers.append((layer.descriptor.digest, "sha256:" + digest.hexdigest()))
+    return Read(len(found), base.platform, layers)
 
 
 def only_zeroimage_errors(path: Path, data: bytes) -> None:
@@ -144,7 +162,23 @@ def test_a_cut_archive_is_refused_wherever_it_is_cut(scratch: Path) -> None:
 
 
 def test_a_valid_archive_is_read() -> None:
-    read_everything(MULTIARCH)
+    """The control for the cases above: the unaltered archive gives all its manifests, and the
+    linux/amd64 base's layers byte for byte, as the archive's own documents name them."""
+    with tarfile.open(MULTIARCH) as tar:
+
+        def document(name: str) -> Any:
+            member = tar.extractfile(name)
+            assert member is not None
+            return json.load(member)
+
+        (top,) = document("index.json")["manifests"]
+        nested = document("blobs/sha256/" + top["digest"].split(":")[1])["manifests"]
+        (amd64,) = [m for m in nested if m["platform"] == {"architecture": "amd64", "os": "linux"}]
+        layers = document("blobs/sha256/" + amd64["digest"].split(":")[1])["layers"]
+    read = read_everything(MULTIARCH)
+    assert read.manifests == len(nested) == 11
+    assert read.platform == AMD64
+    assert read.layers == [(layer["digest"], layer["digest"]) for layer in layers]
 
 
 # -- documents that name each other --------------------------------------------------------------
@@ -223,9 +257,11 @@ def test_a_document_of_the_other_kind_than_its_descriptor_says_is_refused(named_
 def test_a_document_without_a_media_type_or_of_the_other_format_is_taken() -> None:
     digest = sha256_digest(b"x")
     manifest = {"schemaVersion": 2, "config": {"digest": digest, "size": 1}, "layers": []}
-    parse_document(json.dumps(manifest).encode(), "doc", mt.OCI_MANIFEST)
-    parse_document(json.dumps({**manifest, "mediaType": mt.DOCKER_MANIFEST}).encode(), "doc", mt.OCI_MANIFEST)
-    parse_document(json.dumps({"schemaVersion": 2, "manifests": []}).encode(), "doc", mt.DOCKER_MANIFEST_LIST)
+    assert isinstance(parse_document(json.dumps(manifest).encode(), "doc", mt.OCI_MANIFEST), Manifest)
+    docker = json.dumps({**manifest, "mediaType": mt.DOCKER_MANIFEST}).encode()
+    assert isinstance(parse_document(docker, "doc", mt.OCI_MANIFEST), Manifest)
+    index = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+    assert isinstance(parse_document(index, "doc", mt.DOCKER_MANIFEST_LIST), Index)
 
 
 def test_huge_tar_header_is_refused_before_it_is_read(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_any_json_parses_or_raises_our_error(value: object) -> None:
         {"schemaVersion": 2, "config": value, "layers": value},
     ):
         with contextlib.suppress(ZeroimageError):
-            parse_document(json.dumps(wrapped).encode(), "doc")
+            assert isinstance(parse_document(json.dumps(wrapped).encode(), "doc"), Manifest | Index)
 
 
 def test_config_changes_keep_unknown_fields_and_os_version() -> None:
