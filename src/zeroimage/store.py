@@ -105,10 +105,15 @@ class BlobStore:
     def blob(self, desc: Descriptor) -> Blob:
         return Blob(desc, lambda: self.open(desc))
 
-    def new_file(self) -> tuple[int, str]:
-        """A temporary file in the store for a blob being written: (descriptor, path)."""
+    def new_file(self) -> str:
+        """A name for a blob being written: a hidden temporary file in the store, not yet made
+        (named first, so that whoever removes it on failure knows it even if an interrupt lands
+        while it is created); :meth:`create` makes it."""
+        return str(self._blobs / f".new-{os.urandom(8).hex()}.tmp")
+
+    def create(self, tmp: str) -> int:
         try:
-            return tempfile.mkstemp(dir=self._blobs, prefix=".new-", suffix=".tmp")
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as exc:
             raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Home, finish
+from tests.support.programs import static_amd64_header
 from tests.support.registry import start_registry
 from tests.support.waiting import wait_for
 
@@ -33,11 +34,14 @@ def temporary_files(*roots: Path) -> list[str]:
 
 
 def incompressible(path: Path, size: int) -> Path:
-    """Random blocks, some repeated farther apart than deflate can see: ISA-L gains nothing."""
+    """A program of random blocks, some repeated farther apart than deflate can see: ISA-L gains
+    nothing (behind an ELF header, so that zeroimage knows its platform)."""
     block = os.urandom(4 * MB)
     with open(path, "wb") as out:
         for i in range(size // (4 * MB)):
             out.write(block if i % 3 == 0 else os.urandom(4 * MB))
+        out.seek(0)
+        out.write(static_amd64_header())
     path.chmod(0o755)
     return path
 
@@ -270,7 +274,7 @@ def test_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
     for name, kind in targets.items():
         for output in (name, f"docker-archive:{name}", f"oci-archive:{name}"):
             proc = home.run("build", str(program), "-o", output)
-            assert proc.returncode == 1 and "it is not a regular file" in proc.stderr, proc.stderr
+            assert proc.returncode == 1 and "is not a regular file" in proc.stderr, proc.stderr
             assert stat.filemode((home.work / name).lstat().st_mode)[0] == kind
     assert sorted(p.name for p in home.work.iterdir()) == sorted(targets)
 
@@ -279,12 +283,14 @@ def test_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
 
 
 def sparse_binary(path: Path, size: int) -> Path:
-    """Mostly a hole (compresses fast), with 1 MB of random data at eight places."""
+    """A program mostly a hole (compresses fast), with 1 MB of random data at eight places."""
     with open(path, "wb") as out:
         out.truncate(size)
         for offset in range(0, size, max(size // 8, MB)):
             out.seek(offset)
             out.write(os.urandom(MB))
+        out.seek(0)
+        out.write(static_amd64_header())
     path.chmod(0o755)
     return path
 

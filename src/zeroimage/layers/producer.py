@@ -114,11 +114,14 @@ class LayerProducer:
         keep: bool | None = None,
     ) -> BuiltLayer:
         keep = self.keep if keep is None else keep
-        fd, tmp = self.store.new_file() if keep else (-1, "")
-        feed = GrowingFile(fd) if keep else MemoryPipe()
         cancel = cancel or Cancellation()
-        cancel.on_set(feed.abandon)  # a writer waiting for room in the feed is woken
+        tmp = self.store.new_file() if keep else ""
+        fd = -1
+        feed: GrowingFile | MemoryPipe | None = None
         try:
+            fd = self.store.create(tmp) if keep else -1
+            feed = GrowingFile(fd) if keep else MemoryPipe()
+            cancel.on_set(feed.abandon)  # a writer waiting for room in the feed is woken
             for tap in taps:
                 tap.start(feed.follow())
             built = stream_layer(entries, feed, self.options, self.reporter, cancel, label)
@@ -128,7 +131,8 @@ class LayerProducer:
                 fd = -1
                 self.store.commit(tmp, built.descriptor.digest)
         except BaseException as exc:
-            feed.abandon()
+            if feed is not None:
+                feed.abandon()
             for tap in taps:
                 tap.abort()
             if fd >= 0:
