@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from tests.support.layers import make_layer
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
+from zeroimage.files import Readable
 from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
 from zeroimage.layers.entries import Entry, clean_image_path, file_entry
 from zeroimage.layers.producer import layer_key
@@ -133,3 +135,45 @@ def test_cache_prunes_least_recently_used_layer_records(tmp_path: Path, monkeypa
     store.prune()
     kept = sorted(p.name for p in (tmp_path / "cache" / "layers").iterdir())
     assert kept == ["key0", "key4", "key5", "key6", "key7", "key8"]
+
+
+def test_a_program_touched_or_copied_is_known_by_its_content(tmp_path: Path) -> None:
+    """touch, cp, a fresh checkout: the identity changes, the content does not; the layer is
+    taken from the cache without compressing it again. Other content of the same shape is
+    made anew."""
+    store = BlobStore(tmp_path / "cache")
+    program = tmp_path / "app"
+    program.write_bytes(os.urandom(300_000))
+    first, cached = make_layer(store, [file_entry(program, "/app")])
+    assert not cached
+    os.utime(program, (2_000_000_000, 2_000_000_000))  # touch
+    copy = tmp_path / "copy"
+    copy.write_bytes(program.read_bytes())  # cp: another inode
+    for source in (program, copy):
+        taps: list[_Recorder] = [_Recorder()]
+        again, cached = make_layer(store, [file_entry(source, "/app")], taps=taps)
+        assert cached and again == first
+        assert taps[0].started is None and taps[0].cached_digest == first.descriptor.digest  # never compressed
+    other = tmp_path / "other"
+    other.write_bytes(os.urandom(300_000))  # same size, other bytes
+    made, cached = make_layer(store, [file_entry(other, "/app")])
+    assert not cached and made.diff_id != first.diff_id
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.started: object = None
+        self.cached_digest = ""
+
+    def start(self, layer: Readable) -> None:
+        self.started = layer
+        layer.close()
+
+    def finish(self, descriptor: Descriptor) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
+        self.cached_digest = descriptor.digest

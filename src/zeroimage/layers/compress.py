@@ -185,6 +185,31 @@ def stream_layer(
     )
 
 
+class _TarHash:
+    """The tar stream's sha256 alone: a layer's diff_id, without compressing it."""
+
+    def __init__(self, cancel: Cancellation) -> None:
+        self.hasher = hashlib.sha256()
+        self.cancel = cancel
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self.cancel.is_set():
+            raise LayerCancelled
+        self.hasher.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def diff_id_of(entries: Sequence[Entry], mtime: int, cancel: Cancellation | None = None) -> str:
+    """The diff_id the layer of ``entries`` has (the sha256 of its tar stream), found by reading
+    the files once without compressing them: how an unchanged layer is recognised by content."""
+    sink = _TarHash(cancel or Cancellation())
+    write_tar(entries, sink, mtime)
+    return "sha256:" + sink.hasher.hexdigest()
+
+
 def _open_compressor(sink: _HashingWriter, options: LayerOptions) -> BinaryIO:
     level = options.effective_level
     if options.compression == "gzip":

@@ -1,16 +1,24 @@
-"""Making the build's new layers: each once, from the cache when its inputs are unchanged, else
-compressed now in one streaming pass and handed to the outputs while it is made.
+"""Making the build's new layers: each once, and never again when its content is known —
+to this machine's cache, or to a registry the build pushes to.
 
-    inputs' identity ── hit ──► the stored layer (taps told where its bytes are)
+    inputs' identity ── hit ──► the stored layer (taps told how to read it)
           │ miss
-          ▼
+    inputs' content (diff_id) ── known here ──► the stored layer
+          │                  └─ in a pushed image ──► that registry's blob, as it is
+          ▼ unknown
     compress ──► feed ──► taps (a registry uploads it, an archive writes it in)
                   └────► the store's file (kept) or nothing (a push only)
 
-The cache key is each input file's identity — device, inode, size, mtime and ctime in
+The identity key is each input file's identity — device, inode, size, mtime and ctime in
 nanoseconds, the same facts git's index and make trust — plus its in-image path, mode and owner,
 and the layer options. ctime cannot be set from user space, so any write to the file, even one
-that restores the mtime (``cp -p``, ``touch -d``), changes the key.
+that restores the mtime (``cp -p``, ``touch -d``), changes the key: the fast path, a stat.
+
+Content is the fallback, for a program whose identity changed but whose bytes did not (``touch``,
+a fresh checkout, ``cp``): its diff_id — the sha256 of the layer's tar stream — is computed by
+reading the files once, without compressing, but only when it can pay: when the cache holds a
+layer of the same shape (paths, modes, owners, sizes) or a registry the build pushes to lists
+layers of this compression. A first build pays nothing.
 
 A layer that is *kept* is written to the store (where local outputs copy it from) and read back
 by the taps as it grows; one that is not (a build that only pushes) passes through a bounded
@@ -25,33 +33,54 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
-from zeroimage.cancel import Cancellation
-from zeroimage.errors import InputError, OutputError
+from zeroimage.cancel import Cancellation, Worker
+from zeroimage.errors import InputError, OutputError, ZeroimageError
 from zeroimage.files import Readable, describe_os_error, unlink_quietly
 from zeroimage.image import Blob, LayerTap
-from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
+from zeroimage.layers.compress import BuiltLayer, LayerOptions, diff_id_of, stream_layer
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.feed import GrowingFile, MemoryPipe
+from zeroimage.oci import Descriptor, Platform
 from zeroimage.progress import Reporter
 from zeroimage.store import BlobStore
 
 #: Bumped whenever what a layer's bytes depend on changes, so that old records no longer match.
 _KEY_FORMAT = 1
 
-Origin = Literal["made", "cache"]
+Origin = Literal["made", "cache", "registry"]
 
 
 @dataclass(frozen=True)
 class MadeLayer:
-    """A new layer of the build: its identity, its inputs, and where it came from."""
+    """A new layer of the build: its identity, its inputs, where it came from, and — reused from
+    a registry — the blob there and the image (``reused_from``) that lists it."""
 
     built: BuiltLayer
     entries: tuple[Entry, ...]
     origin: Origin
+    remote: Blob | None = None
+    reused_from: str = ""
+
+
+@dataclass(frozen=True)
+class RemoteLayer:
+    """A layer a registry holds, listed by an image there (``reference``)."""
+
+    blob: Blob  # as the registry has it: its descriptor, and how to mount or read it
+    reference: str
+
+
+class RemoteLayers(Protocol):
+    """The layers that images the build pushes to (and its --cache-from images) already hold."""
+
+    def layers(self, platform: Platform, media_type: str) -> Mapping[str, RemoteLayer]:
+        """By diff_id, those of ``media_type``'s compression in the images for ``platform``;
+        waits for the registries' answers (asked for once, at the build's start)."""
+        ...
 
 
 class LayerProducer:
@@ -64,35 +93,90 @@ class LayerProducer:
         reporter: Reporter,
         taps: Callable[[], Sequence[LayerTap]],
         keep: bool,
+        remote: RemoteLayers | None = None,
     ) -> None:
         self.store = store
         self.options = options
         self.reporter = reporter
         self._taps = taps
         self.keep = keep
+        self.remote = remote
 
-    def make(self, entries: Sequence[Entry], what: str, cancel: Cancellation | None = None) -> MadeLayer:
-        """The layer of ``entries`` (``what`` names it in messages): from the cache when its
-        inputs are unchanged, else made now, its bytes handed to the taps as they are made.
-        ``cancel`` stops it from another thread (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
+    def make(
+        self,
+        entries: Sequence[Entry],
+        what: str,
+        cancel: Cancellation | None = None,
+        platform: Platform | None = None,
+    ) -> MadeLayer:
+        """The layer of ``entries`` (``what`` names it in messages, ``platform`` says which images
+        of a registry may hold it): from the cache or a registry when its inputs or its content
+        are known, else made now, its bytes handed to the taps as they are made. ``cancel`` stops
+        it from another thread (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
         entries = tuple(entries)
         key = layer_key(entries, self.options)
         hit = self.store.layer_record(key, need_blob=self.keep)
         if hit is not None:
             self.reporter.info(f"{what}: unchanged (cache), layer {hit.descriptor.digest}")
-            if self.keep:
-                for tap in self._taps():
-                    tap.cached(hit.descriptor, lambda: self.store.open(hit.descriptor))
-            return MadeLayer(hit, entries, "cache")
+            return self._cached(hit, entries)
+        shape = shape_key(entries, self.options)
+        known = self._known(entries, shape, platform, cancel)
+        if isinstance(known, MadeLayer):
+            self.store.put_layer_record(key, known.built)
+            if known.origin == "registry":
+                self.reporter.info(f"{what}: unchanged, layer {known.built.descriptor.digest} from {known.reused_from}")
+            else:
+                self.reporter.info(f"{what}: same content as before (cache), layer {known.built.descriptor.digest}")
+            return known
         built = self._compress(entries, f"compressing {what}", self._taps(), cancel)
         self.store.put_layer_record(key, built)
+        self.store.put_record("shapes", shape, {})
+        self.store.put_record("contents", content_key(built.diff_id, self.options), _record(built))
         self.store.prune()
         return MadeLayer(built, entries, "made")
+
+    def _cached(self, hit: BuiltLayer, entries: tuple[Entry, ...]) -> MadeLayer:
+        if self.keep:
+            for tap in self._taps():
+                tap.cached(hit.descriptor, lambda: self.store.open(hit.descriptor))
+        return MadeLayer(hit, entries, "cache")
+
+    def _known(
+        self, entries: tuple[Entry, ...], shape: str, platform: Platform | None, cancel: Cancellation | None
+    ) -> MadeLayer | str | None:
+        """The layer of these entries' content if the cache or a registry has it; else their
+        diff_id if it had to be computed (None if nothing could pay for it). The diff_id is
+        computed while the registries answer, and dropped if nothing can match it."""
+        local = self.store.record("shapes", shape) is not None
+        if not local and (self.remote is None or platform is None):
+            return None
+        hashing = _Hashing(entries, self.options.mtime, cancel)
+        try:
+            remote = self.remote.layers(platform, self.options.media_type) if self.remote and platform else {}
+            if not local and not remote:
+                return None
+            diff_id = hashing.result()
+        finally:
+            hashing.stop()
+        if local:
+            record = self.store.record("contents", content_key(diff_id, self.options))
+            found = _built(record) if record is not None else None
+            if found is not None and found.diff_id == diff_id and (not self.keep or self.store.has(found.descriptor)):
+                if self.keep:
+                    self.store.touch(found.descriptor.digest)
+                return self._cached(found, entries)
+        layer = remote.get(diff_id)
+        if layer is not None:
+            desc = layer.blob.descriptor
+            return MadeLayer(BuiltLayer(desc, diff_id), entries, "registry", layer.blob, layer.reference)
+        return diff_id
 
     def blob(self, layer: MadeLayer) -> Blob:
         """The layer's bytes for the sinks: its stored file, verified as it is read; or, when the
         build kept only its identity (or the stored file turned out corrupt and was removed), the
         same bytes made again into the store, their digest checked."""
+        if layer.remote is not None:
+            return layer.remote
         desc = layer.built.descriptor
 
         def opener() -> Readable:
@@ -150,16 +234,75 @@ class LayerProducer:
 
 def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:
     """The cache key of a layer: its inputs' identities and the options that shape its bytes."""
-    parts: list[object] = [_KEY_FORMAT, options.compression, options.effective_level, options.mtime]
+    return _key(entries, options, identity=True)
+
+
+def shape_key(entries: Sequence[Entry], options: LayerOptions) -> str:
+    """What a layer's inputs look like without their files' content: paths, modes, owners and
+    sizes. A layer of the same shape in the cache is what makes reading the content worth it."""
+    return _key(entries, options, identity=False)
+
+
+def content_key(diff_id: str, options: LayerOptions) -> str:
+    """The key of a layer by content: its diff_id and the options that shape its bytes."""
+    parts = [_KEY_FORMAT, options.compression, options.effective_level, diff_id]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _key(entries: Sequence[Entry], options: LayerOptions, identity: bool) -> str:
+    parts: list[object] = [_KEY_FORMAT, options.compression, options.effective_level, options.mtime, identity]
     for entry in sorted(entries, key=lambda e: e.path):
-        identity: object = None
+        facts: object = None
         if entry.source is not None:
             try:
                 st = os.stat(entry.source)
             except OSError as exc:
                 raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
-            identity = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+            facts = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns] if identity else st.st_size
         elif entry.data is not None:
-            identity = hashlib.sha256(entry.data).hexdigest()
-        parts.append([entry.path, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, identity])
+            facts = hashlib.sha256(entry.data).hexdigest()
+        parts.append([entry.path, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, facts])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _record(layer: BuiltLayer) -> dict[str, object]:
+    return {"descriptor": layer.descriptor.to_dict(), "diff_id": layer.diff_id}
+
+
+def _built(record: Mapping[str, object]) -> BuiltLayer | None:
+    try:
+        desc = Descriptor.from_dict(record["descriptor"])
+        diff_id = record["diff_id"]
+    except (KeyError, ZeroimageError):
+        return None
+    return BuiltLayer(desc, diff_id) if isinstance(diff_id, str) else None
+
+
+class _Hashing:
+    """A layer's diff_id computed in a thread of its own, so that the registries' answers and
+    the files' reading overlap; :meth:`stop` abandons it when nothing can match it."""
+
+    def __init__(self, entries: Sequence[Entry], mtime: int, cancel: Cancellation | None) -> None:
+        self._cancel = Cancellation()
+        if cancel is not None:
+            cancel.on_set(self._cancel.set)
+        self._diff_id = ""
+        self._failure: BaseException | None = None
+        self._worker = Worker(lambda: self._run(entries, mtime), "diff-id")
+        self._worker.start()
+
+    def _run(self, entries: Sequence[Entry], mtime: int) -> None:
+        try:
+            self._diff_id = diff_id_of(entries, mtime, self._cancel)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by result()
+            self._failure = exc
+
+    def result(self) -> str:
+        self._worker.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self._diff_id
+
+    def stop(self) -> None:
+        self._cancel.set()
+        self._worker.wait()
