@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zeroimage.errors import UsageError
 from zeroimage.image import ImageFormat
@@ -51,6 +51,7 @@ def build(
     no_cache: bool = False,
     digest_file: PathLike | None = None,
     source_date_epoch: int | None = None,
+    target: Literal["lambda"] | None = None,
     reporter: Reporter | None = None,
     progress: Callable[[Event], None] | None = None,
 ) -> BuildResult:
@@ -60,7 +61,8 @@ def build(
     ``oci-archive:PATH[:TAG]``, ``docker-archive:PATH``); None builds FROM scratch. ``outputs``
     takes every ``-o`` form and ``docker://REF`` for a push; ``push`` takes registry references.
     Without either, the image goes to ``./PROGRAM.tar``. ``platform`` is ``OS/ARCH[/VARIANT]`` for
-    a single program or ``OS/ARCH[/VARIANT]=PATH`` entries. ``source_date_epoch`` defaults to the
+    a single program or ``OS/ARCH[/VARIANT]=PATH`` entries. ``target="lambda"`` makes and checks
+    the image for AWS Lambda. ``source_date_epoch`` defaults to the
     ``SOURCE_DATE_EPOCH`` environment variable. Warnings, steps and progress go to ``reporter``
     (a :class:`~zeroimage.progress.Reporter`) or, one :class:`~zeroimage.progress.Event` at a
     time, to the function ``progress``; by default nowhere.
@@ -96,6 +98,7 @@ def build(
         no_cache=no_cache,
         digest_file=digest_file,
         source_date_epoch=source_date_epoch,
+        target=target,
     )
     return run(spec, CallbackReporter(progress) if progress is not None else reporter)
 
@@ -142,6 +145,7 @@ def _spec(
     no_cache: bool,
     digest_file: PathLike | None,
     source_date_epoch: int | None,
+    target: Literal["lambda"] | None,
 ) -> BuildSpec:
     """Every keyword, validated, into one BuildSpec (one UsageError for the first bad one)."""
     from zeroimage import customize
@@ -194,7 +198,14 @@ def _spec(
         essentials=parse_essentials(essentials),
         strict=strict,
         digest_file=Path(digest_file) if digest_file is not None else None,
+        target=_target(target),
     )
+
+
+def _target(target: str | None) -> Literal["lambda"] | None:
+    if target is None or target == "lambda":
+        return target  # type: ignore[return-value]
+    raise UsageError(f"unknown target {target!r}: the one target is lambda (AWS Lambda)")
 
 
 def _pairs(values: Mapping[str, str] | Sequence[str] | None) -> list[str]:

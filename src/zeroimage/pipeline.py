@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
-from zeroimage import runcheck
+from zeroimage import aws_lambda, runcheck
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.customize import ConfigChanges, apply_changes, history_of, user_ids
 from zeroimage.elf import BinaryInfo, inspect_binary
@@ -78,6 +79,8 @@ class BuildSpec:
     essentials: tuple[str, ...] = ()
     strict: bool = False
     digest_file: Path | None = None
+    #: A platform with rules of its own the image must satisfy (``lambda``: AWS Lambda).
+    target: Literal["lambda"] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         raise UsageError("no program to put in the image")
     inputs = Inputs([p.path for p in spec.programs], [source for source, _ in spec.adds], spec.base)
     check_outputs(spec.outputs, spec.digest_file, inputs, terminal=sys.stdout.isatty())
+    if spec.target == "lambda":
+        aws_lambda.check_request(len(spec.programs), spec.layer.compression)
     _check_single_platform_outputs(spec)
     _check_one_entrypoint(spec)
     infos = [inspect_binary(p.path) for p in spec.programs]
@@ -163,6 +168,8 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         stack.enter_context(_hinted(spec.base))
         source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
         targets = _targets(spec, infos, source, reporter)
+        if spec.target == "lambda":
+            aws_lambda.check_platform(targets[0].platform)
         # The first program's layer does not wait for the base: it is made from what it would be
         # if the base changed nothing (no directory at its path, parents 0755 and root's), and
         # made again if the plan says otherwise.
@@ -324,7 +331,16 @@ def _program_guess(spec: BuildSpec, target: Target) -> tuple[Entry, ...]:
     """The first program's layer as it is when the base changes nothing about it."""
     empty = FileTree()
     entrypoint = entrypoint_of(spec.entrypoint_path, target.name, empty)
-    return program_layer(file_entry(Path(target.path), entrypoint), empty)
+    program, _ = _for_target(spec, [file_entry(Path(target.path), entrypoint)], entrypoint)
+    return program_layer(program[0], empty)
+
+
+def _for_target(spec: BuildSpec, entries: list[Entry], program: str) -> tuple[list[Entry], list[str]]:
+    """The entries as the target needs them (Lambda's user reads them all, runs the program),
+    and what was changed."""
+    if spec.target == "lambda":
+        return aws_lambda.widen(entries, program)
+    return entries, []
 
 
 def _base(source: Source | None, location: Location | None, target: Target) -> BaseImage | None:
@@ -345,7 +361,8 @@ def _plan(
     entrypoint = entrypoint_of(spec.entrypoint_path, target.name, tree)
     essentials = essential_entries(spec.essentials, base=tree if base is not None else None, reporter=reporter)
     groups = ([(f"--with {','.join(spec.essentials)}", essentials)] if essentials else []) + list(added)
-    files = list(files_layer(combine_adds(groups, [entrypoint]), tree))
+    extras, widened = _for_target(spec, combine_adds(groups, [entrypoint]), entrypoint)
+    files = list(files_layer(extras, tree))
     tree.add_entries(files)
     user = _user(spec.config, base, tree, reporter)
     by = [name for name, _ in groups]
@@ -358,9 +375,18 @@ def _plan(
         files += made
         tree.add_entries(made)
         by.append(f"WORKDIR {workdir}")
-    program = program_layer(file_entry(Path(target.path), entrypoint), tree)
+    (entry,), widened_program = _for_target(spec, [file_entry(Path(target.path), entrypoint)], entrypoint)
+    program = program_layer(entry, tree)
     tree.add_entries(program)
+    if widened or widened_program:
+        changed = widened_program + widened
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        reporter.notice(f"for Lambda's unprivileged user, made readable by all (the program executable): {shown}")
+    if spec.target == "lambda":
+        user = aws_lambda.FUNCTION_USER  # Lambda runs the function as a user of its own, never root
     _check_runnable(spec, target, entrypoint, base, tree, user, reporter)
+    if spec.target == "lambda":
+        _check_lambda(spec, target, entrypoint, base, tree, reporter)
     return _Plan(target, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}")
 
 
@@ -397,6 +423,32 @@ def _check_runnable(
         if spec.strict:
             raise RunCheckError(problem)
         reporter.warn(problem)
+
+
+def _check_lambda(
+    spec: BuildSpec, target: Target, entrypoint: str, base: BaseImage | None, tree: FileTree, reporter: Reporter
+) -> None:
+    """What Lambda would refuse or never run that the build cannot change: the base's layer
+    compression (an error), base files the program needs that Lambda's user cannot read, a
+    program that does not speak the Runtime API on a base without a runtime client."""
+    if base is not None:
+        refused = aws_lambda.layer_problems([b.descriptor.media_type for b in base.layers], f"the base {base.name}")
+        if refused:
+            raise InputError(refused[0])
+    warnings = []
+    unreadable = runcheck.unreadable(target.info, entrypoint, tree, aws_lambda.FUNCTION_USER)
+    if unreadable:
+        warnings.append(f"{entrypoint} needs {', '.join(unreadable)}, which Lambda's unprivileged user cannot read")
+    if not aws_lambda.has_runtime_client(tree) and not aws_lambda.speaks_runtime_api(Path(target.path)):
+        warnings.append(
+            f"{target.path} never mentions AWS_LAMBDA_RUNTIME_API and the base has no runtime interface "
+            "client (/lambda-entrypoint.sh): it will not answer invocations (use aws-lambda-go, Rust's "
+            "lambda_runtime or the C++ runtime, or a public.ecr.aws/lambda/provided base)"
+        )
+    for warning in warnings:
+        if spec.strict:
+            raise RunCheckError(warning)
+        reporter.warn(warning)
 
 
 def _config(spec: BuildSpec, plan: _Plan, layers: Sequence[tuple[str, str]], created: str) -> ImageConfig:

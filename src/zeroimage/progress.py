@@ -33,6 +33,10 @@ class Reporter(Protocol):
         """Something the user should know that does not stop the build."""
         ...
 
+    def notice(self, message: str) -> None:
+        """Something the build did on the user's behalf that they should know of."""
+        ...
+
     def info(self, message: str) -> None:
         """A step of the work, shown with --verbose or in logs."""
         ...
@@ -59,6 +63,9 @@ class NullReporter:
     def warn(self, message: str) -> None:
         pass
 
+    def notice(self, message: str) -> None:
+        pass
+
     def info(self, message: str) -> None:
         pass
 
@@ -66,7 +73,7 @@ class NullReporter:
         return _NullTask()
 
 
-EventKind = Literal["warning", "info", "started", "progress", "finished", "failed"]
+EventKind = Literal["warning", "notice", "info", "started", "progress", "finished", "failed"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,9 @@ class CallbackReporter:
 
     def warn(self, message: str) -> None:
         self.emit(Event("warning", message))
+
+    def notice(self, message: str) -> None:
+        self.emit(Event("notice", message))
 
     def info(self, message: str) -> None:
         self.emit(Event("info", message))

@@ -175,11 +175,32 @@ def _access_problem(
     return ""
 
 
-def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, Node], list[str]]:
+def unreadable(info: BinaryInfo, entrypoint: str, tree: FileTree, user: tuple[int, int]) -> list[str]:
+    """The loader and libraries the program needs (those found in the image) that ``user``
+    cannot read: it cannot start, or not as that user."""
+    if info.format != "elf" or info.static:
+        return []
+    paths: dict[str, str] = {}
+    _load(info, entrypoint, tree, paths)
+    uid, gid = user
+    groups = supplementary_gids(uid, tree)
+    out = []
+    for path in paths.values():
+        found = tree.resolve(path)
+        if found is not None and uid != 0 and not _permits(found[1], uid, gid, groups, _READ):
+            out.append(f"/{found[0]} (mode {found[1].mode & 0o7777:04o}, owner {found[1].uid}:{found[1].gid})")
+    return out
+
+
+def _load(
+    info: BinaryInfo, entrypoint: str, tree: FileTree, paths: dict[str, str] | None = None
+) -> tuple[dict[str, Node], list[str]]:
     """Walk the libraries as the loader would, breadth first from the program's DT_NEEDED and on
     through each library's own (those the listing could read): the nodes found, by name, and the
-    names not found ("libpcre2-8.so.0 (needed by libselinux.so.1)" when a library needs it)."""
+    names not found ("libpcre2-8.so.0 (needed by libselinux.so.1)" when a library needs it).
+    ``paths``, when given, receives where each was found."""
     dirs = search_dirs(info, entrypoint, tree)
+    paths = {} if paths is None else paths
     loaded: dict[str, Node] = {}
     missing: list[str] = []
     absent: set[str] = set()
@@ -192,6 +213,7 @@ def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, 
             absent.add(name)
         else:
             loaded[name] = loader[1]
+            paths[name] = "/" + loader[0]
     queue: deque[tuple[str, str, str, tuple[str, ...]]] = deque((name, "", entrypoint, ()) for name in info.needed)
     while queue and len(loaded) + len(absent) < MAX_LIBRARIES:
         name, needed_by, requester, rpath = queue.popleft()
@@ -207,6 +229,7 @@ def _load(info: BinaryInfo, entrypoint: str, tree: FileTree) -> tuple[dict[str, 
             continue
         path, node = found
         loaded[name] = node
+        paths[name] = "/" + path
         if node.library:
             queue.extend((child, name, "/" + path, node.rpath) for child in node.needed)
     return loaded, missing

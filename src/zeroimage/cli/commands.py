@@ -193,6 +193,12 @@ def main() -> None:
     metavar="LIST",
     help="Essentials for FROM-scratch images: ca-certs, tzdata, users, tmp, or all (comma-separated).",
 )
+@click.option(
+    "--target",
+    type=click.Choice(["lambda"]),
+    help="Make and check the image for where it will run: lambda (AWS Lambda: one platform, gzip, "
+    "files readable by its unprivileged user, at most 10 GiB).",
+)
 @click.option("--strict", is_flag=True, help="Fail, instead of warning, when the program could not start in the image.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or keep layers in the local cache.")
 @click.option("--digest-file", metavar="FILE", help="Write the image digest to this file.")
@@ -223,6 +229,7 @@ def build(
     adds: tuple[str, ...],
     chown: str | None,
     essentials: tuple[str, ...],
+    target: Literal["lambda"] | None,
     strict: bool,
     no_cache: bool,
     digest_file: str | None,
@@ -274,6 +281,7 @@ def build(
             add=adds,
             chown=chown,
             essentials=essentials,
+            target=target,
             strict=strict,
             no_cache=no_cache,
             digest_file=digest_file,

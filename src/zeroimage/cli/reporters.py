@@ -39,6 +39,9 @@ class CliReporter:
     def warn(self, message: str) -> None:
         self._print(f"warning: {message}")
 
+    def notice(self, message: str) -> None:
+        self._print(message)
+
     def info(self, message: str) -> None:
         if self.verbose:
             self._print(message)

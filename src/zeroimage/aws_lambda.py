@@ -1,0 +1,103 @@
+"""What AWS Lambda accepts of a container image, known before the upload (``--target lambda``).
+
+Lambda is stricter than Docker, containerd or Podman, and says so only at deployment time:
+
+* one platform, ``linux/amd64`` (Lambda's ``x86_64``) or ``linux/arm64``, in a plain image
+  manifest — an image index (buildx's default attestation index among them) is refused;
+* gzip layers only;
+* every layer holds an entry for each parent directory of its entries (``MissingParentDirectory``);
+* the function runs as an unprivileged user, not root: what it needs must be readable (and the
+  program executable) by others;
+* at most 10 GiB uncompressed, all layers together;
+* the program must speak Lambda's Runtime API (it reads ``AWS_LAMBDA_RUNTIME_API``), unless the
+  base brings a runtime interface client (AWS's ``lambda/provided`` bases carry
+  ``/lambda-entrypoint.sh``), or it will never answer an invocation.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from zeroimage.errors import UsageError
+from zeroimage.layers.entries import Entry
+from zeroimage.oci import Platform
+from zeroimage.oci import mediatypes as mt
+from zeroimage.rootfs import FileTree
+
+#: Lambda's names for the platforms it runs.
+ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
+#: The largest image Lambda takes: 10 GB uncompressed, all layers together (GiB, as AWS counts).
+MAX_UNCOMPRESSED = 10 << 30
+#: A uid and gid no image file belongs to: Lambda's function user is neither root nor an owner.
+FUNCTION_USER = (993, 990)
+#: What a program reads to find Lambda's Runtime API; and what a base with a runtime client has.
+RUNTIME_API = b"AWS_LAMBDA_RUNTIME_API"
+RUNTIME_CLIENTS = ("/lambda-entrypoint.sh",)
+GZIP_LAYERS = frozenset({mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_GZIP})
+
+
+def check_request(programs: int, compression: str) -> None:
+    """What a build for Lambda cannot be, known from its flags alone."""
+    if programs != 1:
+        raise UsageError(
+            f"--target lambda: a Lambda function runs one platform, and this build has {programs} programs; "
+            "build one image per architecture (x86_64 and arm64 are separate functions)"
+        )
+    if compression != "gzip":
+        raise UsageError(f"--target lambda: Lambda accepts only gzip layers, not {compression}; drop --compression")
+
+
+def check_platform(platform: Platform) -> None:
+    if platform.os != "linux" or platform.architecture not in ARCHITECTURES:
+        raise UsageError(f"--target lambda: Lambda runs linux/amd64 (x86_64) and linux/arm64 programs, not {platform}")
+
+
+def layer_problems(media_types: Sequence[str], where: str) -> list[str]:
+    """Layers Lambda would refuse for their compression (the base's cannot be changed here)."""
+    bad = sorted({m for m in media_types if m not in GZIP_LAYERS})
+    return [f"{where} has layers Lambda refuses (only gzip is accepted): {', '.join(bad)}"] if bad else []
+
+
+def widen(entries: Sequence[Entry], program: str) -> tuple[list[Entry], list[str]]:
+    """The build's entries as Lambda's unprivileged user needs them: every file readable by all
+    (directories searchable), the program executable by all. Returns them and what changed."""
+    out: list[Entry] = []
+    changed: list[str] = []
+    for entry in entries:
+        if entry.kind == "symlink":
+            out.append(entry)
+            continue
+        wanted = 0o555 if entry.kind == "dir" or entry.path == program else 0o444
+        mode = entry.mode | wanted
+        if mode != entry.mode:
+            changed.append(f"{entry.path} {entry.mode & 0o7777:04o}→{mode & 0o7777:04o}")
+            entry = replace(entry, mode=mode)
+        out.append(entry)
+    return out, changed
+
+
+def speaks_runtime_api(program: Path) -> bool:
+    """Whether the program mentions the Runtime API's variable (aws-lambda-go, Rust's
+    lambda_runtime and the C++ runtime all read it): a scan of its bytes."""
+    with open(program, "rb") as handle:
+        try:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(RUNTIME_API) >= 0
+        except ValueError:  # an empty file cannot be mapped
+            return False
+
+
+def has_runtime_client(tree: FileTree) -> bool:
+    return any(tree.exists(path) for path in RUNTIME_CLIENTS)
+
+
+def size_problem(uncompressed: int) -> str:
+    if uncompressed <= MAX_UNCOMPRESSED:
+        return ""
+    return (
+        f"the image is {uncompressed / (1 << 30):.1f} GiB uncompressed; "
+        f"Lambda takes at most {MAX_UNCOMPRESSED >> 30} GiB"
+    )
