@@ -5,7 +5,7 @@ costs a few kilobytes of memory and reads. Hostile archives are refused: names t
 absolute or climb with ``..``, links or devices where files should be, duplicate entries,
 members whose data would run past the end of the file, archives cut short (no end-of-archive
 block), and the headers that :class:`~zeroimage.untrusted.BoundedTarInfo` refuses (too large,
-sparse members).
+sparse members). Files of a layout directory are read only if they are regular files inside it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from zeroimage.errors import InputError
-from zeroimage.files import RangeReader, describe_os_error, read_limited
-from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member
+from zeroimage.files import RangeReader, describe_os_error
+from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member, open_regular, read_regular
 
 #: Entries an archive may hold before it is refused as absurd.
 MAX_ENTRIES = 100_000
@@ -181,12 +181,16 @@ class DirFiles:
         return None if st is None else st.st_size
 
     def open(self, name: str) -> RangeReader:
-        st = self._stat(name)
-        if st is None:
+        if self._stat(name) is None:
             raise InputError(f"{self.description}: missing file {name!r}")
-        return RangeReader(self._path(name), 0, st.st_size)
+        path = self._path(name)
+        try:
+            fd = open_regular(path, str(path))  # O_NOFOLLOW: a link put there since the check is refused
+        except FileNotFoundError:
+            raise InputError(f"{self.description}: missing file {name!r}") from None
+        return RangeReader(fd, 0, os.fstat(fd).st_size)
 
     def read_small(self, name: str, limit: int) -> bytes:
         if self._stat(name) is None:
             raise InputError(f"{self.description}: missing file {name!r}")
-        return read_limited(self._path(name), limit, str(self._path(name)))
+        return read_regular(self._path(name), limit, str(self._path(name)))
