@@ -3,7 +3,7 @@ base's files): each is refused with one clean line or listed, within bounds of m
 
 The layers are small on disk and large when read: a 1 GB GNU long name or PAX header in a 1 MB
 gzip stream, 20,000 files and as many whiteouts, 2,000,000 empty files. Each run is measured
-(wall time, and peak RSS from ``wait4``); a build of a small base takes about 40 MB.
+(wall time, and peak RSS from GNU time); a build of a small base takes about 40 MB.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hand-made base images whose layers an attacker wrote: tar streams built in the test (with
 ``tarfile`` or header by header), gzip'd, and put in an OCI archive that zeroimage can use as
-``--from oci-archive:PATH``.
+``--from oci-archive:PATH``; and :func:`run_measured`, which runs the CLI and measures it.
 
 Large claims stay cheap: a gigabyte of zeros is many copies of one small gzip member (a gzip
 stream may hold several), so a 1 GB header costs about 1 MB on disk and no time to make.
@@ -103,6 +103,22 @@ def raw_header(name: bytes, size: int, kind: bytes) -> bytes:
     block[148:156] = b" " * 8
     block[148:156] = b"%06o\0 " % sum(block)
     return bytes(block)
+
+
+def pax_header(records: dict[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:
+    """A PAX extended header (or, with XGLTYPE, a global one) holding ``records``, and its data."""
+    body = b"".join(_pax_record(key, value) for key, value in records.items())
+    header = tarfile.TarInfo("pax")
+    header.type = kind
+    header.size = len(body)
+    return header.tobuf(tarfile.USTAR_FORMAT) + body + bytes(-len(body) % BLOCK)
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    """``LENGTH key=value\n``, LENGTH counting its own digits."""
+    text = f" {key}={value}\n".encode()
+    length = len(text) + len(str(len(text)))
+    return b"%d" % (len(text) + len(str(length))) + text
 
 
 def end_of_archive() -> bytes:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.hostile_layers import pax_header
 from zeroimage import rootfs
 from zeroimage.customize import ConfigChanges, apply_changes, parse_port, parse_signal, resolve_user
 from zeroimage.elf import BinaryInfo
@@ -181,22 +182,6 @@ def gzip_blob(data: bytes) -> Blob:
     return Blob(Descriptor(OCI_LAYER_GZIP, sha256_digest(raw), len(raw)), lambda: io.BytesIO(raw))
 
 
-def pax(records: dict[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:
-    """A PAX header (or a global one) with ``records``, and its data."""
-    body = b"".join(_pax_record(k, v) for k, v in records.items())
-    header = tarfile.TarInfo("pax")
-    header.type = kind
-    header.size = len(body)
-    return header.tobuf(tarfile.USTAR_FORMAT) + body + bytes(-len(body) % 512)
-
-
-def _pax_record(key: str, value: str) -> bytes:
-    text = f" {key}={value}\n".encode()
-    length = len(text) + len(str(len(text)))
-    length = len(text) + len(str(length))
-    return str(length).encode() + text
-
-
 def empty_file(name: str) -> bytes:
     info = tarfile.TarInfo(name)
     return info.tobuf(tarfile.USTAR_FORMAT)
@@ -262,14 +247,17 @@ def test_entries_that_differ_only_in_their_path_share_one_node() -> None:
 @pytest.mark.parametrize(
     ("layer", "expect"),
     [
-        (pax({"comment": "x"}) * 2000 + empty_file("f") + bytes(1024), "more than 8 extended tar headers in a row"),
         (
-            pax({f"k{n}": "v" for n in range(100)}, tarfile.XGLTYPE) + empty_file("f") + bytes(1024),
+            pax_header({"comment": "x"}) * 2000 + empty_file("f") + bytes(1024),
+            "more than 8 extended tar headers in a row",
+        ),
+        (
+            pax_header({f"k{n}": "v" for n in range(100)}, tarfile.XGLTYPE) + empty_file("f") + bytes(1024),
             "global PAX headers hold more than 64 records",
         ),
-        (pax({"size": "-1024"}) + empty_file("f") + bytes(1024), "has a negative size"),
-        (pax({"GNU.sparse.map": "0,1", "GNU.sparse.size": "1"}) + empty_file("f") + bytes(1024), "sparse"),
-        (pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}) + empty_file("f") + bytes(1024), "sparse"),
+        (pax_header({"size": "-1024"}) + empty_file("f") + bytes(1024), "has a negative size"),
+        (pax_header({"GNU.sparse.map": "0,1", "GNU.sparse.size": "1"}) + empty_file("f") + bytes(1024), "sparse"),
+        (pax_header({"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}) + empty_file("f") + bytes(1024), "sparse"),
     ],
     ids=[
         "2000-pax-headers-in-a-row",
