@@ -33,7 +33,10 @@ def _image(source: Source, desc: Descriptor) -> dict[str, Any]:
     manifest = parse_document(raw, f"{source.description} {desc.digest}", desc.media_type)
     if not isinstance(manifest, Manifest):
         raise InputError(f"{source.description}: {desc.digest} is not an image manifest")
-    config = loads(source.document(manifest.config), f"{source.description} config {manifest.config.digest}")
+    what = f"{source.description} config {manifest.config.digest}"
+    config = loads(source.document(manifest.config), what)
+    if not isinstance(config.get("config") or {}, dict):
+        raise InputError(f"{what} has an invalid config section")  # as a build would say
     platform = desc.platform
     return {
         "platform": str(platform) if platform else f"{config.get('os', '?')}/{config.get('architecture', '?')}",

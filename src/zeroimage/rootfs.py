@@ -1,11 +1,18 @@
 """The filesystem an image will have: base layers listed (headers only) with whiteouts honoured,
 plus the entries of new layers, with symlinks resolved inside the image.
 
-Listing a layer streams it once through its decompressor and reads tar headers; the few small
-files the build needs to read (``/etc/passwd``, ``/etc/group``, ``/etc/ld.so.conf*``) are kept,
-and of each shared library (``*.so``, ``*.so.N``, up to 32 MiB) only what the loader checks: the
-libraries it needs, its RPATH/RUNPATH and its symbol versions. Listings are cached per layer
-digest, so a base is listed once per machine.
+Listing a layer streams it once through its decompressor and reads tar headers, within the bounds
+of :mod:`zeroimage.untrusted`; the few small files the build needs to read (``/etc/passwd``,
+``/etc/group``, ``/etc/ld.so.conf*``) are kept, and of each shared library (``*.so``, ``*.so.N``,
+up to 32 MiB) only what the loader checks: the libraries it needs, its RPATH/RUNPATH and its
+symbol versions. Listings are cached per layer digest, so a base is listed once per machine.
+
+A base is not trusted to be small. Its filesystem is a tree of directories keyed by name (a long
+path costs no more than its last name); entries that differ only in their path share one frozen
+:class:`Node`; a whiteout removes its subtree in time proportional to that subtree, so a layer
+costs time linear in its entries. One layer, and the filesystem as a whole, may hold at most
+:data:`MAX_ENTRIES` entries and :data:`MAX_TEXT` bytes of names, link targets, kept contents and
+library facts; beyond either the build stops with an error naming the limit.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from zeroimage.elf import BinaryInfo, inspect_binary, parse_elf
 from zeroimage.errors import InputError, OutputError
@@ -27,6 +35,7 @@ from zeroimage.image import Blob
 from zeroimage.layers.entries import Entry
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci import split_digest
+from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member, open_regular
 
 #: Files whose content the build reads from the image (users, groups, loader search path).
 _KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf")
@@ -34,11 +43,26 @@ _KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
 _MAX_KEPT = 256 * 1024
 _MAX_LIBRARY = 32 << 20  # a larger library is listed but not read (its needs go unchecked)
 _MAX_LINKS = 40
-_FORMAT = 2
+#: Names one lookup walks, links followed included: the kernel's bounds (40 links of at most
+#: 4095 bytes) allow more, but no real path needs more than a few dozen.
+_MAX_STEPS = 4096
+#: Entries (files, directories, links, whiteouts) in one layer, or in an image's filesystem.
+MAX_ENTRIES = 1_000_000
+#: Bytes of names, link targets, kept file contents and library facts, likewise.
+MAX_TEXT = 64 << 20
+_STRING_COST = 64  # what a string of library facts costs beyond its characters (its object)
+_SHARED = 4096  # distinct nodes shared while listing one layer
+_KINDS = ("file", "dir", "symlink", "hardlink", "other")
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
+    """What the build knows of one entry: kind, mode, owner, link target; the content of the few
+    files it reads; what the loader checks of a shared library. Entries that differ only in
+    their path share one Node, so a million of them cost little more than their names."""
+
     kind: str  # "file", "dir", "symlink", "hardlink", "other"
     mode: int = 0o644
     uid: int = 0
@@ -52,13 +76,20 @@ class Node:
     versions_needed: tuple[tuple[str, str], ...] = ()
     versions_defined: tuple[str, ...] = ()
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Node:
-        data = dict(data)
-        for name in ("needed", "rpath", "versions_defined"):
-            data[name] = tuple(data.get(name, ()))
-        data["versions_needed"] = tuple((str(a), str(b)) for a, b in data.get("versions_needed", ()))
-        return cls(**data)
+
+#: A directory that only its members imply (runtimes create it on extraction). It is never
+#: shared with a directory a layer names, so that applying a layer leaves the mode and owner of
+#: a directory already there as they were.
+_IMPLIED = Node("dir", 0o755)
+
+
+def _text(node: Node) -> int:
+    """The bytes a node holds beyond its fixed size: what :data:`MAX_TEXT` bounds."""
+    size = len(node.target) + (len(node.content) if node.content is not None else 0)
+    if node.library:
+        strings = [*node.needed, *node.rpath, *node.versions_defined, *(a + b for a, b in node.versions_needed)]
+        size += sum(map(len, strings)) + _STRING_COST * len(strings)
+    return size
 
 
 def _keep(path: str) -> bool:
@@ -121,136 +152,207 @@ def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     return stream, raw
 
 
-def list_layer(blob: Blob) -> list[tuple[str, Node]]:
-    """Every entry of a layer, in order: (path without leading '/', node)."""
-    out: list[tuple[str, Node]] = []
-    stream, raw = _decompressed(blob)
-    what = f"layer {blob.descriptor.digest}"
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in _members(tar):
-                path = posixpath.normpath(info.name.lstrip("/")).lstrip("/")
-                if path in (".", "") or path.startswith("../"):
-                    continue
-                content = None
-                facts: dict[str, Any] = {}
-                if info.isreg() and _keep(path) and info.size <= _MAX_KEPT:
-                    handle = tar.extractfile(info)
-                    if handle is not None:
-                        content = handle.read().decode("utf-8", "replace")
-                elif info.isreg() and is_library_name(path) and info.size <= _MAX_LIBRARY:
-                    handle = tar.extractfile(info)
-                    if handle is not None:
-                        facts = _read_library(handle.read(), path)
-                kind = (
-                    "dir"
-                    if info.isdir()
-                    else "symlink"
-                    if info.issym()
-                    else "hardlink"
-                    if info.islnk()
-                    else "file"
-                    if info.isreg()
-                    else "other"
-                )
-                out.append((path, Node(kind, info.mode, info.uid, info.gid, info.linkname, content, **facts)))
-        # reading to the end lets the verifying reader check the digest
-        while raw.read(1 << 20):
-            pass
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"cannot list {what}: {str(exc)[:120]}") from None
-    finally:
-        raw.close()
-    return out
+class _Dir(dict[str, "Node | _Dir"]):
+    """A directory: its own node, and its entries by name."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    """Members of a streamed tar. Some writers (umoci) end a layer without the two zero blocks:
-    a clean end after the last member is accepted (the layer's digest is verified anyway)."""
-    count = 0
-    while True:
-        try:
-            info = tar.next()
-        except tarfile.ReadError as exc:
-            if count and "unexpected end of data" in str(exc):
-                return
-            raise
-        if info is None:
+def _weight(name: str, child: Node | _Dir) -> tuple[int, int]:
+    """The entries and text bytes of ``child`` and of everything below it."""
+    entries = text = 0
+    stack: list[tuple[str, Node | _Dir]] = [(name, child)]
+    while stack:
+        name, child = stack.pop()
+        entries += 1
+        if isinstance(child, _Dir):
+            text += len(name) + _text(child.node)
+            stack.extend(child.items())
+        else:
+            text += len(name) + _text(child)
+    return entries, text
+
+
+class _Tree:
+    """Entries by name below a root directory; their number and text bounded."""
+
+    def __init__(self, what: str) -> None:
+        self._root = _Dir(_IMPLIED)
+        self._what = what
+        self._entries = 0
+        self._text = 0
+
+    def _grow(self, entries: int, text: int) -> None:
+        self._entries += entries
+        self._text += text
+        if self._entries > MAX_ENTRIES:
+            raise InputError(f"{self._what} has more than {MAX_ENTRIES} entries, more than zeroimage lists")
+        if self._text > MAX_TEXT:
+            raise InputError(
+                f"{self._what} holds more than {MAX_TEXT >> 20} MiB of names, link targets and file contents, "
+                "more than zeroimage lists"
+            )
+
+    def _drop(self, directory: _Dir, name: str) -> None:
+        child = directory.pop(name, None)
+        if child is not None:
+            entries, text = _weight(name, child)
+            self._entries -= entries
+            self._text -= text
+
+    def _put(self, path: str, node: Node) -> None:
+        """``node`` at ``path``, in place of what was there; a member implies its parents."""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if not parts:
             return
-        count += 1
-        yield info
+        directory = self._root
+        for name in parts[:-1]:
+            child = directory.get(name)
+            directory = child if isinstance(child, _Dir) else self._set_dir(directory, name, _IMPLIED)
+        if node.kind == "dir":
+            self._set_dir(directory, parts[-1], node)
+        else:
+            self._set_leaf(directory, parts[-1], node)
+
+    def _set_dir(self, directory: _Dir, name: str, node: Node) -> _Dir:
+        """The directory ``name`` with ``node``; one already there keeps its entries."""
+        old = directory.get(name)
+        if isinstance(old, _Dir):
+            self._grow(0, _text(node) - _text(old.node))
+            old.node = node
+            return old
+        self._drop(directory, name)
+        new = directory[name] = _Dir(node)
+        self._grow(1, len(name) + _text(node))
+        return new
+
+    def _set_leaf(self, directory: _Dir, name: str, node: Node) -> None:
+        self._drop(directory, name)
+        directory[name] = node
+        self._grow(1, len(name) + _text(node))
 
 
-class FileTree:
-    """Paths (no leading '/') to nodes; layers applied in order."""
+class Listing(_Tree):
+    """The entries of one layer, whiteouts included, as :meth:`FileTree.apply` takes them and
+    :class:`ListingCache` keeps them. Iterating gives ``(path, node)``, parents first."""
+
+    def add(self, path: str, node: Node) -> None:
+        self._put(path, node)
+
+    def __iter__(self) -> Iterator[tuple[str, Node]]:
+        stack: list[tuple[str, _Dir]] = [("", self._root)]
+        while stack:
+            prefix, directory = stack.pop()
+            for name, child in directory.items():
+                path = prefix + name
+                if isinstance(child, _Dir):
+                    if child.node is not _IMPLIED:
+                        yield path, child.node
+                    stack.append((path + "/", child))
+                else:
+                    yield path, child
+
+
+class FileTree(_Tree):
+    """An image's filesystem, its layers applied in order; paths have no leading '/'."""
 
     def __init__(self) -> None:
-        self.nodes: dict[str, Node] = {"": Node("dir", 0o755)}
-
-    def _remove(self, path: str, keep_self: bool = False) -> None:
-        prefix = path + "/" if path else ""
-        for key in [k for k in self.nodes if k.startswith(prefix) and k]:
-            del self.nodes[key]
-        if not keep_self and path:
-            self.nodes.pop(path, None)
+        super().__init__("the image's filesystem")
 
     def apply(self, entries: Iterable[tuple[str, Node]]) -> None:
-        """Apply one layer: opaque directories and whiteouts first, then its entries."""
-        entries = list(entries)
-        added = []
-        for path, node in entries:
-            directory, name = posixpath.split(path)
-            if name == ".wh..wh..opq":
-                self._remove(directory, keep_self=True)
-            elif name.startswith(".wh."):
-                self._remove(posixpath.join(directory, name[4:]))
-            else:
-                added.append((path, node))
-        for path, node in added:
-            if node.kind != "dir" and path in self.nodes and self.nodes[path].kind == "dir":
-                self._remove(path)
-            self.nodes[path] = node
-            # a member implies its parents (runtimes create them on extraction)
-            parent = posixpath.dirname(path)
-            while parent and parent not in self.nodes:
-                self.nodes[parent] = Node("dir", 0o755)
-                parent = posixpath.dirname(parent)
+        """Apply one layer: in each directory its opaque marker and whiteouts first (they remove
+        what lower layers left, never the layer's own entries), then its entries."""
+        if not isinstance(entries, Listing):
+            listing = Listing("a layer")
+            for path, node in entries:
+                listing.add(path, node)
+            entries = listing
+        stack = [(self._root, entries._root)]
+        while stack:
+            lower, layer = stack.pop()
+            if _OPAQUE in layer:
+                for name in list(lower):
+                    self._drop(lower, name)
+            for name in layer:
+                if name.startswith(_WHITEOUT) and name != _OPAQUE:
+                    self._drop(lower, name[len(_WHITEOUT) :])
+            for name, child in layer.items():
+                if name.startswith(_WHITEOUT):
+                    continue
+                if not isinstance(child, _Dir):
+                    self._set_leaf(lower, name, child)
+                    continue
+                existing = lower.get(name)
+                if child.node is _IMPLIED and isinstance(existing, _Dir):
+                    stack.append((existing, child))
+                else:
+                    stack.append((self._set_dir(lower, name, child.node), child))
 
     def add_entries(self, entries: Iterable[Entry]) -> None:
         self.apply((e.path.lstrip("/"), _entry_node(e)) for e in entries)
 
-    def resolve(self, path: str) -> tuple[str, Node] | None:
-        """Follow symlinks (in every component) inside the image; None if it does not exist."""
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        resolved: list[str] = []
-        hops = 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                if resolved:
-                    resolved.pop()
+    def _lookup(self, path: str) -> Node | _Dir | None:
+        """The entry at ``path`` taken literally (no symlink followed)."""
+        child: Node | _Dir = self._root
+        for name in path.split("/"):
+            if name in ("", "."):
                 continue
-            candidate = "/".join([*resolved, part])
-            node = self.nodes.get(candidate)
-            if node is None:
+            if not isinstance(child, _Dir):
                 return None
+            found = child.get(name)
+            if found is None:
+                return None
+            child = found
+        return child
+
+    def resolve(self, path: str) -> tuple[str, Node] | None:
+        """Follow symlinks (in every component) inside the image, and a hard link to the entry
+        it links; None if it does not exist, or takes more than _MAX_LINKS links or
+        _MAX_STEPS names to reach (as the kernel gives up with ELOOP)."""
+        pending = [p for p in reversed(path.split("/")) if p not in ("", ".")]
+        dirs = [self._root]  # the directories walked through, the root first
+        names: list[str] = []
+        node = self._root.node
+        hops = steps = 0
+        while pending:
+            steps += 1
+            if steps > _MAX_STEPS or len(pending) > _MAX_STEPS:
+                return None
+            part = pending.pop()
+            if part == "..":
+                if names:
+                    names.pop()
+                    dirs.pop()
+                node = dirs[-1].node
+                continue
+            child = dirs[-1].get(part)
+            if child is None:
+                return None
+            node = child.node if isinstance(child, _Dir) else child
             if node.kind == "symlink":
                 hops += 1
-                if hops > _MAX_LINKS:
+                if hops > _MAX_LINKS or node.target.count("/") > _MAX_STEPS:
                     return None
-                target = node.target
-                if target.startswith("/"):
-                    resolved = []
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                if node.target.startswith("/"):
+                    dirs, names = [self._root], []
+                pending += [p for p in reversed(node.target.split("/")) if p not in ("", ".")]
+                node = dirs[-1].node
                 continue
             if node.kind == "hardlink":
-                linked = self.nodes.get(node.target.lstrip("/"))
-                node = linked if linked is not None else node
-            resolved.append(part)
-            if parts and node.kind != "dir":
+                linked = self._lookup(node.target)
+                if linked is not None:
+                    child = linked
+                    node = linked.node if isinstance(linked, _Dir) else linked
+            names.append(part)
+            if isinstance(child, _Dir):
+                dirs.append(child)
+            elif pending:
                 return None
-        final = "/".join(resolved)
-        return final, self.nodes[final] if final in self.nodes else self.nodes[""]
+        return "/".join(names), node
 
     def exists(self, path: str) -> bool:
         return self.resolve(path) is not None
@@ -264,10 +366,11 @@ class FileTree:
         return found[1].content if found else None
 
     def children(self, directory: str) -> Iterator[str]:
-        prefix = directory.strip("/") + "/"
-        for key in self.nodes:
-            if key.startswith(prefix) and "/" not in key[len(prefix) :]:
-                yield key
+        """The paths of a directory's entries (the directory taken literally)."""
+        found = self._lookup(directory)
+        if isinstance(found, _Dir):
+            prefix = "/".join(p for p in directory.split("/") if p not in ("", "."))
+            yield from (f"{prefix}/{name}" if prefix else name for name in list(found))
 
 
 def _entry_node(entry: Entry) -> Node:
@@ -284,29 +387,251 @@ def _entry_node(entry: Entry) -> Node:
     return Node(entry.kind, entry.mode, entry.uid, entry.gid, entry.target, content, **facts)
 
 
+class _Nodes:
+    """One Node for all the entries that differ only in their path (most of a layer)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int, int, str], Node] = {}
+
+    def get(self, kind: str, mode: int, uid: int, gid: int, target: str) -> Node:
+        key = (kind, mode, uid, gid, target)
+        node = self._known.get(key)
+        if node is None:
+            node = Node(*key)
+            if len(self._known) < _SHARED:
+                self._known[key] = node
+        return node
+
+
+def list_layer(blob: Blob) -> Listing:
+    """Every entry of a layer (its whiteouts too), in one pass over its bytes."""
+    what = f"layer {blob.descriptor.digest}"
+    listing = Listing(what)
+    nodes = _Nodes()
+    stream, raw = _decompressed(blob)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
+            for info in _members(tar):
+                path = posixpath.normpath(info.name.lstrip("/")).lstrip("/")
+                if path in (".", "", "..") or path.startswith("../"):
+                    continue
+                listing.add(path, _member_node(tar, info, path, nodes))
+        # reading to the end lets the verifying reader check the digest
+        while raw.read(1 << 20):
+            pass
+    except TarRefused as exc:
+        raise InputError(f"cannot list {what}: {exc}") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"cannot list {what}: {str(exc)[:120]}") from None
+    finally:
+        raw.close()
+    return listing
+
+
+def _member_node(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, nodes: _Nodes) -> Node:
+    kind = (
+        "dir"
+        if info.isdir()
+        else "symlink"
+        if info.issym()
+        else "hardlink"
+        if info.islnk()
+        else "file"
+        if info.isreg()
+        else "other"
+    )
+    if info.isreg() and _keep(path) and info.size <= _MAX_KEPT:
+        handle = tar.extractfile(info)
+        if handle is not None:
+            content = handle.read().decode("utf-8", "replace")
+            return Node(kind, info.mode, info.uid, info.gid, info.linkname, content)
+    elif info.isreg() and is_library_name(path) and info.size <= _MAX_LIBRARY:
+        handle = tar.extractfile(info)
+        facts = _read_library(handle.read(), path) if handle is not None else {}
+        if facts:
+            return Node(kind, info.mode, info.uid, info.gid, info.linkname, **facts)
+    return nodes.get(kind, info.mode, info.uid, info.gid, info.linkname)
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Members of a streamed tar, each forgotten by ``tar`` once read. Some writers (umoci) end
+    a layer without the two zero blocks: a clean end after the last member is accepted (the
+    layer's digest is verified anyway)."""
+    count = 0
+    while True:
+        try:
+            info = next_member(tar)
+        except tarfile.ReadError as exc:
+            if count and "unexpected end of data" in str(exc):
+                return
+            raise
+        if info is None:
+            return
+        count += 1
+        yield info
+
+
+#: The first line of a cached listing: its format.
+_HEADER = b"zeroimage listing 3\n"
+#: A listing whose cached form would be larger is not kept (it is listed again when needed).
+MAX_CACHED = 32 << 20
+_MAX_RECORD = 4 << 20  # one entry's line: a kept file's content (escaped), or a library's facts
+_EXTRAS = {"content", "library", "needed", "rpath", "versions_needed", "versions_defined"}
+
+
+class _BadRecord(Exception):
+    """A cached listing that is not what :func:`_write_listing` writes."""
+
+
+class _TooLarge(Exception):
+    """A listing too large to keep."""
+
+
 class ListingCache:
-    """Layer listings by digest, as small JSON files beside the blob store."""
+    """Layer listings by digest, as files beside the blob store: a header line, one JSON array
+    per entry, then ``{"entries": N}``. A file that is anything else — cut short, larger than
+    :data:`MAX_CACHED`, not a regular file, nested without end, of the wrong types — is a miss:
+    the layer is listed again, and the file replaced."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = root / "listings" if root else None
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
 
-    def listing(self, blob: Blob) -> list[tuple[str, Node]]:
+    def listing(self, blob: Blob) -> Listing:
+        what = f"layer {blob.descriptor.digest}"
         path = self.root / split_digest(blob.descriptor.digest)[1] if self.root else None
-        if path is not None and path.exists():
-            try:
-                record = json.loads(path.read_text())
-                if record.get("format") == _FORMAT:
-                    return [(p, Node.from_dict(n)) for p, n in record["entries"]]
-            except (OSError, ValueError, TypeError, KeyError):
-                pass
-        entries = list_layer(blob)
         if path is not None:
-            record = json.dumps({"format": _FORMAT, "entries": [[p, asdict(n)] for p, n in entries]})
-            with contextlib.suppress(OutputError), atomic_write(path) as out:
-                out.write(record.encode())  # a listing that cannot be kept is listed again next time
-        return entries
+            cached = _read_listing(path, what)
+            if cached is not None:
+                return cached
+        listing = list_layer(blob)
+        if path is not None:
+            # a listing that cannot be kept, or is too large to, is listed again next time
+            with contextlib.suppress(OutputError, _TooLarge), atomic_write(path) as out:
+                _write_listing(listing, out)
+        return listing
+
+
+def _record(path: str, node: Node) -> bytes:
+    record: list[object] = [path, node.kind, node.mode, node.uid, node.gid, node.target]
+    extras: dict[str, object] = {}
+    if node.content is not None:
+        extras["content"] = node.content
+    if node.library:
+        extras.update(
+            library=True,
+            needed=node.needed,
+            rpath=node.rpath,
+            versions_needed=node.versions_needed,
+            versions_defined=node.versions_defined,
+        )
+    if extras:
+        record.append(extras)
+    return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def _write_listing(listing: Listing, out: BinaryIO) -> None:
+    """The listing in its cached form, written in large pieces; _TooLarge past MAX_CACHED."""
+    pending = [_HEADER]
+    written = count = 0
+
+    def flush() -> None:
+        nonlocal written
+        data = b"".join(pending)
+        pending.clear()
+        written += len(data)
+        if written > MAX_CACHED:
+            raise _TooLarge
+        out.write(data)
+
+    for path, node in listing:
+        pending.append(_record(path, node))
+        count += 1
+        if len(pending) >= 4096:
+            flush()
+    pending.append(b'{"entries":%d}\n' % count)
+    flush()
+
+
+def _read_listing(path: Path, what: str) -> Listing | None:
+    """The cached listing at ``path``, or None for anything but a whole, well-formed one."""
+    try:
+        fd = open_regular(path, str(path))
+    except (OSError, InputError):
+        return None
+    nodes = _Nodes()
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if os.fstat(fd).st_size > MAX_CACHED or handle.readline(len(_HEADER)) != _HEADER:
+                return None
+            listing = Listing(what)
+            count = 0
+            while True:
+                line = handle.readline(_MAX_RECORD + 1)
+                if not line.endswith(b"\n"):
+                    return None  # cut short, or longer than any record written
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    whole = value == {"entries": count} and type(value["entries"]) is int and not handle.read(1)
+                    return listing if whole else None
+                listing.add(*_entry(value, nodes))
+                count += 1
+        except (OSError, ValueError, RecursionError, InputError, _BadRecord):
+            return None
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise _BadRecord
+    return tuple(value)
+
+
+def _entry(value: object, nodes: _Nodes) -> tuple[str, Node]:
+    """One cached entry, its every field checked."""
+    if not isinstance(value, list) or len(value) not in (6, 7):
+        raise _BadRecord
+    path, kind, mode, uid, gid, target = value[:6]
+    numbers = (mode, uid, gid)
+    if not (
+        isinstance(path, str)
+        and isinstance(kind, str)
+        and kind in _KINDS
+        and all(type(n) is int for n in numbers)
+        and isinstance(target, str)
+    ):
+        raise _BadRecord
+    if len(value) == 6:
+        return path, nodes.get(kind, mode, uid, gid, target)
+    extras = value[6]
+    if not isinstance(extras, dict) or not extras or not set(extras) <= _EXTRAS:
+        raise _BadRecord
+    content = extras.get("content")
+    library = extras.get("library", False)
+    pairs = [_strings(pair) for pair in _list(extras.get("versions_needed", []))]
+    if not (content is None or isinstance(content, str)) or type(library) is not bool:
+        raise _BadRecord
+    if any(len(pair) != 2 for pair in pairs):
+        raise _BadRecord
+    return path, Node(
+        kind,
+        mode,
+        uid,
+        gid,
+        target,
+        content,
+        library,
+        _strings(extras.get("needed", [])),
+        _strings(extras.get("rpath", [])),
+        tuple((a, b) for a, b in pairs),
+        _strings(extras.get("versions_defined", [])),
+    )
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise _BadRecord
+    return value
 
 
 def base_tree(layers: Iterable[Blob], cache: ListingCache) -> FileTree:

@@ -161,7 +161,8 @@ def _access_problem(
     parts = path.split("/")
     for depth in range(1, len(parts)):
         directory = "/".join(parts[:depth])
-        parent = tree.nodes.get(directory)
+        found_dir = tree.resolve(directory)  # a real path: each of its directories is one
+        parent = found_dir[1] if found_dir is not None else None
         if parent is not None and not _permits(parent, uid, gid, groups, _EXECUTE):
             return (
                 f"{entrypoint} cannot be reached by {who}: the directory /{directory} "

@@ -177,7 +177,7 @@ class Layout:
         for name, data in self.files.items():
             try:
                 obj = json.loads(data)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or a nesting bomb
                 continue
             hits = [d for d in _descriptors(obj) if d.get("digest") == digest]
             for descriptor in hits:
@@ -583,6 +583,58 @@ case(
     archive_of(altered(lambda x: x.replace(x.config, b"[1, 2, 3]"))),
 )
 
+# JSON nested without end, or deeper than any image document: the parser takes up to about
+# 1,000 levels, and copying or writing out again what it took then exhausted the recursion
+# limit (exit 70 when the build copied the config).
+_BOMB = b"[" * 100_000 + b"]" * 100_000
+_DEEP: list[Any] = []
+for _ in range(600):
+    _DEEP = [_DEEP]
+for _what, _which in [("manifest", lambda x: x.amd64), ("config", lambda x: x.config), ("index", lambda x: x.nested)]:
+    case(
+        f"{_what}-nested-100000-deep", "not valid JSON", archive_of(altered(lambda x, w=_which: x.replace(w(x), _BOMB)))
+    )
+    case(
+        f"{_what}-field-nested-600-deep",
+        "nested more than 100 deep",
+        archive_of(altered(lambda x, w=_which: x.edit(w(x), lambda d: d.update(x=_DEEP)))),
+    )
+case(
+    "index.json-field-nested-600-deep",
+    "nested more than 100 deep",
+    archive_of(altered(lambda x: x.files.update({"index.json": dumps({**x.json("index.json"), "x": _DEEP})}))),
+)
+
+# Values of a type other than the one their place needs (before: TypeError, AttributeError).
+case(
+    "index.json-media-type-a-list",
+    "mediaType that is not a string",
+    archive_of(altered(lambda x: x.files.update({"index.json": dumps({**x.json("index.json"), "mediaType": ["x"]})}))),
+)
+case(
+    "manifest-media-type-an-object",
+    "mediaType that is not a string",
+    archive_of(altered(lambda x: x.edit(x.amd64, lambda m: m.update(mediaType={"a": 1})))),
+)
+case(
+    "config-section-a-list",
+    "invalid config section",
+    archive_of(altered(lambda x: x.edit(x.config, lambda c: c.update(config=[1])))),
+)
+for _field, _value, _flag in [
+    ("Env", 5, ("--env", "A=1")),
+    ("Env", [["PATH=/bin"]], ("--env", "A=1")),
+    ("Labels", ["a"], ("--label", "a=b")),
+    ("ExposedPorts", ["80/tcp"], ("--expose", "80")),
+]:
+    case(
+        f"config-{_field}-{type(_value).__name__}-with-{_flag[0][2:]}",
+        _field,
+        archive_of(altered(lambda x, f=_field, v=_value: x.edit(x.config, lambda c: c["config"].update({f: v})))),
+        inspect=False,  # inspect shows a config as it is; a build merges its flags into these fields
+        build_args=_flag,
+    )
+
 # Wrong mediaTypes.
 case(
     "index.json-says-it-is-a-manifest",
@@ -918,6 +970,21 @@ DOCKER_CASES: list[tuple[str, str, DockerChange | Callable[[dict[str, bytes]], l
         True,
         ":app:v1",
     ),
+    (
+        "manifest.json-nested-100000-deep",
+        "not valid JSON",
+        lambda f: f.update({"manifest.json": b"[" * 100_000 + b"]" * 100_000}),
+        True,
+        "",
+    ),
+    (
+        "manifest.json-layer-named-by-an-object",
+        "not a string",
+        docker_entry(lambda e: e["Layers"].__setitem__(0, {"a": 1})),
+        True,
+        "",
+    ),
+    ("config-field-nested-600-deep", "nested more than 100 deep", docker_config(lambda c: c.update(x=_DEEP)), True, ""),
     ("symlink-for-config", "is a symlink", symlink_for(lambda e: str(e["Config"])), True, ""),
     ("symlink-for-layer", "is a symlink", symlink_for(lambda e: str(e["Layers"][1])), True, ""),
     (

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import MULTIARCH
+from tests.support.hostile_layers import pax_header
 from zeroimage.errors import InputError, ZeroimageError
 from zeroimage.image import candidates, load_base
 from zeroimage.oci import Descriptor, Index, Manifest, Platform, parse_document, sha256_digest
@@ -274,4 +275,23 @@ def test_huge_tar_header_is_refused_before_it_is_read(tmp_path: Path) -> None:
         out.write(header.tobuf(tarfile.GNU_FORMAT))  # a base-256 size
         out.truncate(512 + (1 << 34) + 1024)
     with pytest.raises(InputError, match="claims more than"):
+        TarFiles(path)
+
+
+@pytest.mark.parametrize(
+    ("records", "kind", "count", "expect"),
+    [
+        ({"comment": "x"}, tarfile.XHDTYPE, 2000, "more than 8 extended tar headers in a row"),
+        ({f"k{n}": "v" for n in range(100)}, tarfile.XGLTYPE, 1, "global PAX headers hold more than 64 records"),
+    ],
+    ids=["2000-pax-headers-in-a-row", "global-pax-header-of-100-records"],
+)
+def test_tar_headers_read_recursively_or_copied_into_every_member_are_bounded(
+    records: dict[str, str], kind: bytes, count: int, expect: str, tmp_path: Path
+) -> None:
+    """The archive reader shares the layer lister's header bounds. Before: 2000 PAX headers in
+    a row made tarfile recurse into RecursionError (an internal error, not ours)."""
+    path = tmp_path / "headers.tar"
+    path.write_bytes(pax_header(records, kind) * count + tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT) + bytes(1024))
+    with pytest.raises(InputError, match=expect):
         TarFiles(path)

@@ -13,9 +13,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from zeroimage.errors import DigestError, InputError
-from zeroimage.oci.descriptor import dumps, loads
+from zeroimage.oci.descriptor import dumps, loads, string_map
 from zeroimage.oci.digest import validate_digest
 from zeroimage.oci.platform import Platform
+
+
+def _check_merged_fields(section: Mapping[str, Any], what: str) -> None:
+    """The fields of the config section a build merges its flags into (--env, --label,
+    --expose) are of the types Docker gives them, or null: a base's say is not trusted."""
+    env = section.get("Env")
+    if env is not None and not (isinstance(env, list) and all(isinstance(item, str) for item in env)):
+        raise InputError(f"{what} has an Env that is not a list of strings")
+    string_map(section.get("Labels"), f"{what} Labels")
+    if not isinstance(section.get("ExposedPorts"), dict | None):
+        raise InputError(f"{what} has ExposedPorts that are not an object")
 
 
 def rfc3339(epoch: int) -> str:
@@ -38,8 +49,10 @@ class ImageConfig:
                 validate_digest(diff_id)
             except DigestError:
                 raise InputError(f"{what} has an invalid diff_id {diff_id[:80]!r}") from None
-        if not isinstance(obj.get("config", {}), dict | None):
+        section = obj.get("config", {})
+        if not isinstance(section, dict | None):
             raise InputError(f"{what} has an invalid config section")
+        _check_merged_fields(section or {}, what)
         if not isinstance(obj.get("history", []), list | None):
             raise InputError(f"{what} has an invalid history")
         return cls(obj)

@@ -24,12 +24,31 @@ def dumps(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def loads(data: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object; InputError naming ``what`` for anything else."""
+#: Image documents nest 5 or 6 deep. Deeper JSON is refused when parsed: Python's parser stops
+#: near 1,000 levels, but what it accepts would later exhaust the recursion limit when copied
+#: (deepcopy: 2 frames a level) or written out again, as an internal error.
+MAX_JSON_DEPTH = 100
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    """Parse JSON from outside; InputError naming ``what`` if it is not, or nests too deep."""
     try:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{what} is not valid JSON: {str(exc)[:120]}") from None
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise InputError(f"{what} is JSON nested more than {MAX_JSON_DEPTH} deep")
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+def loads(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object (see :func:`parse_json`); InputError naming ``what`` for anything else."""
+    value = parse_json(data, what)
     if not isinstance(value, dict):
         raise InputError(f"{what} is not a JSON object")
     return value

@@ -29,7 +29,15 @@ def _descriptors(value: object, what: str) -> tuple[Descriptor, ...]:
 
 def _schema_version(data: Mapping[str, Any], what: str) -> None:
     if data.get("schemaVersion") != 2:
-        raise InputError(f"{what} has schemaVersion {data.get('schemaVersion')!r}; only 2 is supported")
+        raise InputError(f"{what} has schemaVersion {repr(data.get('schemaVersion'))[:80]}; only 2 is supported")
+
+
+def _media_type(data: Mapping[str, Any], what: str) -> object:
+    """The document's own mediaType: a string, or absent (a list or an object is no set member)."""
+    media_type = data.get("mediaType")
+    if media_type is not None and not isinstance(media_type, str):
+        raise InputError(f"{what} has a mediaType that is not a string")
+    return media_type
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Manifest:
         _schema_version(data, what)
         if "config" not in data:
             raise InputError(f"{what} has no config")
-        media_type = data.get("mediaType") or mt.OCI_MANIFEST
+        media_type = _media_type(data, what) or mt.OCI_MANIFEST
         if media_type not in mt.MANIFESTS:
             raise InputError(f"{what} has unsupported mediaType {str(media_type)[:80]!r}")
         subject = data.get("subject")
@@ -100,7 +108,7 @@ class Index:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], what: str = "index") -> Index:
         _schema_version(data, what)
-        media_type = data.get("mediaType") or mt.OCI_INDEX
+        media_type = _media_type(data, what) or mt.OCI_INDEX
         if media_type not in mt.INDEXES:
             raise InputError(f"{what} has unsupported mediaType {str(media_type)[:80]!r}")
         subject = data.get("subject")
@@ -147,7 +155,7 @@ def parse_document(data: bytes, what: str, media_type: str = "") -> Manifest | I
     if len(data) > MAX_DOCUMENT_SIZE:
         raise InputError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes")
     obj = loads(data, what)
-    own, named = _kind(obj.get("mediaType")), _kind(media_type)
+    own, named = _kind(_media_type(obj, what)), _kind(media_type)
     if own and named and own != named:
         raise InputError(f"{what} is an image {own}, but the descriptor naming it says {media_type}")
     declared = obj.get("mediaType") or media_type

@@ -21,6 +21,7 @@ from zeroimage.files import Readable, VerifyingReader
 from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.descriptor import parse_json
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.storage import TarFiles, clean_member_name
@@ -52,10 +53,9 @@ class DockerArchiveSource:
     def _entry(self, reference: Reference | None) -> dict[str, Any]:
         if self.files.size("manifest.json") is None:
             raise InputError(f"{self.description} is not a docker-archive: it has no manifest.json")
-        try:
-            entries = json.loads(self.files.read_small("manifest.json", MAX_DOCUMENT_SIZE))
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(f"{self.description}: manifest.json is not valid JSON") from None
+        entries = parse_json(
+            self.files.read_small("manifest.json", MAX_DOCUMENT_SIZE), f"{self.description}: manifest.json"
+        )
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise InputError(f"{self.description}: manifest.json lists no images")
         if reference is None:
@@ -73,6 +73,8 @@ class DockerArchiveSource:
         config_name, layer_names = entry.get("Config"), entry.get("Layers")
         if not isinstance(config_name, str) or not isinstance(layer_names, list):
             raise InputError(f"{self.description}: manifest.json entry lacks Config or Layers")
+        if not all(isinstance(name, str) for name in layer_names):
+            raise InputError(f"{self.description}: manifest.json entry names a layer with something not a string")
         config_raw = self.files.read_small(clean_member_name(config_name, self.description), MAX_CONFIG_SIZE)
         config = ImageConfig.from_bytes(config_raw, f"{self.description} config")
         diff_ids = config.diff_ids
@@ -80,7 +82,7 @@ class DockerArchiveSource:
             raise InputError(f"{self.description}: {len(layer_names)} layers but {len(diff_ids)} diff_ids")
         config_desc = Descriptor(mt.OCI_CONFIG, sha256_digest(config_raw), len(config_raw))
         self._documents[config_desc.digest] = config_raw
-        layers = [self._layer(str(name), diff_id) for name, diff_id in zip(layer_names, diff_ids, strict=True)]
+        layers = [self._layer(name, diff_id) for name, diff_id in zip(layer_names, diff_ids, strict=True)]
         manifest = Manifest(config=config_desc, layers=tuple(layers))
         raw = manifest.to_bytes()
         desc = Descriptor(mt.OCI_MANIFEST, sha256_digest(raw), len(raw), platform=config.platform)

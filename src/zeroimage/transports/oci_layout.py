@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
-from zeroimage.files import Readable, VerifyingReader, atomic_write, copy_stream, describe_os_error
+from zeroimage.files import (
+    CHUNK,
+    RangeReader,
+    Readable,
+    VerifyingReader,
+    atomic_write,
+    copy_stream,
+    describe_os_error,
+)
 from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import (
     MAX_DOCUMENT_SIZE,
@@ -31,6 +41,7 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.transports.storage import DirFiles, Files, TarFiles
 from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
+from zeroimage.untrusted import open_regular, read_regular
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 #: Configs may be larger than manifests (long histories), but not absurdly so.
@@ -196,10 +207,15 @@ class OciArchiveSink:
 class OciDirSink:
     """Adds one image to an OCI layout directory, keeping the images already there.
 
-    Blobs are written first (each atomically, skipped when present with the right size), then
-    ``index.json`` is replaced atomically: an interrupted write leaves the old layout valid, and
-    removes a layout it began (which would otherwise, lacking index.json, block the next write).
-    An existing entry with the same tag is replaced."""
+    Blobs are written first (each atomically; one already there is kept only if its bytes
+    match its name), then ``index.json`` is replaced atomically: an interrupted write leaves
+    the old layout valid, and removes a layout it began (which would otherwise, lacking
+    index.json, block the next write). An existing entry with the same tag is replaced.
+
+    The directory may hold what someone else put there, so nothing in it is followed or
+    trusted: ``index.json`` is read only as a regular file (no symlink, no FIFO) of at most
+    MAX_DOCUMENT_SIZE bytes and must be a valid index; ``blobs/`` and ``blobs/ALG/`` that are
+    symlinks are refused rather than written through."""
 
     fixed_format: ImageFormat | None = "oci"
     needs_layer_files = True
@@ -233,20 +249,20 @@ class OciDirSink:
             raise OutputError(f"cannot create layout {describe_os_error(exc, root)}") from None
         index_path = root / "index.json"
         existing: list[dict[str, object]] = []
-        if index_path.exists():
-            obj = loads(index_path.read_bytes(), f"{index_path}")
-            manifests = obj.get("manifests", [])
-            if not isinstance(manifests, list):
-                raise InputError(f"{index_path} is not a valid OCI index")
-            existing = [m for m in manifests if not (isinstance(m, dict) and _ref_name(m) == self.tag)]
+        if os.path.lexists(index_path):
+            existing = [m for m in _index_entries(index_path) if _ref_name(m) != self.tag]
         elif any(root.iterdir()):
             raise OutputError(f"{root} is not empty and is not an OCI layout (no index.json)")
+        _layout_dir(root / "blobs")
+        checked: set[Path] = set()
 
         def put(desc: Descriptor, source: bytes | Blob) -> None:
             target = root / blob_name(desc.digest)
-            if target.is_file() and target.stat().st_size == desc.size:
+            if target.parent not in checked:
+                _layout_dir(target.parent)
+                checked.add(target.parent)
+            if _holds(target, desc):
                 return
-            target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(target) as out:
                 if isinstance(source, bytes):
                     out.write(source)
@@ -259,7 +275,7 @@ class OciDirSink:
                         stream.close()
 
         _write_graph(graph, put, put)
-        if not (root / "oci-layout").exists():
+        if not os.path.isfile(root / "oci-layout") or os.path.islink(root / "oci-layout"):
             with atomic_write(root / "oci-layout") as out:
                 out.write(LAYOUT_FILE)
         index = {
@@ -270,6 +286,56 @@ class OciDirSink:
         with atomic_write(index_path) as out:
             out.write(json.dumps(index, separators=(",", ":")).encode())
         return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+
+
+def _index_entries(path: Path) -> list[dict[str, object]]:
+    """The entries of an existing layout's ``index.json``, each a valid descriptor."""
+    obj = loads(read_regular(path, MAX_DOCUMENT_SIZE, str(path)), str(path))
+    manifests = obj.get("manifests", [])
+    if not isinstance(manifests, list):
+        raise InputError(f"{path} is not a valid OCI index: its manifests are not a list")
+    for number, entry in enumerate(manifests):
+        Descriptor.from_dict(entry, f"{path} entry {number}")  # InputError if it is not one
+    return manifests
+
+
+def _layout_dir(path: Path) -> None:
+    """Make sure ``path`` is a directory of the layout itself, creating it if missing; one that
+    is a symlink would put blobs wherever it points, and is refused."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise OutputError(f"cannot create {describe_os_error(exc, path)}") from None
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot write {describe_os_error(exc, path)}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(f"{path} is a symlink: zeroimage does not write a layout through one")
+    if not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{path} is not a directory")
+
+
+def _holds(path: Path, desc: Descriptor) -> bool:
+    """Whether ``path`` is a regular file itself (not a link) with exactly the bytes ``desc``
+    names; only such an existing blob is kept. Hashing it costs a read, never trust."""
+    try:
+        fd = open_regular(path, str(path))
+    except (OSError, InputError):
+        return False
+    reader = VerifyingReader(RangeReader(fd, 0, desc.size), desc.digest, desc.size, str(path))
+    try:
+        if os.fstat(fd).st_size != desc.size:
+            return False
+        while reader.read(CHUNK):
+            pass
+        return True
+    except (OSError, DigestError):
+        return False
+    finally:
+        reader.close()
 
 
 def _is_empty_dir(path: Path) -> bool:

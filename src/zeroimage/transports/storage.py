@@ -4,7 +4,8 @@ A tar is indexed once (headers only, data skipped by seeking), so a multi-gigaby
 costs a few kilobytes of memory and reads. Hostile archives are refused: names that are
 absolute or climb with ``..``, links or devices where files should be, duplicate entries,
 members whose data would run past the end of the file, archives cut short (no end-of-archive
-block), headers that claim more than :data:`MAX_HEADER_SIZE` bytes, and GNU sparse members.
+block), and the headers that :class:`~zeroimage.untrusted.BoundedTarInfo` refuses (too large,
+sparse members). Files of a layout directory are read only if they are regular files inside it.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from zeroimage.errors import InputError
-from zeroimage.files import RangeReader, describe_os_error, read_limited
+from zeroimage.files import RangeReader, describe_os_error
+from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member, open_regular, read_regular
 
 #: Entries an archive may hold before it is refused as absurd.
 MAX_ENTRIES = 100_000
-#: The largest extended header (PAX, GNU long name) read; tarfile reads one whole into memory.
-MAX_HEADER_SIZE = 1 << 20
 
 
 def clean_member_name(name: str, archive: str) -> str:
@@ -45,40 +45,6 @@ class Files(Protocol):
     def open(self, name: str) -> RangeReader: ...
 
     def read_small(self, name: str, limit: int) -> bytes: ...
-
-
-class _Refused(Exception):
-    """Why an archive is refused, raised from inside tarfile's parsing."""
-
-
-class _HeaderReader:
-    """The archive as tarfile sees it: it reads headers only (it seeks over data), and a header
-    that claims more than MAX_HEADER_SIZE bytes is refused before it is read into memory."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > MAX_HEADER_SIZE:
-            raise _Refused(f"a tar header claims more than {MAX_HEADER_SIZE} bytes")
-        return self._handle.read(n)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._handle.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._handle.tell()
-
-
-class _TarInfo(tarfile.TarInfo):
-    """Refuses GNU sparse members while tarfile parses them: their maps may run for the whole
-    file and would be read into memory (and no image writer makes them)."""
-
-    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        raise _Refused("sparse tar members are not supported")
-
-    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: object, archive: tarfile.TarFile) -> None:
-        raise _Refused("sparse tar members are not supported")
 
 
 @dataclass(frozen=True)
@@ -107,27 +73,26 @@ class TarFiles:
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{where} is a directory, not an archive (use oci:{where} for a layout directory)")
         try:
-            with open(self.path, "rb") as handle:
-                reader = _HeaderReader(handle)
-                with tarfile.open(fileobj=reader, mode="r:", tarinfo=_TarInfo) as archive:  # type: ignore[call-overload]
-                    count = 0
-                    while (info := archive.next()) is not None:
-                        count += 1
-                        if count > MAX_ENTRIES:
-                            raise InputError(f"{where}: more than {MAX_ENTRIES} entries")
-                        self._add(info, st.st_size)
-                        archive.members.clear()  # tarfile would keep every header in memory
-                    # tarfile stops quietly at a cut or garbage header; a whole archive ends with a zero block
-                    end = archive.offset
-                    handle.seek(end)
-                    if count and handle.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
-                        raise InputError(
-                            f"{where} is truncated or corrupt: no valid tar header or end-of-archive block "
-                            f"at offset {end}"
-                        )
+            with (
+                open(self.path, "rb") as handle,
+                tarfile.open(fileobj=handle, mode="r:", tarinfo=BoundedTarInfo) as archive,
+            ):
+                count = 0
+                while (info := next_member(archive)) is not None:
+                    count += 1
+                    if count > MAX_ENTRIES:
+                        raise InputError(f"{where}: more than {MAX_ENTRIES} entries")
+                    self._add(info, st.st_size)
+                # tarfile stops quietly at a cut or garbage header; a whole archive ends with a zero block
+                end = archive.offset
+                handle.seek(end)
+                if count and handle.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                    raise InputError(
+                        f"{where} is truncated or corrupt: no valid tar header or end-of-archive block at offset {end}"
+                    )
         except InputError:
             raise
-        except _Refused as exc:
+        except TarRefused as exc:
             raise InputError(f"{where}: {exc}") from None
         except OSError as exc:
             raise InputError(f"cannot read archive {describe_os_error(exc, self.path)}") from None
@@ -149,8 +114,6 @@ class TarFiles:
         if name in self._members:
             raise InputError(f"{where}: duplicate entry {name!r}")
         if info.isreg():
-            if info.size < 0:
-                raise InputError(f"{where}: entry {name!r} has a negative size")
             if info.offset_data + info.size > file_size:
                 raise InputError(f"{where} is truncated: entry {name!r} runs past the end of the file")
             self._members[name] = _Member(info.offset_data, info.size, True, "file")
@@ -218,12 +181,16 @@ class DirFiles:
         return None if st is None else st.st_size
 
     def open(self, name: str) -> RangeReader:
-        st = self._stat(name)
-        if st is None:
+        if self._stat(name) is None:
             raise InputError(f"{self.description}: missing file {name!r}")
-        return RangeReader(self._path(name), 0, st.st_size)
+        path = self._path(name)
+        try:
+            fd = open_regular(path, str(path))  # O_NOFOLLOW: a link put there since the check is refused
+        except FileNotFoundError:
+            raise InputError(f"{self.description}: missing file {name!r}") from None
+        return RangeReader(fd, 0, os.fstat(fd).st_size)
 
     def read_small(self, name: str, limit: int) -> bytes:
         if self._stat(name) is None:
             raise InputError(f"{self.description}: missing file {name!r}")
-        return read_limited(self._path(name), limit, str(self._path(name)))
+        return read_regular(self._path(name), limit, str(self._path(name)))

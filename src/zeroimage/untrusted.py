@@ -1,0 +1,130 @@
+"""Reading local input that someone else may have written — tar streams (archives, base layers)
+and small files (layouts, caches) — within bounds set here, never by what the input claims.
+
+Tar: :class:`BoundedTarInfo` is the header type for :mod:`tarfile`, in seekable and stream mode
+alike. Before tarfile reads an extended header (PAX, GNU long name or long link) into memory, it
+checks the size the header claims against :data:`MAX_HEADER_SIZE`; it refuses runs of extended
+headers (each would be held while the next is read, and tarfile reads them recursively), global
+PAX headers with more records than any writer makes (tarfile copies them into every member), and
+sparse members in every form (their maps can run for the whole file, and no image writer makes
+them). :func:`next_member` reads one member and makes tarfile forget it, as tarfile otherwise
+keeps every header it has read.
+
+Files: :func:`open_regular` opens a file only if it is a regular file itself — not through a
+symlink (``O_NOFOLLOW``), not a FIFO that would block (``O_NONBLOCK``), not a device.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+from zeroimage.errors import InputError
+from zeroimage.files import describe_os_error
+
+#: The largest extended header (PAX, GNU long name or link) read; tarfile reads one whole.
+MAX_HEADER_SIZE = 1 << 20
+#: Extended headers in a row before a member: a PAX header, a long name and a long link make 3.
+MAX_HEADER_RUN = 8
+#: Records of global PAX headers, which apply to (and are copied into) every later member.
+MAX_GLOBAL_RECORDS = 64
+
+_EXTENDED = {
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+}
+_RUN = "_zeroimage_header_run"  # extended headers tarfile is reading in a row, kept on the TarFile
+
+
+class TarRefused(Exception):
+    """Why a tar stream is refused, raised from inside tarfile's parsing; the caller turns it
+    into an InputError naming the archive or layer."""
+
+
+def _run_length(archive: tarfile.TarFile) -> int:
+    return int(getattr(archive, _RUN, 0))
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """Tar headers whose claims are checked before tarfile acts on them (see the module)."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if len(archive.pax_headers) > MAX_GLOBAL_RECORDS:
+            raise TarRefused(f"global PAX headers hold more than {MAX_GLOBAL_RECORDS} records")
+        if self.type not in _EXTENDED:
+            member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+            return member
+        if self.size < 0:
+            raise TarRefused("a tar header claims a negative size")
+        if self.size > MAX_HEADER_SIZE:
+            raise TarRefused(f"a tar header claims more than {MAX_HEADER_SIZE} bytes")
+        run = _run_length(archive)
+        if run >= MAX_HEADER_RUN:
+            raise TarRefused(f"more than {MAX_HEADER_RUN} extended tar headers in a row")
+        setattr(archive, _RUN, run + 1)
+        try:
+            member = super()._proc_member(archive)  # type: ignore[misc]
+        finally:
+            setattr(archive, _RUN, run)
+        return member
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        raise TarRefused("sparse tar members are not supported")
+
+    def _proc_gnusparse_00(self, next: tarfile.TarInfo, raw_headers: bytes) -> None:
+        raise TarRefused("sparse tar members are not supported")
+
+    def _proc_gnusparse_01(self, next: tarfile.TarInfo, pax_headers: object) -> None:
+        raise TarRefused("sparse tar members are not supported")
+
+    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: object, archive: tarfile.TarFile) -> None:
+        raise TarRefused("sparse tar members are not supported")
+
+
+def next_member(archive: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """The next member of an archive opened with ``tarinfo=BoundedTarInfo`` (None at its end),
+    which the archive then forgets; one with a negative size (a base-256 field, or a PAX
+    ``size`` record) is refused before anything seeks or reads by it."""
+    info = archive.next()
+    archive.members.clear()  # type: ignore[attr-defined]  # (typeshed lacks it)
+    if info is not None and info.size < 0:
+        raise TarRefused(f"entry {info.name[:100]!r} has a negative size")
+    return info
+
+
+def open_regular(path: Path, what: str) -> int:
+    """A descriptor of ``path`` open for reading if it is a regular file itself; InputError
+    otherwise (FileNotFoundError is left for callers to whom a missing file means something)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{what} is a symlink, which zeroimage does not follow there") from None
+        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{what} is not a regular file")
+    return fd
+
+
+def read_regular(path: Path, limit: int, what: str) -> bytes:
+    """A small regular file read whole (see :func:`open_regular`); one larger than ``limit`` is
+    refused without being read."""
+    try:
+        with os.fdopen(open_regular(path, what), "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > limit:
+                raise InputError(f"{what} is larger than {limit} bytes")
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
+    if len(data) > limit:  # it grew while being read
+        raise InputError(f"{what} is larger than {limit} bytes")
+    return data
