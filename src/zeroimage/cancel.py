@@ -104,6 +104,13 @@ class Worker:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def wait(self) -> None:
-        if self._thread.ident is not None:  # started: start_thread is never interrupted half-way
-            self._done.wait()
+    def wait(self, interruptible: bool = False) -> None:
+        """Wait for the thread to end. ``interruptible``: in the main thread, an interrupt that
+        arrived meanwhile and was left pending is raised within a tenth of a second (never while
+        cleaning up, which must wait for the thread whatever happens)."""
+        if self._thread.ident is None:  # never started: start_thread is never interrupted half-way
+            return
+        check_pending = interruptible and threading.current_thread() is threading.main_thread()
+        while not self._done.wait(0.1):
+            if check_pending:
+                check()

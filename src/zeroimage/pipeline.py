@@ -519,7 +519,7 @@ class _Background:
             self._failure = exc
 
     def result(self) -> MadeLayer:
-        self._worker.wait()
+        self._worker.wait(interruptible=True)
         if self._failure is not None:
             raise self._failure
         assert self._made is not None

@@ -485,8 +485,9 @@ def test_dockerd_loads_and_runs_what_zeroimage_wrote(
     assert dockerd.run("harness/loaded:v1", "arg1").stdout == HELLO + "argument 1: arg1\n"
 
     zeroimage("build", "-o", "docker-daemon:harness/daemon:v2", str(static_binary), env=dockerd.env)
-    # the same inputs give the same image: one image ID, now under both tags
-    assert sorted(dockerd.inspect("harness/daemon:v2")["RepoTags"]) == ["harness/daemon:v2", "harness/loaded:v1"]
+    # the same inputs give the same image: one image ID, now under both tags (and any other
+    # test's name for it: the daemon is the session's)
+    assert {"harness/daemon:v2", "harness/loaded:v1"} <= set(dockerd.inspect("harness/daemon:v2")["RepoTags"])
     assert dockerd.run("harness/daemon:v2").stdout == HELLO
 
 

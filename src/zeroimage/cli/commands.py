@@ -16,6 +16,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec
 
 import click
@@ -34,10 +35,17 @@ P = ParamSpec("P")
 # -- running a command ---------------------------------------------------------------------------
 
 
-def _on_signal(signum: int, frame: object) -> NoReturn:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Record the interrupt and raise it, except inside Python's import machinery: an exception
+    raised there can leave the import lock held (every later import then waits forever), so it
+    is left for the build's next check (:func:`zeroimage.cancel.check`), a moment later."""
     from zeroimage import cancel
 
     cancel.request(signum)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return
+        frame = frame.f_back
     raise Interrupted(signum)
 
 

@@ -170,7 +170,7 @@ def stream_layer(
         worker = Worker(work, "layer")
         worker.start()
         try:
-            worker.wait()
+            worker.wait(interruptible=True)
         except BaseException:
             cancel.set()
             worker.wait()

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from zeroimage import cancel
 from zeroimage.cancel import Worker
 from zeroimage.errors import DigestError
 from zeroimage.files import CHUNK, AtomicFile, Readable, start_writeback, undone_on_failure, write_all
@@ -122,9 +123,12 @@ def copy_to_file(
         return copied
     out.flush()
     fd = out.fileno()
+    main = threading.current_thread() is threading.main_thread()
     start = flushed = out.seek(0, os.SEEK_END)
     end = start
     while not stopped() and (chunk := source.read(CHUNK)):
+        if main:
+            cancel.check()  # an interrupt left pending is honoured here, not after the whole layer
         write_all(fd, chunk)
         end += len(chunk)
         if progress is not None:
