@@ -11,6 +11,7 @@ test is about.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -205,6 +206,24 @@ def test_entrypoint_path_to_a_directory_puts_the_program_inside(
     assert run(inside, "ls /app", "cat /app/readme").stdout == "busybox\nreadme\nthe base's\n"
 
 
+@pytest.mark.parametrize("base,into,lands", [("app", "/app", "app/conf"), ("merged", "/bin", "usr/bin/conf")])
+def test_add_onto_a_base_directory_copies_into_it(
+    zeroimage: Zeroimage, bases: dict[str, Path], tmp_path: Path, base: str, into: str, lands: str
+) -> None:
+    """``--add conf:/app`` where the base has a directory /app (or a symlink to one, as /bin on
+    a merged-/usr base) puts the file inside it, as ``COPY conf /app`` does: the base's
+    directory, and what it holds, is never replaced by a file."""
+    images.tiny_program(tmp_path / "prog")
+    (tmp_path / "conf").write_text("x = 1\n")
+    zeroimage("build", "--from", f"oci-archive:{bases[base]}", "--add", f"conf:{into}", "-o", "out.tar", "prog")
+    rootfs = peers.umoci_unpack(tmp_path / "out.tar", "latest", tmp_path / "bundle") / "rootfs"
+    assert (rootfs / lands).read_text() == "x = 1\n"
+    if base == "app":
+        assert (rootfs / "app" / "readme").read_text() == "the base's\n"
+    else:
+        assert os.readlink(rootfs / "bin") == "usr/bin"
+
+
 def test_with_users_merges_into_the_bases_users(
     zeroimage: Zeroimage, bases: dict[str, Path], busybox: Path, tmp_path: Path
 ) -> None:
@@ -364,8 +383,8 @@ def test_add_collisions_are_usage_errors(
 
 @pytest.fixture(scope="module")
 def arm_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Freestanding 32-bit ARM programs built for ARMv6 and ARMv7-A: their .ARM.attributes say
-    which (they are labelled, never run)."""
+    """Freestanding 32-bit ARM programs built for ARMv5TE, ARMv6, ARMv7-A and ARMv8-A (AArch32):
+    their .ARM.attributes say which (they are labelled, never run)."""
     compiler = peers.which("arm-linux-gnueabi-gcc")
     if compiler is None:
         pytest.skip("arm-linux-gnueabi-gcc is not installed (gcc-arm-linux-gnueabi)")
@@ -373,14 +392,14 @@ def arm_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     source = folder / "start.c"
     source.write_text("void _start(void) { for (;;) {} }\n")
     built = {}
-    for variant, march in (("v6", "armv6"), ("v7", "armv7-a")):
+    for variant, march in (("v5", "armv5te"), ("v6", "armv6"), ("v7", "armv7-a"), ("v8", "armv8-a")):
         out = folder / f"app-{variant}"
         peers.run([compiler, f"-march={march}", "-marm", "-nostdlib", "-static", "-Os", "-o", str(out), str(source)])
         built[variant] = out
     return built
 
 
-@pytest.mark.parametrize("variant", ["v6", "v7"])
+@pytest.mark.parametrize("variant", ["v5", "v6", "v7", "v8"])
 def test_an_arm_program_is_labelled_with_its_variant(
     zeroimage: Zeroimage, arm_programs: dict[str, Path], tmp_path: Path, variant: str
 ) -> None:

@@ -140,6 +140,7 @@ BAD_SECOND_OUTPUTS = {
     "docker-archive-in-a-missing-folder": (["-o", "docker-archive:nodir/d.tar"], 1),
     "o-is-a-directory": (["-o", "adir"], 2),
     "digest-file-is-a-directory": (["--digest-file", "adir"], 2),
+    "layout-is-a-file": (["-o", "oci:afile"], 2),
 }
 
 
@@ -151,6 +152,7 @@ def test_every_output_is_checked_before_any_work(
     output is written or anything is pushed."""
     images.tiny_program(tmp_path / "app")
     (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("not a layout\n")
     before = fingerprint(tmp_path)
     args, code = bad
     repository = f"second/{request.node.callspec.id}"
