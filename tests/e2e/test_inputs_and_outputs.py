@@ -253,6 +253,17 @@ def test_an_archive_on_a_terminal_is_refused(tmp_path: Path) -> None:
     assert fingerprint(tmp_path) == before
 
 
+def test_o_dash_writes_the_oci_archive_it_prints(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """``-o -``: the OCI archive on stdout, and its reference on stderr, which skopeo finds in
+    what stdout carried."""
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "-o", "-", "app")
+    (printed,) = [line for line in result.stderr.splitlines() if "@sha256:" in line]
+    (tmp_path / "piped.tar").write_bytes(result.stdout_bytes)
+    raw = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'piped.tar'}:latest", raw=True)
+    assert printed == f"oci-archive:-:latest@{peers.digest_of(raw)}"
+
+
 def test_archive_on_stdout_pipes_into_docker_load(dockerd: Dockerd, static_binary: Path, tmp_path: Path) -> None:
     """``zeroimage build -o docker-archive:- ./app | docker load``, as the README shows it; what
     Docker loads is the image ID zeroimage printed (on stderr: stdout is the archive), which
