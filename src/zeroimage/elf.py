@@ -24,7 +24,7 @@ from zeroimage import files
 from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
-__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf"]
+__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf", "runs_as_program"]
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -545,6 +545,13 @@ def _parse_pe(read_at: ReadAt, size: int, head: bytes) -> BinaryInfo:
                 arch, bits = _PE_MACHINES.get(struct.unpack_from("<H", pe, 4)[0], ("", 0))
                 return BinaryInfo(format="pe", architecture=arch, bits=bits)
     return BinaryInfo(format="pe")
+
+
+def runs_as_program(head: bytes) -> bool:
+    """Whether a file that begins with ``head`` (4 bytes suffice) is one Linux runs by itself:
+    an ELF program or a ``#!`` script. What a file's mode in the image follows where the host
+    has no POSIX modes to tell."""
+    return head[:4] == _ELF_MAGIC or head[:2] == b"#!"
 
 
 def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:

@@ -1,5 +1,6 @@
 """zeroimage on hosts that are not Linux: each Linux-only call taken away here (as macOS or
-Windows lack it), the fallback gives the same bytes.
+Windows lack it), the fallback gives the same bytes; without POSIX modes, a file's mode in the
+image comes from what it is; an image path never holds a host's backslash.
 
 These run in both runs of the suite (``make test`` and ``make test-foreign-host``): each takes
 the call away itself.
@@ -8,13 +9,18 @@ the call away itself.
 from __future__ import annotations
 
 import os
+import stat
+import tarfile
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pytest
 
+from tests.support.programs import static_amd64_header
 from tests.support.waiting import Background, bounded
 from zeroimage import files
+from zeroimage.essentials import add_entries
+from zeroimage.layers.entries import NO_POSIX_MODES, file_entry, host_mode, image_path, link_target, modes_notice
 from zeroimage.layers.feed import GrowingFile
 
 
@@ -23,6 +29,12 @@ def no_positioned_io(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host without ``os.pread`` and ``os.pwrite`` (Windows)."""
     for name in ("pread", "pwrite"):
         monkeypatch.delattr(os, name, raising=False)
+
+
+@pytest.fixture
+def no_posix_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host whose files have no POSIX modes (Windows)."""
+    monkeypatch.setattr(files, "POSIX_MODES", False)
 
 
 # -- positioned reads and writes -------------------------------------------------------------------
@@ -105,3 +117,81 @@ def test_no_writeback_request_where_the_host_has_none(monkeypatch: pytest.Monkey
         assert copy_to_file(reader, out) == len(data)
     assert (tmp_path / "out").read_bytes() == data
     assert not looked_up.is_set()
+
+
+# -- modes without POSIX modes ---------------------------------------------------------------------
+
+
+def _file(path: Path, data: bytes, mode: int) -> Path:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+def test_modes_come_from_what_a_file_is_without_posix_modes(tmp_path: Path, no_posix_modes: None) -> None:
+    elf = _file(tmp_path / "elf", static_amd64_header(), 0o600)  # bits that say nothing there
+    script = _file(tmp_path / "script", b"#!/bin/sh\necho hi\n", 0o600)
+    data = _file(tmp_path / "data.txt", b"\x7fEL but not quite", 0o777)
+    assert [file_entry(p, f"/{p.name}").mode for p in (elf, script, data)] == [0o755, 0o755, 0o644]
+    assert host_mode(tmp_path, os.stat(tmp_path)) == 0o755
+    assert modes_notice() == NO_POSIX_MODES
+
+
+def test_modes_are_the_files_own_with_posix_modes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files, "POSIX_MODES", True)
+    elf = _file(tmp_path / "elf", static_amd64_header(), 0o700)
+    data = _file(tmp_path / "data", b"plain", 0o640)
+    assert [file_entry(p, f"/{p.name}").mode for p in (elf, data)] == [0o700, 0o640]
+    assert modes_notice() is None
+
+
+def test_an_added_tree_without_posix_modes(tmp_path: Path, no_posix_modes: None) -> None:
+    tree = tmp_path / "site"
+    (tree / "bin").mkdir(parents=True)
+    tree.chmod(0o700)
+    _file(tree / "bin" / "tool", b"#!/bin/sh\n", 0o600)
+    _file(tree / "index.html", b"<p>hi</p>", 0o700)
+    modes = {e.path: (e.kind, e.mode) for e in add_entries(tree, "/srv/site")}
+    assert modes == {
+        "/srv/site": ("dir", 0o755),
+        "/srv/site/bin": ("dir", 0o755),
+        "/srv/site/bin/tool": ("file", 0o755),
+        "/srv/site/index.html": ("file", 0o644),
+    }
+
+
+def test_the_build_says_once_how_modes_were_chosen(
+    tmp_path: Path, no_posix_modes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the library: one warning, and the program's mode in the layer from its ELF header."""
+    import zeroimage
+
+    monkeypatch.setenv("ZEROIMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    program = _file(tmp_path / "app", static_amd64_header() + os.urandom(1000), 0o600)
+    events: list[zeroimage.Event] = []
+    zeroimage.build([program], outputs=[f"oci:{tmp_path / 'layout'}"], progress=events.append)
+    assert [e.message for e in events if e.kind == "warning"] == [NO_POSIX_MODES]
+    index = (tmp_path / "layout" / "index.json").read_text()
+    import json
+
+    blobs = tmp_path / "layout" / "blobs" / "sha256"
+    manifest = json.loads((blobs / json.loads(index)["manifests"][0]["digest"][7:]).read_text())
+    with tarfile.open(blobs / manifest["layers"][0]["digest"][7:]) as layer:
+        assert stat.S_IMODE(layer.getmember("app").mode) == 0o755
+
+
+# -- image paths -----------------------------------------------------------------------------------
+
+
+def test_image_paths_are_joined_from_a_host_paths_parts() -> None:
+    assert image_path("/srv", PureWindowsPath("static\\css"), "site.css") == "/srv/static/css/site.css"
+    assert image_path("/srv", PurePosixPath("."), "top") == "/srv/top"
+    assert image_path("/srv/", PureWindowsPath("."), "top") == "/srv/top"
+
+
+def test_a_windows_link_target_becomes_a_posix_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    link = tmp_path / "link"
+    link.symlink_to("..\\lib\\libc.so")  # on Linux, backslashes are a name's characters
+    assert link_target(link) == "..\\lib\\libc.so"
+    monkeypatch.setattr(os, "sep", "\\")  # as os.readlink reports a link on Windows
+    assert link_target(link) == "../lib/libc.so"
