@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test unit e2e lint bench deps venv clean
+.PHONY: demo test test-foreign-host unit e2e lint bench deps venv clean
 
 # The project's virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -22,9 +22,20 @@ demo: venv
 deps:
 	sh scripts/install-test-deps.sh
 
-# Everything: lint, types, unit and end-to-end tests against real peers.
+# Everything: lint, types, unit and end-to-end tests against real peers, then once more as on
+# another host.
 test: venv deps lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory test-foreign-host
+
+# As on a host without Linux's calls and POSIX modes (macOS, Windows): the unit tests and a
+# representative set of end-to-end tests, every Python process of the run made foreign by
+# tests/support/foreign_host/sitecustomize.py; ZEROIMAGE_TEST_FOREIGN_HOST lets test_foreign_host
+# check that it was.
+FOREIGN_HOST_E2E := $(addprefix tests/e2e/test_,build.py formats.py registry.py customize.py api.py foreign_host.py)
+test-foreign-host: venv deps
+	ZEROIMAGE_TEST_FOREIGN_HOST=1 PYTHONPATH="$(CURDIR)/tests/support/foreign_host$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(BIN)/pytest -q tests/unit $(FOREIGN_HOST_E2E)
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

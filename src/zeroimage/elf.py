@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from zeroimage import files
 from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
-__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf"]
+__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf", "runs_as_program"]
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -546,6 +547,13 @@ def _parse_pe(read_at: ReadAt, size: int, head: bytes) -> BinaryInfo:
     return BinaryInfo(format="pe")
 
 
+def runs_as_program(head: bytes) -> bool:
+    """Whether a file that begins with ``head`` (4 bytes suffice) is one Linux runs by itself:
+    an ELF program or a ``#!`` script. What a file's mode in the image follows where the host
+    has no POSIX modes to tell."""
+    return head[:4] == _ELF_MAGIC or head[:2] == b"#!"
+
+
 def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     if size <= 0:
         return BinaryInfo(format="empty")
@@ -561,11 +569,22 @@ def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     return BinaryInfo(format="unknown")
 
 
+def _check_regular(name: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"binary {name} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"binary {name} is not a regular file")
+
+
 def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
     """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
     name = os.fspath(path)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        # Opening a FIFO would wait for a writer: what is not a regular file is refused before it
+        # is opened, and O_NONBLOCK (where the host has it: not Windows, which has no FIFOs
+        # either) covers one swapped in meanwhile; the descriptor is checked again below.
+        _check_regular(name, os.stat(name))
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | files.O_BINARY)
     except FileNotFoundError:
         raise InputError(f"binary {name} does not exist") from None
     except IsADirectoryError:
@@ -576,14 +595,11 @@ def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
         raise InputError(f"binary {name} cannot be opened: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"binary {name} is a directory, not a file")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"binary {name} is not a regular file")
+        _check_regular(name, st)
 
         def read_at(offset: int, length: int) -> bytes:
             try:
-                return os.pread(fd, length, offset)
+                return files.read_at(fd, length, offset)
             except OSError as exc:
                 raise InputError(f"binary {name} cannot be read: {exc.strerror or exc}") from None
 

@@ -15,12 +15,12 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterable, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from zeroimage.customize import is_id
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
-from zeroimage.layers.entries import Entry, clean_image_path
+from zeroimage.layers.entries import Entry, clean_image_path, host_mode, image_path, link_target
 from zeroimage.progress import NullReporter, Reporter
 from zeroimage.rootfs import FileTree
 
@@ -196,14 +196,14 @@ def _tree(root: Path, dest: str, keep_links: bool) -> list[Entry]:
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         rel = Path(directory).relative_to(root)
         for name in dirs:
-            entries.append(_dir(str(PurePosixPath(dest, rel, name))))
+            entries.append(_dir(image_path(dest, rel, name)))
         for name in sorted(files):
             if name.endswith((".py", ".pyc")):
                 continue
             path = Path(directory, name)
-            target = str(PurePosixPath(dest, rel, name))
+            target = image_path(dest, rel, name)
             if path.is_symlink() and keep_links:
-                entries.append(Entry(target, "symlink", 0o777, target=os.readlink(path)))
+                entries.append(Entry(target, "symlink", 0o777, target=link_target(path)))
             else:
                 entries.append(Entry(target, "file", 0o644, source=path.resolve(), size=path.stat().st_size))
     return entries
@@ -222,20 +222,21 @@ def parse_add(value: str) -> tuple[Path, str]:
 
 
 def add_entries(source: Path, dest: str, uid: int = 0, gid: int = 0) -> list[Entry]:
-    """Entries for a host file or directory tree: modes kept, symlinks kept as symlinks (never
-    followed), owner root (or ``uid:gid``); hard links and special files are refused."""
+    """Entries for a host file or directory tree: modes kept (:func:`host_mode`), symlinks kept
+    as symlinks (never followed), owner root (or ``uid:gid``); hard links and special files are
+    refused."""
     try:
         st = os.lstat(source)
     except OSError as exc:
         raise InputError(f"--add: cannot read {describe_os_error(exc, source)}") from None
     if stat.S_ISDIR(st.st_mode):
-        entries = [Entry(clean_image_path(dest), "dir", stat.S_IMODE(st.st_mode), uid=uid, gid=gid)]
+        entries = [Entry(clean_image_path(dest), "dir", host_mode(source, st), uid=uid, gid=gid)]
         for directory, dirs, files in os.walk(source):
             dirs.sort()
             rel = Path(directory).relative_to(source)
             for name in [*dirs, *sorted(files)]:
                 path = Path(directory, name)
-                entries.append(_host_entry(path, str(PurePosixPath(dest, rel, name)), uid, gid))
+                entries.append(_host_entry(path, image_path(dest, rel, name), uid, gid))
             dirs[:] = [d for d in dirs if not Path(directory, d).is_symlink()]
         return entries
     target = dest.rstrip("/") + "/" + source.name if dest.endswith("/") else dest
@@ -247,12 +248,11 @@ def _host_entry(path: Path, dest: str, uid: int, gid: int) -> Entry:
         st = os.lstat(path)
     except OSError as exc:
         raise InputError(f"--add: cannot read {describe_os_error(exc, path)}") from None
-    mode = stat.S_IMODE(st.st_mode)
     dest = clean_image_path(dest)
     if stat.S_ISLNK(st.st_mode):
-        return Entry(dest, "symlink", 0o777, target=os.readlink(path), uid=uid, gid=gid)
+        return Entry(dest, "symlink", 0o777, target=link_target(path), uid=uid, gid=gid)
     if stat.S_ISDIR(st.st_mode):
-        return Entry(dest, "dir", mode, uid=uid, gid=gid)
+        return Entry(dest, "dir", host_mode(path, st), uid=uid, gid=gid)
     if not stat.S_ISREG(st.st_mode):
         raise InputError(
             f"--add: {path} is a special file (device, socket or pipe); only files, "
@@ -262,7 +262,7 @@ def _host_entry(path: Path, dest: str, uid: int, gid: int) -> Entry:
         raise InputError(f"--add: {path} is a hard link ({st.st_nlink} names); copy it to a plain file first")
     if not os.access(path, os.R_OK):
         raise InputError(f"--add: cannot read {path}: permission denied")
-    return Entry(dest, "file", mode, source=path, size=st.st_size, uid=uid, gid=gid)
+    return Entry(dest, "file", host_mode(path, st), source=path, size=st.st_size, uid=uid, gid=gid)
 
 
 def parse_chown(value: str | None) -> tuple[int, int]:

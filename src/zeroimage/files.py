@@ -11,6 +11,7 @@ import contextlib
 import errno
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,22 @@ from zeroimage.errors import DigestError, InputError, OutputError
 from zeroimage.oci.digest import new_hasher, split_digest
 
 CHUNK = 1 << 20
+
+# What the host's file system calls can do. Each is read where it is used, at the moment of use,
+# so that the test suite's foreign-host run (tests/support/foreign_host) can take it away and
+# exercise the fallback on this Linux machine.
+
+#: Whether the host's files carry POSIX permission bits. Windows' say only "read-only or not", so
+#: a mode read there says nothing of whether a file is a program: see
+#: :func:`zeroimage.layers.entries.host_mode`.
+POSIX_MODES: bool = os.name == "posix"
+
+#: Whether ``sync_file_range(2)`` may be asked for (:func:`start_writeback`): a Linux call alone.
+WRITEBACK: bool = sys.platform.startswith("linux")
+
+#: Raw descriptors opened in binary mode: without ``O_BINARY``, ``os.open`` on Windows translates
+#: line ends (and stops reading at a Ctrl-Z). The flag is 0 and unneeded elsewhere.
+O_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 class Writable(Protocol):
@@ -91,7 +108,7 @@ class AtomicFile:
     def open(self) -> BinaryIO:
         self._tmp = str(self.target.parent / f".{self.target.name}.{os.urandom(6).hex()}.tmp")
         try:
-            fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_BINARY, 0o600)
         except OSError as exc:
             self._tmp = ""
             raise OutputError(f"cannot write {self.target}: {describe_os_error(exc, self.target.parent)}") from None
@@ -149,18 +166,50 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+def read_at(fd: int, length: int, offset: int) -> bytes:
+    """Up to ``length`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file).
+
+    ``os.pread`` where the host has it, which leaves the descriptor's offset alone; elsewhere
+    (Windows) a seek and a read, which move it — so a descriptor read this way must be the
+    caller's alone, never a ``dup`` of another's (a dup shares the offset)."""
+    pread = getattr(os, "pread", None)
+    if pread is not None:
+        data: bytes = pread(fd, length, offset)
+        return data
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, length)
+
+
+def write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write every byte of ``data`` at ``offset`` of ``fd``: with ``os.pwrite`` where the host
+    has it (the descriptor's offset stays where it was); elsewhere (Windows) with a seek, which
+    leaves the offset after ``data``: no other thread may use the descriptor meanwhile."""
+    pwrite = getattr(os, "pwrite", None)
+    view = memoryview(data)
+    if pwrite is None:
+        os.lseek(fd, offset, os.SEEK_SET)
+        write_all(fd, view)
+        return
+    while view:
+        written: int = pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing ``length`` bytes at ``offset`` to disk now, without waiting
     (``sync_file_range(SYNC_FILE_RANGE_WRITE)``). An output written in slices this way is mostly
     on disk by the time it is complete, so its final fsync waits for the last slice only, not
-    for all of it (measured: 85 MB archive, fsync 40 ms → 3 ms). A no-op where unavailable."""
-    call = _sync_file_range()
+    for all of it. A no-op on other hosts than Linux (:data:`WRITEBACK`), where the final fsync
+    simply waits for all of it."""
+    call = _sync_file_range() if WRITEBACK else None
     if call is not None and length > 0:
         call(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; failure only loses the head start
 
 
 @functools.cache
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range``, looked up once (Linux only: ``CDLL(None)``, the running
+    program's own symbols, is a POSIX notion, and the call is Linux's)."""
     try:
         import ctypes
 
@@ -179,11 +228,11 @@ def unlink_quietly(path: str | os.PathLike[str]) -> None:
 
 
 class RangeReader:
-    """A read-only stream over ``size`` bytes of a file starting at ``offset``; the file is a path,
-    or a descriptor the reader takes over (and closes)."""
+    """A read-only stream over ``size`` bytes of the file at ``path`` starting at ``offset``,
+    through a descriptor of its own (so that :func:`read_at` may move its offset)."""
 
-    def __init__(self, file: str | os.PathLike[str] | int, offset: int, size: int) -> None:
-        self._fd = file if isinstance(file, int) else os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+    def __init__(self, path: str | os.PathLike[str], offset: int, size: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY | O_BINARY)
         self._pos = offset
         self._end = offset + size
 
@@ -193,7 +242,7 @@ class RangeReader:
             n = left
         if n <= 0:
             return b""
-        data = os.pread(self._fd, n, self._pos)
+        data = read_at(self._fd, n, self._pos)
         self._pos += len(data)
         return data
 

@@ -39,7 +39,7 @@ from zeroimage.image import (
     load_base,
 )
 from zeroimage.layers.compress import LayerOptions
-from zeroimage.layers.entries import Entry, file_entry
+from zeroimage.layers.entries import Entry, file_entry, modes_notice
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.oci import mediatypes as mt
@@ -151,6 +151,8 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
     if spec.chown is not None and not spec.adds:
         reporter.warn("--chown sets the owner of the files from --add, and there is no --add: it does nothing")
+    if (notice := modes_notice()) is not None:
+        reporter.warn(notice)
     owner = spec.chown or (0, 0)
     added = [(f"--add {source}:{dest}", add_entries(source, dest, *owner)) for source, dest in spec.adds]
     created = rfc3339(epoch if epoch is not None else _newest_mtime(spec, added))

@@ -119,7 +119,7 @@ def test_streamed_layers_out_of_the_image_order_are_written_again(tmp_path: Path
 def test_an_abandoned_layer_leaves_no_trace_in_the_archive(tmp_path: Path) -> None:
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
     fd = os.open(tmp_path / "layer", os.O_RDWR | os.O_CREAT)
-    growing = GrowingFile(fd)
+    growing = GrowingFile(fd, tmp_path / "layer")
     tap = staged.layer_tap()
     tap.start(growing.follow())
     growing.write(os.urandom(100_000))
@@ -134,7 +134,7 @@ def test_discard_removes_the_archive_in_progress(tmp_path: Path) -> None:
     (tmp_path / "out.tar").write_bytes(b"an earlier build")
     staged = StagedArchive(tmp_path / "out.tar", 1, _head)
     fd = os.open(tmp_path / "layer", os.O_RDWR | os.O_CREAT)
-    growing = GrowingFile(fd)
+    growing = GrowingFile(fd, tmp_path / "layer")
     staged.layer_tap().start(growing.follow())
     growing.write(b"x" * 5000)
     assert _leftovers(tmp_path)  # the archive's temporary file, begun with the layer

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from zeroimage import files
 from zeroimage.elf import BinaryInfo, _identify, inspect_binary, parse_elf
 from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
@@ -547,13 +548,13 @@ def test_arm_variant_of_real_binaries(
 @pytest.fixture
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
-    real = os.pread
+    real = files.read_at
 
-    def pread(fd: int, length: int, offset: int) -> bytes:
+    def read_at(fd: int, length: int, offset: int) -> bytes:
         sizes.append(length)
         return real(fd, length, offset)
 
-    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(files, "read_at", read_at)
     yield sizes
 
 

@@ -32,8 +32,8 @@ def program(tmp_path: Path) -> Path:
 
 
 def _growing(tmp_path: Path) -> tuple[GrowingFile, int]:
-    fd, _ = tempfile.mkstemp(dir=tmp_path)
-    return GrowingFile(fd), fd
+    fd, path = tempfile.mkstemp(dir=tmp_path)
+    return GrowingFile(fd, path), fd
 
 
 def _read_all(reader: Readable) -> bytes:

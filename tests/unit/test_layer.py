@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.host import needs_posix_modes
 from tests.support.layers import make_layer
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
@@ -33,6 +34,7 @@ def program(tmp_path: Path) -> Path:
     return path
 
 
+@needs_posix_modes
 def test_tar_entry_is_deterministic_and_keeps_mode(program: Path) -> None:
     buf = io.BytesIO()
     write_tar([file_entry(program, "/app")], buf, mtime=1234)

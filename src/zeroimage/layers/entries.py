@@ -3,6 +3,10 @@
 An entry's bytes come from a host file (``source``, read when the layer is written) or from
 memory (``data``). Entries carry no time and no user or group names: a layer's bytes depend on
 its entries and its options alone.
+
+In-image paths are POSIX paths whatever the host: a host's relative path becomes one through
+its parts (:func:`image_path`), never through its string. A host file's mode is its own where
+the host has POSIX modes, else what the file is (:func:`host_mode`).
 """
 
 from __future__ import annotations
@@ -11,11 +15,18 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
 
+from zeroimage import files
+from zeroimage.elf import runs_as_program
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
+
+#: What a build says, once, on a host without POSIX modes (:func:`host_mode`).
+NO_POSIX_MODES = (
+    "this host has no POSIX file modes: in the image, programs (ELF or #!) and directories get 0755, other files 0644"
+)
 
 EntryKind = Literal["file", "dir", "symlink"]
 
@@ -49,8 +60,47 @@ def clean_image_path(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+def modes_notice() -> str | None:
+    """What a build says once about the modes it gives host files: :data:`NO_POSIX_MODES` on a
+    host without POSIX modes, else nothing."""
+    return None if files.POSIX_MODES else NO_POSIX_MODES
+
+
+def image_path(dest: str, relative: PurePath, name: str) -> str:
+    """The in-image path of ``name`` in the host folder ``relative`` (a path relative to a tree
+    copied to ``dest``, as ``os.walk`` finds it): joined from the host path's parts, so that a
+    Windows host's ``\\`` never reaches the image."""
+    return str(PurePosixPath(dest, *relative.parts, name))
+
+
+def link_target(path: Path) -> str:
+    """The target of the host symlink ``path`` as the image's link holds it: with ``/`` for
+    the host's separator (a Windows link to ``..\\lib`` points to ``../lib``)."""
+    target = os.readlink(path)
+    return target if os.sep == "/" else target.replace(os.sep, "/")
+
+
+def host_mode(path: Path, st: os.stat_result) -> int:
+    """The permission bits the host file or directory ``path`` (whose ``stat`` is ``st``) gets in
+    the image: its own where the host has POSIX modes (:data:`zeroimage.files.POSIX_MODES`);
+    elsewhere (Windows, whose modes say only "read-only or not") what it is — a directory or a
+    program (ELF or ``#!``) 0755, any other file 0644 — and the build says so
+    (:data:`NO_POSIX_MODES`)."""
+    if files.POSIX_MODES:
+        return stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return 0o755
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read {describe_os_error(exc, path)}") from None
+    return 0o755 if runs_as_program(head) else 0o644
+
+
 def file_entry(source: Path, dest: str, uid: int = 0, gid: int = 0) -> Entry:
-    """An entry for a regular file on the host (symlinks followed), keeping its mode bits."""
+    """An entry for a regular file on the host (symlinks followed), with its mode
+    (:func:`host_mode`)."""
     try:
         st = os.stat(source)
     except OSError as exc:
@@ -64,7 +114,7 @@ def file_entry(source: Path, dest: str, uid: int = 0, gid: int = 0) -> Entry:
     return Entry(
         path=clean_image_path(dest),
         kind="file",
-        mode=stat.S_IMODE(st.st_mode),
+        mode=host_mode(source, st),
         source=source,
         size=st.st_size,
         uid=uid,

@@ -46,15 +46,18 @@ class _Feed:
 class GrowingFile(_Feed):
     """A file written by one thread and read, while it grows, by others.
 
-    The writer's bytes go straight to the file (no buffer), so a follower — :meth:`follow` —
-    can ``pread`` every byte written so far from its own descriptor; its ``read`` waits for
-    more until :meth:`end` (then returns what is left, then b"") or :meth:`abandon` (then
-    raises :class:`LayerAbandoned`). Nothing is held in memory: a slow follower costs disk
-    pages, never the writer's pace."""
+    The writer's bytes go straight to the file ``fd`` (no buffer), so a follower — :meth:`follow`
+    — can read every byte written so far through a descriptor of its own, opened on ``path``
+    (not a ``dup`` of the writer's: where there is no ``pread``, a follower reads by seeking,
+    and a dup would share the writer's offset). Its ``read`` waits for more until :meth:`end`
+    (then returns what is left, then b"") or :meth:`abandon` (then raises
+    :class:`LayerAbandoned`). Nothing is held in memory: a slow follower costs disk pages,
+    never the writer's pace. Followers are made before the file may be renamed or removed."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: str | os.PathLike[str]) -> None:
         super().__init__()
         self._fd = fd
+        self._path = path
         self._size = 0
 
     def write(self, data: bytes | memoryview, /) -> int:
@@ -66,7 +69,7 @@ class GrowingFile(_Feed):
 
     def follow(self) -> Readable:
         """A reader of the whole file from its start, with a descriptor of its own."""
-        return _FileFollower(self, os.dup(self._fd))
+        return _FileFollower(self)
 
     def _available(self, offset: int) -> int:
         """Bytes written beyond ``offset``, once there are some or the file is ended."""
@@ -81,8 +84,8 @@ class GrowingFile(_Feed):
 class _FileFollower(RangeReader):
     """A range that grows with the file: each read first waits for bytes beyond the position."""
 
-    def __init__(self, growing: GrowingFile, fd: int) -> None:
-        super().__init__(fd, 0, 0)
+    def __init__(self, growing: GrowingFile) -> None:
+        super().__init__(growing._path, 0, 0)
         self._growing = growing
 
     def read(self, n: int = -1) -> bytes:

@@ -204,7 +204,7 @@ class LayerProducer:
         feed: GrowingFile | MemoryPipe | None = None
         try:
             fd = self.store.create(tmp) if keep else -1
-            feed = GrowingFile(fd) if keep else MemoryPipe()
+            feed = GrowingFile(fd, tmp) if keep else MemoryPipe()
             cancel.on_set(feed.abandon)  # a writer waiting for room in the feed is woken
             for tap in taps:
                 tap.start(feed.follow())

@@ -26,7 +26,7 @@ from typing import BinaryIO
 from zeroimage import cancel
 from zeroimage.cancel import Worker
 from zeroimage.errors import DigestError
-from zeroimage.files import CHUNK, AtomicFile, Readable, start_writeback, undone_on_failure, write_all
+from zeroimage.files import CHUNK, AtomicFile, Readable, start_writeback, undone_on_failure, write_all, write_at
 from zeroimage.image import Blob, ImageGraph
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.progress import Reporter
@@ -301,8 +301,7 @@ class _ArchiveTap:
         header = tar.header(blob_name(desc.digest), size)
         if len(header) != len(_BLANK_HEADER):
             return None  # a size that needs an extended header: the sink writes this layer itself
-        if os.pwrite(out.fileno(), header, start) != len(header):
-            return None
+        write_at(out.fileno(), header, start)  # this thread alone writes the file now
         out.seek(0, os.SEEK_END)
         write_all(out.fileno(), padding(size))
         return desc.digest
