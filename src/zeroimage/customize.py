@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -53,6 +52,48 @@ def parse_port(value: str) -> str:
     return f"{int(port)}/{proto}"
 
 
+#: The signals of the Linux image (not of the host zeroimage runs on, which may lack some).
+LINUX_SIGNALS = frozenset(
+    "SIG" + name
+    for name in [
+        "HUP",
+        "INT",
+        "QUIT",
+        "ILL",
+        "TRAP",
+        "ABRT",
+        "IOT",
+        "BUS",
+        "FPE",
+        "KILL",
+        "USR1",
+        "SEGV",
+        "USR2",
+        "PIPE",
+        "ALRM",
+        "TERM",
+        "STKFLT",
+        "CHLD",
+        "CLD",
+        "CONT",
+        "STOP",
+        "TSTP",
+        "TTIN",
+        "TTOU",
+        "URG",
+        "XCPU",
+        "XFSZ",
+        "VTALRM",
+        "PROF",
+        "WINCH",
+        "IO",
+        "POLL",
+        "PWR",
+        "SYS",
+    ]
+)
+
+
 def parse_signal(value: str) -> str:
     text = value.strip().upper()
     if text.isdigit():
@@ -60,7 +101,7 @@ def parse_signal(value: str) -> str:
             raise UsageError(f"--stop-signal {value!r}: signal numbers go from 1 to 64")
         return text
     name = text if text.startswith("SIG") else "SIG" + text
-    if name not in signal.Signals.__members__ and not re.match(r"^SIGRTM(IN|AX)([+-]\d+)?$", name):
+    if name not in LINUX_SIGNALS and not re.match(r"^SIGRTM(IN|AX)([+-]\d+)?$", name):
         raise UsageError(f"--stop-signal {value!r}: not a signal name (e.g. SIGTERM, SIGINT, SIGQUIT)")
     return name
 

@@ -228,11 +228,12 @@ def unlink_quietly(path: str | os.PathLike[str]) -> None:
 
 
 class RangeReader:
-    """A read-only stream over ``size`` bytes of the file at ``path`` starting at ``offset``,
-    through a descriptor of its own (so that :func:`read_at` may move its offset)."""
+    """A read-only stream over ``size`` bytes of a file starting at ``offset``: the file at a
+    path, or a descriptor the reader takes over (and closes), opened for it alone — so that
+    :func:`read_at` may move its offset where the host has no pread."""
 
-    def __init__(self, path: str | os.PathLike[str], offset: int, size: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY | O_BINARY)
+    def __init__(self, file: str | os.PathLike[str] | int, offset: int, size: int) -> None:
+        self._fd = file if isinstance(file, int) else os.open(file, os.O_RDONLY | O_BINARY)
         self._pos = offset
         self._end = offset + size
 

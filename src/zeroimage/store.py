@@ -31,7 +31,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zeroimage.errors import DigestError, OutputError, ZeroimageError
-from zeroimage.files import RangeReader, Readable, VerifyingReader, atomic_write, describe_os_error, unlink_quietly
+from zeroimage.files import (
+    O_BINARY,
+    RangeReader,
+    Readable,
+    VerifyingReader,
+    atomic_write,
+    describe_os_error,
+    unlink_quietly,
+)
 from zeroimage.image import Blob
 from zeroimage.layers.compress import BuiltLayer
 from zeroimage.oci import Descriptor, split_digest
@@ -113,7 +121,7 @@ class BlobStore:
 
     def create(self, tmp: str) -> int:
         try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | O_BINARY, 0o600)
         except OSError as exc:
             raise OutputError(f"cannot write to the cache: {describe_os_error(exc, self._blobs)}") from None
 

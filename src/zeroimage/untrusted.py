@@ -23,7 +23,7 @@ import tarfile
 from pathlib import Path
 
 from zeroimage.errors import InputError
-from zeroimage.files import describe_os_error
+from zeroimage.files import O_BINARY, describe_os_error
 
 #: The largest extended header (PAX, GNU long name or link) read; tarfile reads one whole.
 MAX_HEADER_SIZE = 1 << 20
@@ -98,11 +98,18 @@ def next_member(archive: tarfile.TarFile) -> tarfile.TarInfo | None:
     return info
 
 
+#: Refuse a symlink as the last component, and never block on a FIFO, where the host can say so.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 def open_regular(path: Path, what: str) -> int:
     """A descriptor of ``path`` open for reading if it is a regular file itself; InputError
     otherwise (FileNotFoundError is left for callers to whom a missing file means something)."""
+    if not _NOFOLLOW and os.path.islink(path):  # a host without O_NOFOLLOW: check first, at least
+        raise InputError(f"{what} is a symlink, which zeroimage does not follow there")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | O_BINARY)
     except FileNotFoundError:
         raise
     except OSError as exc:

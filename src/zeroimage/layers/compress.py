@@ -17,8 +17,8 @@ from typing import BinaryIO, Literal, cast, get_args
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import UsageError
 from zeroimage.files import Writable
-from zeroimage.layers.entries import Entry, total_size
-from zeroimage.layers.tar import write_tar
+from zeroimage.layers.entries import Entry
+from zeroimage.layers.tar import tar_size, write_tar
 from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter, Reporter, Task
@@ -152,7 +152,7 @@ def stream_layer(
     sink = _HashingWriter(out)
     cancel = cancel or Cancellation()
     failures: list[BaseException] = []
-    with reporter.task(label, total_size(entries)) as task:
+    with reporter.task(label, tar_size(entries, options.mtime)) as task:
         compressor = _open_compressor(sink, options)
         tar = _TarSink(compressor, task, cancel)
 

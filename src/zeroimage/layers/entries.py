@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
@@ -125,7 +124,3 @@ def file_entry(source: Path, dest: str, uid: int = 0, gid: int = 0) -> Entry:
 def sort_key(entry: Entry) -> tuple[str, ...]:
     """Parents before children, siblings by name: the order entries take in a layer."""
     return PurePosixPath(entry.path).parts
-
-
-def total_size(entries: Sequence[Entry]) -> int:
-    return sum(e.size for e in entries if e.kind == "file")

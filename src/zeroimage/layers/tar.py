@@ -30,6 +30,17 @@ def header(entry: Entry, mtime: int) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+def tar_size(entries: Iterable[Entry], mtime: int) -> int:
+    """The size of the tar stream :func:`write_tar` writes for ``entries``: what a layer is
+    uncompressed (headers, contents, padding and the end-of-archive blocks)."""
+    size = 2 * tarfile.BLOCKSIZE
+    for entry in entries:
+        size += len(header(entry, mtime))
+        if entry.kind == "file":
+            size += entry.size + -entry.size % tarfile.BLOCKSIZE
+    return size
+
+
 def write_tar(entries: Iterable[Entry], out: Writable, mtime: int) -> int:
     """Write ``entries`` as a tar stream to ``out``; returns the number of bytes written."""
     written = 0
