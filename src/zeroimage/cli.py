@@ -567,7 +567,7 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
         if not password:
             raise UsageError("the password is empty")
         credential = Credential(username=user, password=password)
-        from zeroimage.transports.registry.transport import client_for
+        from zeroimage.transports.registry import client_for
 
         client = client_for(name, insecure)
         try:

@@ -25,10 +25,17 @@ from zeroimage.image import Blob, ImageGraph, WriteResult
 from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
-from zeroimage.reference import Reference, api_host_of
+from zeroimage.reference import Reference
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import scope_for
-from zeroimage.transports.registry.client import ClientOptions, RegistryClient
+from zeroimage.transports.registry.client import (
+    REDIRECT_STATUS,
+    RegistryClient,
+    Reply,
+    TransferStalled,
+    client_for,
+    read_at_most,
+)
 
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 MAX_CONFIG_SIZE = 16 * 1024 * 1024
@@ -39,11 +46,6 @@ BODY_ATTEMPTS = 4
 DEFAULT_CHUNK = 16 * 1024 * 1024
 
 
-def client_for(registry: str, insecure_registries: tuple[str, ...] = ()) -> RegistryClient:
-    """A client for ``registry`` as references name it (``docker.io`` talks to registry-1.docker.io)."""
-    return RegistryClient(registry, api_host_of(registry), ClientOptions(insecure_registries=insecure_registries))
-
-
 @dataclass(frozen=True)
 class RegistryOrigin:
     """Where a blob can be mounted from: same registry, another repository."""
@@ -52,23 +54,19 @@ class RegistryOrigin:
     repository: str
 
 
-def _read_bounded(response: httpx.Response, limit: int, what: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        response.close()
-        raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-    chunks, total = [], 0
+def _read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes:
+    declared = response.headers.get("content-length", "")
     try:
-        for chunk in response.iter_bytes():
-            total += len(chunk)
-            if total > limit:
-                raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-            chunks.append(chunk)
+        if declared.isdigit() and int(declared) > limit:
+            raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
+        data, whole = read_at_most(response, limit)
     except httpx.TransportError as exc:
-        raise NetworkError(f"reading {what} failed: the connection broke ({type(exc).__name__})") from None
+        raise client.transfer_error(exc, response.url.netloc.decode(), what) from None
     finally:
         response.close()
-    return b"".join(chunks)
+    if not whole:
+        raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
+    return data
 
 
 class _BlobStream:
@@ -86,20 +84,22 @@ class _BlobStream:
 
     def _open(self) -> None:
         headers = {"Range": f"bytes={self.position}-"} if self.position else {}
-        response = self.client.request(
+        response = self.client.open(
             "GET",
             f"/v2/{self.repository}/blobs/{self.desc.digest}",
             scopes=(scope_for(self.repository, "pull"),),
             headers=headers,
-            stream=True,
             follow_redirects=True,
         )
-        if response.status_code >= 400:
-            response.read()
-            self.client.raise_for_status(response, f"blob {self.desc.digest}", self.repository)
+        if response.status_code not in (200, 206):
+            reply = self.client.reply_of(response)
+            self.client.raise_for_status(reply, f"blob {self.desc.digest}", self.repository)
+            raise RegistryError(
+                f"{self.client.registry}: blob {self.desc.digest} answered HTTP {reply.status}, not its bytes"
+            )
         skip = self.position if response.status_code == 200 else 0
         self.response = response
-        self.chunks = response.iter_bytes(CHUNK)
+        self.chunks = response.iter_raw(CHUNK)
         while skip:
             chunk = next(self.chunks, b"")
             if not chunk:
@@ -117,12 +117,12 @@ class _BlobStream:
             try:
                 chunk = next(self.chunks, b"")
             except httpx.TransportError as exc:
+                where = self.response.url.netloc.decode() if self.response is not None else self.client.host
                 self._drop()
+                error = self.client.transfer_error(exc, where, f"blob {self.desc.digest}")
                 self.resumes += 1
-                if self.resumes > UPLOAD_ATTEMPTS:
-                    raise NetworkError(
-                        f"downloading blob {self.desc.digest} kept failing ({type(exc).__name__})"
-                    ) from None
+                if (isinstance(error, TransferStalled) and error.final) or self.resumes > UPLOAD_ATTEMPTS:
+                    raise error from None
                 continue
             if not chunk:
                 return b""
@@ -164,19 +164,24 @@ class RegistrySource:
         repo = self.reference.repository
         what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
         for attempt in range(1, BODY_ATTEMPTS + 1):
-            response = self.client.request(
-                "GET",
-                f"/v2/{repo}/manifests/{identifier}",
-                scopes=self._scopes(),
-                headers={"Accept": MANIFEST_ACCEPT},
-                stream=True,
+            response = self.client.open(
+                "GET", f"/v2/{repo}/manifests/{identifier}", scopes=self._scopes(), headers={"Accept": MANIFEST_ACCEPT}
             )
-            if response.status_code >= 400:
-                response.read()
-                self.client.raise_for_status(response, what, repo)
+            if response.status_code != 200:
+                reply = self.client.reply_of(response)
+                if reply.status in REDIRECT_STATUS:
+                    raise RegistryError(
+                        f"{self.client.registry} answered the request for {what} with a redirect "
+                        f"(HTTP {reply.status}); manifests are fetched from the registry itself"
+                    )
+                self.client.raise_for_status(reply, what, repo)
+                raise RegistryError(f"{self.client.registry}: {what} answered HTTP {reply.status}, not a manifest")
             try:
-                data = _read_bounded(response, MAX_DOCUMENT_SIZE, what)
+                data = _read_bounded(self.client, response, MAX_DOCUMENT_SIZE, what)
                 break
+            except TransferStalled as exc:
+                if exc.final or attempt == BODY_ATTEMPTS:
+                    raise
             except NetworkError:  # the reply was cut mid-body: ask again
                 if attempt == BODY_ATTEMPTS:
                     raise
@@ -265,19 +270,18 @@ class RegistrySink:
     # -- blobs -----------------------------------------------------------------------------------
 
     def blob_exists(self, desc: Descriptor) -> bool:
-        response = self.client.request(
+        reply = self.client.request(
             "HEAD",
             f"/v2/{self.reference.repository}/blobs/{desc.digest}",
             scopes=self._scopes(),
             follow_redirects=True,
         )
-        response.close()
-        if response.status_code == 200:
-            length = response.headers.get("content-length")
+        if reply.status == 200:
+            length = reply.headers.get("content-length")
             return not (length and length.isdigit() and int(length) != desc.size)
-        if response.status_code == 404:
+        if reply.status == 404:
             return False
-        self.client.raise_for_status(response, f"blob {desc.digest}", self.reference.repository)
+        self.client.raise_for_status(reply, f"blob {desc.digest}", self.reference.repository)
         return False
 
     def push_blob(self, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> str:
@@ -298,37 +302,45 @@ class RegistrySink:
             mount_from = sibling.sink.reference.repository
         last_error: Exception | None = None
         for attempt in range(UPLOAD_ATTEMPTS):
-            location = self._start_upload(desc, mount_from if attempt == 0 else None)
-            if location is None:
+            started = self._start_upload(desc, mount_from if attempt == 0 else None)
+            if started is None:
                 self._count("mounted")
                 return "mounted"
+            location, chunk_min = started
             try:
-                self._upload(location, desc, blob, reporter)
+                self._upload(location, chunk_min, desc, blob, reporter)
                 self._count("uploaded")
                 return "uploaded"
-            except (NetworkError, httpx.TransportError) as exc:
-                last_error = exc
+            except NetworkError as exc:
                 self._cancel(location)
+                if isinstance(exc, TransferStalled) and exc.final:
+                    raise
+                last_error = exc
                 continue
         raise NetworkError(f"uploading {desc.digest} to {self.reference.name} kept failing: {last_error}")
 
-    def _start_upload(self, desc: Descriptor, mount_from: str | None) -> str | None:
+    def _start_upload(self, desc: Descriptor, mount_from: str | None) -> tuple[str, int] | None:
+        """Start an upload session (mounting when ``mount_from`` is given): its Location and its
+        chunk minimum; None when the registry mounted the blob."""
         repo = self.reference.repository
         path = f"/v2/{repo}/blobs/uploads/"
         if mount_from and mount_from != repo:
             path += "?" + urlencode({"mount": desc.digest, "from": mount_from})
-        response = self.client.request("POST", path, scopes=self._scopes(mount_from))
-        response.close()
-        if response.status_code == 201 and mount_from:
+        reply = self.client.request("POST", path, scopes=self._scopes(mount_from))
+        if reply.status == 201 and mount_from:
             return None
-        if response.status_code != 202:
-            self.client.raise_for_status(response, "starting an upload", repo)
-            raise RegistryError(f"{self.reference.registry}: unexpected HTTP {response.status_code} starting an upload")
-        location = str(response.headers.get("location", ""))
+        if reply.status != 202:
+            self.client.raise_for_status(reply, "starting an upload", repo)
+            raise RegistryError(f"{self.reference.registry}: unexpected HTTP {reply.status} starting an upload")
+        location = str(reply.headers.get("location", ""))
         if not location:
             raise RegistryError(f"{self.reference.registry} started an upload without a Location")
-        self._chunk_min = int(response.headers.get("oci-chunk-min-length", "0") or 0)
-        return location
+        chunk_min = reply.headers.get("oci-chunk-min-length", "0").strip() or "0"
+        if not chunk_min.isdigit() or len(chunk_min) > 15:
+            raise RegistryError(
+                f"{self.reference.registry} started an upload with an invalid OCI-Chunk-Min-Length {chunk_min[:40]!r}"
+            )
+        return location, int(chunk_min)
 
     def _body(self, blob: Blob | bytes, reporter: Reporter, desc: Descriptor) -> Any:
         if isinstance(blob, bytes):
@@ -346,75 +358,83 @@ class RegistrySink:
 
         return chunks
 
-    def _upload(self, location: str, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> None:
+    def _upload(self, location: str, chunk_min: int, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> None:
         separator = "&" if "?" in location else "?"
         url = f"{location}{separator}{urlencode({'digest': desc.digest})}"
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
-        response = self.client.request(
+        reply = self.client.request(
             "PUT", url, scopes=self._scopes(), headers=headers, body=self._body(blob, reporter, desc), retry=False
         )
-        response.close()
         # Registries that will not take a whole blob in one PUT answer 416 (the spec's "not this
         # way"), 413 (a proxy's body limit), or 400/405 (older servers): send it in chunks instead.
-        if response.status_code in (413, 416) or (response.status_code in (400, 405) and isinstance(blob, Blob)):
-            self._upload_chunked(location, desc, blob, reporter)
+        if reply.status in (413, 416) or (reply.status in (400, 405) and isinstance(blob, Blob)):
+            self._upload_chunked(location, chunk_min, desc, blob, reporter)
             return
-        self._check_created(response, desc)
+        self._check_created(reply, desc)
 
-    def _upload_chunked(self, location: str, desc: Descriptor, blob: Blob | bytes, reporter: Reporter) -> None:
-        """PATCH in chunks (at least OCI-Chunk-Min-Length), following the Range the registry returns."""
-        location = self._start_upload(desc, None) or location
-        chunk_size = max(DEFAULT_CHUNK, getattr(self, "_chunk_min", 0))
+    def _upload_chunked(
+        self, location: str, chunk_min: int, desc: Descriptor, blob: Blob | bytes, reporter: Reporter
+    ) -> None:
+        """PATCH in chunks (at least OCI-Chunk-Min-Length), each streamed from the blob: memory
+        stays flat whatever chunk size the registry asks for."""
+        started = self._start_upload(desc, None)
+        if started is not None:
+            location, chunk_min = started
+        chunk_size = max(DEFAULT_CHUNK, chunk_min)
         stream: Any = blob.open() if isinstance(blob, Blob) else _BytesReader(blob)
         offset = 0
         try:
             with reporter.task(f"pushing {desc.digest[7:19]} (chunked)", desc.size) as task:
                 while offset < desc.size:
-                    data = b""
-                    while len(data) < chunk_size and (part := stream.read(min(CHUNK, chunk_size - len(data)))):
-                        data += part
-                    if not data:
-                        break
+                    length = min(chunk_size, desc.size - offset)
+
+                    def chunk(length: int = length) -> Iterator[bytes]:
+                        left = length
+                        while left and (part := stream.read(min(CHUNK, left))):
+                            left -= len(part)
+                            task.advance(len(part))
+                            yield part
+                        if left:
+                            raise RegistryError(f"blob {desc.digest} ended {left} bytes early")
+
                     headers = {
                         "Content-Type": "application/octet-stream",
-                        "Content-Range": f"{offset}-{offset + len(data) - 1}",
-                        "Content-Length": str(len(data)),
+                        "Content-Range": f"{offset}-{offset + length - 1}",
+                        "Content-Length": str(length),
                     }
-                    response = self.client.request(
-                        "PATCH", location, scopes=self._scopes(), headers=headers, body=data, retry=False
+                    reply = self.client.request(
+                        "PATCH", location, scopes=self._scopes(), headers=headers, body=chunk, retry=False
                     )
-                    response.close()
-                    if response.status_code != 202:
-                        self.client.raise_for_status(response, f"uploading {desc.digest}", self.reference.repository)
-                    location = response.headers.get("location", location)
-                    confirmed = response.headers.get("range", "")
-                    if confirmed:
-                        offset = int(confirmed.rsplit("-", 1)[-1]) + 1
-                    else:
-                        offset += len(data)
-                    task.advance(len(data))
+                    if reply.status != 202:
+                        self.client.raise_for_status(reply, f"uploading {desc.digest}", self.reference.repository)
+                        raise RegistryError(f"{self.reference.registry}: unexpected HTTP {reply.status} to a chunk")
+                    location = reply.headers.get("location", location)
+                    offset += length
+                    confirmed = reply.headers.get("range", "")
+                    if confirmed and confirmed.rsplit("-", 1)[-1].strip() != str(offset - 1):
+                        raise RegistryError(
+                            f"{self.reference.registry} took a chunk of {desc.digest} only in part "
+                            f"(Range {confirmed[:40]!r}, sent up to {offset - 1})"
+                        )
         finally:
             stream.close()
         separator = "&" if "?" in location else "?"
-        response = self.client.request(
+        reply = self.client.request(
             "PUT",
             f"{location}{separator}{urlencode({'digest': desc.digest})}",
             scopes=self._scopes(),
             headers={"Content-Length": "0"},
             retry=False,
         )
-        response.close()
-        self._check_created(response, desc)
+        self._check_created(reply, desc)
 
-    def _check_created(self, response: httpx.Response, desc: Descriptor) -> None:
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise NetworkError(f"{self.reference.registry} answered HTTP {response.status_code} to an upload")
-        if response.status_code != 201:
-            self.client.raise_for_status(response, f"uploading {desc.digest}", self.reference.repository)
-            raise RegistryError(
-                f"{self.reference.registry}: unexpected HTTP {response.status_code} finishing an upload"
-            )
-        confirmed = response.headers.get("docker-content-digest")
+    def _check_created(self, reply: Reply, desc: Descriptor) -> None:
+        if reply.status >= 500 or reply.status in (408, 429):
+            raise NetworkError(f"{self.reference.registry} answered HTTP {reply.status} to an upload")
+        if reply.status != 201:
+            self.client.raise_for_status(reply, f"uploading {desc.digest}", self.reference.repository)
+            raise RegistryError(f"{self.reference.registry}: unexpected HTTP {reply.status} finishing an upload")
+        confirmed = reply.headers.get("docker-content-digest")
         if confirmed and confirmed != desc.digest:
             raise DigestError(f"{self.reference.registry} stored {confirmed} for upload of {desc.digest}")
 
@@ -430,29 +450,28 @@ class RegistrySink:
 
     def check_push_access(self) -> None:
         """Start an upload session (which needs push access) and cancel it: nothing is written."""
-        location = self._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None)
-        if location is not None:
-            self._cancel(location)
+        started = self._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None)
+        if started is not None:
+            self._cancel(started[0])
 
     def _cancel(self, location: str) -> None:
         with contextlib.suppress(Exception):  # best effort: an abandoned session expires on its own
-            self.client.request("DELETE", location, scopes=self._scopes(), retry=False).close()
+            self.client.request("DELETE", location, scopes=self._scopes(), retry=False)
 
     # -- manifests and the whole graph -----------------------------------------------------------
 
     def put_manifest(self, identifier: str, desc: Descriptor, data: bytes) -> str:
-        response = self.client.request(
+        reply = self.client.request(
             "PUT",
             f"/v2/{self.reference.repository}/manifests/{identifier}",
             scopes=self._scopes(),
             headers={"Content-Type": desc.media_type},
             body=data,
         )
-        response.read()
-        response.close()
-        if response.status_code not in (200, 201, 202):
-            self.client.raise_for_status(response, f"pushing manifest {identifier}", self.reference.repository)
-        confirmed = response.headers.get("docker-content-digest")
+        if reply.status not in (200, 201, 202):
+            self.client.raise_for_status(reply, f"pushing manifest {identifier}", self.reference.repository)
+            raise RegistryError(f"{self.reference.registry}: unexpected HTTP {reply.status} to a manifest")
+        confirmed = reply.headers.get("docker-content-digest")
         if confirmed and confirmed != desc.digest:
             raise DigestError(f"{self.reference.registry} stored manifest {confirmed}, expected {desc.digest}")
         return desc.digest
@@ -460,14 +479,13 @@ class RegistrySink:
     def manifest_digest(self, identifier: str) -> str | None:
         """The digest the repository has under ``identifier`` (a tag or digest), by HEAD; None when
         it has none or will not say."""
-        response = self.client.request(
+        reply = self.client.request(
             "HEAD",
             f"/v2/{self.reference.repository}/manifests/{identifier}",
             scopes=self._scopes(),
             headers={"Accept": MANIFEST_ACCEPT},
         )
-        response.close()
-        return response.headers.get("docker-content-digest") if response.status_code == 200 else None
+        return reply.headers.get("docker-content-digest") if reply.status == 200 else None
 
     def write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
         root, tag = graph.root, self.reference.tag
@@ -541,23 +559,22 @@ class _StreamedUpload:
                 yield chunk
 
         try:
-            location = sink._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None) or ""
+            started = sink._start_upload(Descriptor(mt.OCI_LAYER, sha256_digest(b""), 0), None)
+            location = started[0] if started is not None else ""
             scopes = sink._scopes()
             headers = {"Content-Type": "application/octet-stream"}
-            response = sink.client.request("PATCH", location, scopes=scopes, headers=headers, body=chunks, retry=False)
-            response.close()
-            if response.status_code != 202:
-                raise RegistryError(f"PATCH answered HTTP {response.status_code}")
-            location = response.headers.get("location", location)
+            reply = sink.client.request("PATCH", location, scopes=scopes, headers=headers, body=chunks, retry=False)
+            if reply.status != 202:
+                raise RegistryError(f"PATCH answered HTTP {reply.status}")
+            location = reply.headers.get("location", location)
             self._settled.wait()
             descriptor = self.descriptor
             if descriptor is None:
                 raise LayerAbandoned
             separator = "&" if "?" in location else "?"
             url = f"{location}{separator}{urlencode({'digest': descriptor.digest})}"
-            response = sink.client.request("PUT", url, scopes=scopes, headers={"Content-Length": "0"}, retry=False)
-            response.close()
-            sink._check_created(response, descriptor)
+            reply = sink.client.request("PUT", url, scopes=scopes, headers={"Content-Length": "0"}, retry=False)
+            sink._check_created(reply, descriptor)
             location = ""
         except BaseException as exc:  # noqa: BLE001 - reported by wait(); the sink uploads the blob itself
             self.failed = exc
