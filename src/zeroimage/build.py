@@ -41,6 +41,7 @@ from zeroimage.oci import (
 from zeroimage.oci import mediatypes as mt
 from zeroimage.platform import host_platform
 from zeroimage.progress import NullReporter, Reporter
+from zeroimage.reference import Reference
 from zeroimage.rootfs import FileTree, ListingCache, base_tree
 from zeroimage.transports import Location, TransportOptions, open_sink, open_source
 
@@ -117,18 +118,20 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
     )
     if spec.image_format == "docker" and mt.to_docker(layer_options.media_type) is None:
         raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
-    sinks = [open_sink(location, options) for location in spec.outputs]
+    sinks = _open_sinks(spec.outputs, options)
 
     extras = [e for source, dest in spec.adds for e in add_entries(source, dest, *spec.chown)]
     extras = essential_entries(spec.essentials) + extras
 
     with ExitStack() as stack:
         for sink in sinks:
-            if hasattr(sink, "close"):
+            if hasattr(sink, "discard"):
+                stack.push(_discard_on_failure(sink))
+            elif hasattr(sink, "close"):
                 stack.callback(sink.close)  # after a failure: no half-written output stays behind
         store = stack.enter_context(_store(spec.use_cache))
         # Local outputs keep new layers in the cache: an unchanged rebuild copies them from there.
-        keep = any(getattr(sink, "layers_cached", True) for sink in sinks)
+        keep = any(getattr(sink, "needs_layer_files", True) for sink in sinks)
         binaries = [file_entry(t.spec.path, entrypoint) for t in targets]
         reporter.info(f"adding {targets[0].spec.path} as {entrypoint} for {targets[0].platform}")
         first = _Background(
@@ -185,7 +188,8 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         written = []
         for sink in sinks:
             reporter.info(f"writing {sink.description}")
-            written.append(sink.write(graph, reporter))
+            result = sink.write(graph, reporter)
+            written.extend(result if isinstance(result, list) else [result])
     return BuildResult(
         root=graph.root,
         platforms=tuple(results),
@@ -227,14 +231,38 @@ class _Background:
 
 
 def _taps(sinks: list[Sink], reporter: Reporter) -> list[LayerTap]:
-    """Sinks that take a new layer while it is compressed (a registry uploads it, an archive file
-    writes it in), one per group (a registry): the others in it find the layer there or mount it
-    afterwards, so pushing two tags uploads it once."""
-    groups: dict[object, list[Any]] = {}
-    for sink in sinks:
-        if hasattr(sink, "layer_tap"):
-            groups.setdefault(getattr(sink, "tap_group", sink), []).append(sink)
-    return [first.layer_tap(reporter, rest) for first, *rest in groups.values()]
+    """Sinks that take a new layer while it is compressed (a registry uploads it once, to the
+    first of its repositories; an archive file writes it in)."""
+    return [sink.layer_tap(reporter) for sink in sinks if hasattr(sink, "layer_tap")]
+
+
+def _open_sinks(outputs: tuple[Location, ...], options: TransportOptions) -> list[Any]:
+    """A sink per output, except that the references of one registry share one RegistrySink."""
+    references: dict[str, list[Reference]] = {}
+    for location in outputs:
+        if location.is_registry and location.reference is not None:
+            references.setdefault(location.reference.registry, []).append(location.reference)
+    sinks: list[Any] = []
+    for location in outputs:
+        reference = location.reference
+        if location.is_registry and reference is not None:
+            if reference.registry in references:
+                from zeroimage.transports.registry import RegistrySink  # not for builds without a push
+
+                sinks.append(RegistrySink(references.pop(reference.registry), options.insecure_registries))
+        else:
+            sinks.append(open_sink(location, options))
+    return sinks
+
+
+def _discard_on_failure(sink: Any) -> Callable[..., None]:
+    def exit_(kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            sink.close()
+        else:
+            sink.discard()
+
+    return exit_
 
 
 @contextmanager

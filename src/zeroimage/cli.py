@@ -614,16 +614,16 @@ def check_auth(push: str, insecure: tuple[str, ...], verbose: bool) -> None:
 
     def action() -> int:
         from zeroimage.transports import parse_location
-        from zeroimage.transports.registry.transport import RegistrySink
+        from zeroimage.transports.registry import RegistrySink
 
         location = parse_location(push, "docker")
         if location.reference is None or not location.is_registry:
             raise UsageError(f"--push takes a registry reference, not {push!r}")
-        sink = RegistrySink(location.reference, insecure)
+        sink = RegistrySink([location.reference], insecure)
         try:
             sink.check_push_access()
         finally:
-            sink.client.close()
+            sink.close()
         click.echo(f"push access to {location.reference.name} OK")
         return 0
 

@@ -24,6 +24,15 @@ MAX_INDEX_DEPTH = 8
 
 
 @dataclass(frozen=True)
+class MountSource:
+    """A repository of a registry that holds a blob: a push to another repository of the same
+    registry can mount it from there instead of uploading it."""
+
+    registry: str
+    repository: str
+
+
+@dataclass(frozen=True)
 class Blob:
     """A layer: its descriptor and how to read it.
 
@@ -35,7 +44,7 @@ class Blob:
     descriptor: Descriptor
     open: Callable[[], Readable]
     path: Path | None = None
-    origin: object | None = None
+    origin: MountSource | None = None
 
 
 @dataclass

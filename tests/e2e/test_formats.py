@@ -157,7 +157,7 @@ def test_docker_format_push_and_json(zeroimage: Zeroimage, static_binary: Path, 
         }
         assert "annotations" not in manifest
         assert sha(raw) == result["digest"] == (tmp_path / "digest.txt").read_text().strip()
-        assert result["outputs"][0]["reference"] == f"{registry.host}/app"
+        assert result["outputs"][0]["reference"] == f"{registry.host}/app:docker"
 
 
 def test_multi_platform_push(zeroimage: Zeroimage, static_binary: Path, busybox_arm64: Path, tmp_path: Path) -> None:

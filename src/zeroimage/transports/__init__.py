@@ -70,5 +70,5 @@ def open_sink(location: Location, options: TransportOptions) -> Sink:
         from zeroimage.transports.registry import RegistrySink
 
         assert location.reference is not None
-        return RegistrySink(location.reference, options.insecure_registries)
+        return RegistrySink([location.reference], options.insecure_registries)  # type: ignore[return-value]
     raise UsageError(f"unknown output transport {location.transport!r}")
