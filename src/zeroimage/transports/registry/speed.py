@@ -178,14 +178,16 @@ class CheckedStream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         # The handshake reads and writes inside the ssl module, past read() and write(): a timer
         # shuts the socket down if the handshake is not done within one window.
+        # (By descriptor: wrapping detaches the socket object from it.)
         raw = self._inner.get_extra_info("socket")
+        fd, family = (raw.fileno(), raw.family) if isinstance(raw, socket.socket) else (-1, socket.AF_INET)
         expired = threading.Event()
 
         def expire() -> None:
             expired.set()
-            if isinstance(raw, socket.socket):
-                with contextlib.suppress(OSError):
-                    raw.shutdown(socket.SHUT_RDWR)
+            if fd >= 0:
+                with contextlib.suppress(OSError), socket.fromfd(fd, family, socket.SOCK_STREAM) as same:
+                    same.shutdown(socket.SHUT_RDWR)
 
         timer = threading.Timer(self._limit.seconds, expire)
         timer.daemon = True
