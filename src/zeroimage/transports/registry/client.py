@@ -212,6 +212,12 @@ def client_for(registry: str, insecure_registries: tuple[str, ...] = ()) -> Regi
 
 def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of a streamed reply's body as sent, and whether that was all of it."""
+    try:
+        data = response.content  # a reply a transport gave whole (made from bytes in memory)
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        return data[:limit], len(data) <= limit
     chunks: list[bytes] = []
     total = 0
     for chunk in response.iter_raw():
