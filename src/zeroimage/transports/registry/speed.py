@@ -11,7 +11,8 @@ new window starts. Every socket operation waits at most until the end of the cur
 a peer that sends nothing at all fails at its end too. Each ``send`` is credited as it returns
 (httpcore's own write loop, run here), so a slow but steady reader is credited as it reads.
 
-This module imports httpcore (~0.1 s): the client imports it only when it opens its connections.
+This module imports httpcore, which is slow to import: the client imports it only when it opens
+its connections, so that a build starts compressing first.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An :class:`UploadSession` is one upload: :meth:`~UploadSession.start` (``POST ..
 :meth:`~UploadSession.mount` (``POST ...?mount=&from=``, which may finish at once), then either
 :meth:`~UploadSession.put_whole` (a monolithic ``PUT ?digest=`` carrying the blob), or
 :meth:`~UploadSession.stream` (one ``PATCH`` following a layer as it is compressed) or
-:meth:`~UploadSession.patch_chunks` (``PATCH`` es of at least ``OCI-Chunk-Min-Length``), each then
+:meth:`~UploadSession.patch_chunks` (PATCHes of at least ``OCI-Chunk-Min-Length`` bytes), each then
 :meth:`~UploadSession.commit` (``PUT ?digest=``); or :meth:`~UploadSession.cancel` (``DELETE``).
 The chunk minimum and the current ``Location`` are state of the session.
 
@@ -151,7 +151,7 @@ class UploadSession:
         self.location = str(reply.headers.get("location", self.location))
 
     def patch_chunks(self, desc: Descriptor, stream: Readable, reporter: Reporter) -> None:
-        """``PATCH`` es of ``max(DEFAULT_CHUNK, chunk_min)`` bytes, each streamed from ``stream``:
+        """PATCHes of ``max(DEFAULT_CHUNK, chunk_min)`` bytes, each streamed from ``stream``:
         memory stays flat whatever chunk size the registry asks for. A registry that confirms
         less than it was sent (``Range``) ends the upload: the bytes are not kept to send again."""
         chunk_size = max(DEFAULT_CHUNK, self.chunk_min)
