@@ -39,7 +39,8 @@ ImageFormat = Literal["oci", "docker"]
 
 @dataclass(frozen=True)
 class MountSource:
-    """Where a blob can be mounted from instead of uploaded: a repository of a registry."""
+    """A repository of a registry that holds a blob: a push to another repository of the same
+    registry can mount it from there instead of uploading it."""
 
     registry: str
     repository: str

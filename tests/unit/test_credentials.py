@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,57 @@ def test_helper_malformed_output(env: dict[str, str], output: str) -> None:
     message = str(info.value)
     assert message == "credential helper 'fake' sent malformed output for r.io"
     assert SECRET not in message
+
+
+def bad_helper(tmp_path: Path, name: str, body: str) -> None:
+    """A helper ``docker-credential-NAME`` that runs ``body`` (Python) and records its pid."""
+    path = tmp_path / "bin" / f"docker-credential-{name}"
+    path.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\nopen(os.environ['FAKE_PID'], 'w').write(str(os.getpid()))\n{body}\n"
+    )
+    path.chmod(0o755)
+
+
+def gone(pid_file: Path) -> bool:
+    """The recorded helper process no longer runs (it was stopped and reaped)."""
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("time.sleep(60)", "did not finish within 1 s; stopped it"),
+        ("sys.stdin.read(); sys.stdout.close(); sys.stderr.close(); time.sleep(60)", "did not finish within 1 s"),
+        (
+            "block = b'x' * 65536\nfor _ in range(256): sys.stdout.buffer.write(block)",
+            "printed more than 1048576 bytes",
+        ),
+        ("block = b'x' * 65536\nwhile True: sys.stderr.buffer.write(block)", "printed more than 1048576 bytes"),
+    ],
+    ids=["hangs", "closes-its-output-and-hangs", "prints-16-MiB", "prints-without-end-on-stderr"],
+)
+def test_a_helper_that_hangs_or_floods_is_stopped(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, words: str
+) -> None:
+    """A helper is stopped after HELPER_TIMEOUT (30 s; 1 s here) or MAX_HELPER_OUTPUT (1 MiB):
+    one clean error that says which, soon, and the helper no longer runs."""
+    from zeroimage.transports.registry import credentials
+
+    monkeypatch.setattr(credentials, "HELPER_TIMEOUT", 1.0)
+    bad_helper(tmp_path, "bad", body)
+    env["FAKE_PID"] = str(tmp_path / "helper.pid")
+    write_config(env, {"credsStore": "bad", "auths": {"r.io": {"auth": b64(f"bob:{SECRET}")}}})
+    started = time.monotonic()
+    with pytest.raises(CredentialError) as info:
+        CredentialStore(env).get("r.io")
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert message.startswith("credential helper 'bad' for r.io ") and words in message, message
+    assert gone(tmp_path / "helper.pid")
 
 
 # -- Podman ----------------------------------------------------------------------------------------

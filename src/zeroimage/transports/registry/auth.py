@@ -2,12 +2,14 @@
 
 Tokens live in memory only, cached per (realm, service, scope set) until shortly before they
 expire. A credential is only ever sent to the registry host it belongs to, or to the token
-realm that registry named in its challenge.
+realm that registry named in its challenge (see :mod:`.client` for the origin rules).
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import math
 import re
 import threading
 import time
@@ -48,6 +50,34 @@ def parse_challenge(header: str) -> Challenge | None:
 def basic_header(credential: Credential) -> str:
     raw = f"{credential.username}:{credential.password}".encode()
     return "Basic " + base64.b64encode(raw).decode()
+
+
+#: The longest a token is kept, whatever its reply claims (the spec's default lifetime is 60 s).
+MAX_TOKEN_LIFETIME = 24 * 3600
+
+
+def parse_token_reply(data: bytes) -> tuple[str, int] | None:
+    """The token of a token service's JSON reply (``token`` or ``access_token``) and its lifetime
+    in seconds (``expires_in``: 60 when absent or not positive, at most :data:`MAX_TOKEN_LIFETIME`);
+    None for anything else a server may send (not JSON, nested too deep, no token, a lifetime
+    that is not a finite number)."""
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    token = body.get("token") or body.get("access_token")
+    expires_in = body.get("expires_in")
+    if isinstance(expires_in, str) and expires_in.strip().isdigit() and len(expires_in) < 16:
+        expires_in = int(expires_in)  # as some token services send it
+    if not isinstance(token, str) or not token:
+        return None
+    if expires_in is None:
+        return token, 60
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not math.isfinite(expires_in):
+        return None
+    return token, int(min(expires_in, MAX_TOKEN_LIFETIME)) if expires_in > 0 else 60
 
 
 def scope_for(repository: str, actions: str) -> str:

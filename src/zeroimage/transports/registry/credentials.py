@@ -17,6 +17,9 @@ rewritten atomically with mode 0600 and every key this module does not know kept
 Helpers speak Docker's credential-helper protocol: ``get``/``erase`` read the server URL on stdin,
 ``store`` reads ``{"ServerURL", "Username", "Secret"}``; ``get`` prints the same object, with
 Username ``<token>`` when Secret is an identity token. No error message ever contains a secret.
+A helper that has not finished after :data:`HELPER_TIMEOUT` (30) seconds is stopped (killed) and
+reported, and so is one that prints more than :data:`MAX_HELPER_OUTPUT` (1 MiB): a keychain
+prompt nobody answers, or a broken helper, costs half a minute and one line, never the build.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from zeroimage.errors import CredentialError
 from zeroimage.reference import DOCKER_HUB, DOCKER_HUB_CREDENTIAL_KEY
@@ -41,6 +44,10 @@ TOKEN_USERNAME = "<token>"  # a helper's Username when its Secret is an identity
 _NOT_FOUND = "credentials not found"  # "credentials not found in native keychain"
 _HUB_HOSTS = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
 _SECRET_FIELDS = ("auth", "username", "password", "identitytoken", "registrytoken")
+#: Seconds a credential helper may take before it is stopped.
+HELPER_TIMEOUT = 30.0
+#: The most a credential helper may print (on stdout, and on stderr) before it is stopped.
+MAX_HELPER_OUTPUT = 1 << 20
 
 
 @dataclass(frozen=True, repr=False)
@@ -238,30 +245,90 @@ class CredentialStore:
         executable = shutil.which(program, path=os.pathsep.join(search)) if search else None
         if executable is None:
             raise CredentialError(f"credential helper {helper!r} for {registry}: {program} is not on PATH")
-        import subprocess  # helpers are rare: not loaded for every push
-
-        try:
-            proc = subprocess.run(
-                [executable, action],
-                input=stdin.encode(),
-                capture_output=True,
-                env=None if self._env is os.environ else dict(self._env),
-                check=False,
-            )
-        except (OSError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise CredentialError(f"credential helper {helper!r} for {registry}: cannot run {program}: {why}") from None
-        stdout = proc.stdout.decode("utf-8", "replace")
-        if proc.returncode == 0:
+        env = None if self._env is os.environ else dict(self._env)
+        returncode, out, err = _run_bounded([executable, action], stdin.encode(), env, helper, registry, program)
+        stdout = out.decode("utf-8", "replace")
+        if returncode == 0:
             return stdout
-        message = stdout.strip() or proc.stderr.decode("utf-8", "replace").strip()
+        message = stdout.strip() or err.decode("utf-8", "replace").strip()
         if _NOT_FOUND in message.lower():
             return None
         detail = _first_line(message, secrets)
         raise CredentialError(
             f"credential helper {helper!r} could not {action} credentials for {registry} "
-            f"(exit status {proc.returncode}){': ' + detail if detail else ''}"
+            f"(exit status {returncode}){': ' + detail if detail else ''}"
         )
+
+
+def _run_bounded(
+    argv: list[str], stdin: bytes, env: dict[str, str] | None, helper: str, registry: str, program: str
+) -> tuple[int, bytes, bytes]:
+    """Run a helper: its exit status, stdout and stderr. It is stopped (killed) when it takes longer
+    than HELPER_TIMEOUT or prints more than MAX_HELPER_OUTPUT on either stream. Its two streams
+    are read by two threads (pipes cannot be polled on every platform)."""
+    import subprocess  # helpers are rare: not loaded for every push
+    import threading
+    import time
+
+    who = f"credential helper {helper!r} for {registry}"
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise CredentialError(f"{who}: cannot run {program}: {why}") from None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + HELPER_TIMEOUT
+    outputs = (bytearray(), bytearray())
+    changed = threading.Condition()
+    state = {"ended": 0, "overflow": False}
+
+    def drain(stream: IO[bytes], output: bytearray) -> None:
+        try:
+            while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+                output += chunk
+                if len(output) > MAX_HELPER_OUTPUT:
+                    with changed:
+                        state["overflow"] = True
+                        changed.notify_all()
+                    return
+        except (OSError, ValueError):
+            pass  # the helper was stopped and its pipe closed
+        finally:
+            with changed:
+                state["ended"] += 1
+                changed.notify_all()
+
+    readers = [
+        threading.Thread(target=drain, args=(stream, output), daemon=True, name="credential-helper")
+        for stream, output in zip((proc.stdout, proc.stderr), outputs, strict=True)
+    ]
+    try:
+        for reader in readers:
+            reader.start()
+        with contextlib.suppress(OSError):  # a helper that never reads its input, or exits first
+            proc.stdin.write(stdin)  # a server URL or a small JSON object: within the pipe's buffer
+            proc.stdin.close()
+        with changed:
+            done = changed.wait_for(lambda: state["overflow"] or state["ended"] == 2, HELPER_TIMEOUT)
+        if state["overflow"]:
+            raise CredentialError(f"{who} printed more than {MAX_HELPER_OUTPUT} bytes; stopped it")
+        if not done:
+            raise CredentialError(f"{who} did not finish within {HELPER_TIMEOUT:.0f} s; stopped it")
+        try:
+            returncode = proc.wait(max(deadline - time.monotonic(), 0.1))  # its output has ended: it is exiting
+        except subprocess.TimeoutExpired:
+            raise CredentialError(f"{who} did not finish within {HELPER_TIMEOUT:.0f} s; stopped it") from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(1.0)  # at its pipe's end once the helper is gone (unless a child of it holds it)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+    return returncode, bytes(outputs[0]), bytes(outputs[1])
 
 
 def _normalise(registry: str) -> str:
