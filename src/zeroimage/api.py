@@ -19,6 +19,7 @@ from zeroimage.image import ImageFormat
 from zeroimage.layers.compress import Compression, LayerOptions
 from zeroimage.pipeline import BuildResult, BuildSpec, Program
 from zeroimage.progress import CallbackReporter, Event, Reporter
+from zeroimage.reference import Reference
 
 PathLike = str | os.PathLike[str]
 
@@ -52,6 +53,8 @@ def build(
     digest_file: PathLike | None = None,
     source_date_epoch: int | None = None,
     target: Literal["lambda"] | None = None,
+    cache_from: Sequence[str] = (),
+    pull: Literal["always", "missing", "never"] = "missing",
     reporter: Reporter | None = None,
     progress: Callable[[Event], None] | None = None,
 ) -> BuildResult:
@@ -62,7 +65,10 @@ def build(
     takes every ``-o`` form and ``docker://REF`` for a push; ``push`` takes registry references.
     Without either, the image goes to ``./PROGRAM.tar``. ``platform`` is ``OS/ARCH[/VARIANT]`` for
     a single program or ``OS/ARCH[/VARIANT]=PATH`` entries. ``target="lambda"`` makes and checks
-    the image for AWS Lambda. ``source_date_epoch`` defaults to the
+    the image for AWS Lambda. ``cache_from`` names images whose layers a push may reuse (beside
+    those under the tags it pushes to); ``pull`` says when a registry base is asked for again
+    (``always``, ``missing``: one request for a tag, ``never``: from the cache alone).
+    ``source_date_epoch`` defaults to the
     ``SOURCE_DATE_EPOCH`` environment variable. Warnings, steps and progress go to ``reporter``
     (a :class:`~zeroimage.progress.Reporter`) or, one :class:`~zeroimage.progress.Event` at a
     time, to the function ``progress``; by default nowhere.
@@ -99,6 +105,8 @@ def build(
         digest_file=digest_file,
         source_date_epoch=source_date_epoch,
         target=target,
+        cache_from=cache_from,
+        pull=pull,
     )
     return run(spec, CallbackReporter(progress) if progress is not None else reporter)
 
@@ -108,13 +116,15 @@ def inspect(source: str, *, insecure_registry: Sequence[str] = ()) -> dict[str, 
     under it, its platform, manifest and config."""
     from zeroimage.describe import describe
     from zeroimage.transports import TransportOptions, open_source, parse_source
+    from zeroimage.transports.locations import hinted
 
     location = parse_source(source)
-    opened = open_source(location, TransportOptions(insecure_registries=tuple(insecure_registry)))
-    try:
-        return describe(opened)
-    finally:
-        opened.close()
+    with hinted(location):
+        opened = open_source(location, TransportOptions(insecure_registries=tuple(insecure_registry)))
+        try:
+            return describe(opened)
+        finally:
+            opened.close()
 
 
 def _spec(
@@ -146,6 +156,8 @@ def _spec(
     digest_file: PathLike | None,
     source_date_epoch: int | None,
     target: Literal["lambda"] | None,
+    cache_from: Sequence[str],
+    pull: Literal["always", "missing", "never"],
 ) -> BuildSpec:
     """Every keyword, validated, into one BuildSpec (one UsageError for the first bad one)."""
     from zeroimage import customize
@@ -199,7 +211,24 @@ def _spec(
         strict=strict,
         digest_file=Path(digest_file) if digest_file is not None else None,
         target=_target(target),
+        cache_from=tuple(_cache_from(ref) for ref in cache_from),
+        pull=_pull(pull),
     )
+
+
+def _cache_from(text: str) -> Reference:
+    from zeroimage.transports import parse_location
+
+    location = parse_location(text, "docker")
+    if location.reference is None or not location.is_registry:
+        raise UsageError(f"--cache-from takes a registry reference, not {text!r}")
+    return location.reference
+
+
+def _pull(policy: str) -> Literal["always", "missing", "never"]:
+    if policy not in ("always", "missing", "never"):
+        raise UsageError(f"--pull {policy!r}: choose always, missing or never")
+    return policy  # type: ignore[return-value]
 
 
 def _target(target: str | None) -> Literal["lambda"] | None:

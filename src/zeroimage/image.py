@@ -8,6 +8,8 @@ A :class:`Sink` takes an :class:`ImageGraph`. Neither prints; progress goes to a
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
@@ -109,6 +111,38 @@ class ImageGraph:
 
 
 # -- where images come from and go -------------------------------------------------------------
+
+
+#: What the documents one build reads may add up to, unless ZEROIMAGE_DOCUMENTS_LIMIT says.
+DEFAULT_DOCUMENTS_LIMIT = 64 << 20
+
+
+class DocumentBudget:
+    """The documents (manifests, indexes, configs) one build reads from outside, bounded in total.
+
+    Each document is bounded on its own; their sum must be too, or an index naming 150 distinct
+    4 MB child indexes would hold 600 MB. Sources charge each document they read (not one they
+    already hold). Thread-safe."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is None:
+            text = os.environ.get("ZEROIMAGE_DOCUMENTS_LIMIT", "").strip()
+            if text and not text.isdigit():
+                raise UsageError(f"ZEROIMAGE_DOCUMENTS_LIMIT must be a number of bytes, not {text[:40]!r}")
+            limit = int(text) if text else DEFAULT_DOCUMENTS_LIMIT
+        self.limit = limit
+        self._spent = 0
+        self._lock = threading.Lock()
+
+    def charge(self, size: int, what: str) -> None:
+        with self._lock:
+            self._spent += size
+            spent = self._spent
+        if spent > self.limit:
+            raise InputError(
+                f"{what}: the image's documents (manifests, indexes, configs) add up to more than "
+                f"{self.limit} bytes; refusing them (ZEROIMAGE_DOCUMENTS_LIMIT raises the bound)"
+            )
 
 
 class Source(Protocol):

@@ -14,14 +14,15 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from zeroimage import aws_lambda, runcheck
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.customize import ConfigChanges, apply_changes, history_of, user_ids
 from zeroimage.elf import BinaryInfo, inspect_binary
-from zeroimage.errors import InputError, PlatformError, RegistryError, RunCheckError, UsageError, ZeroimageError
+from zeroimage.errors import InputError, PlatformError, RunCheckError, UsageError, ZeroimageError
 from zeroimage.essentials import add_entries, combine_adds, essential_entries
 from zeroimage.files import atomic_write
 from zeroimage.image import (
@@ -43,13 +44,17 @@ from zeroimage.layers.entries import Entry, file_entry, modes_notice
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.oci import mediatypes as mt
-from zeroimage.plan import DEFAULT_PATH, Target, entrypoint_of, files_layer, image_platform, program_layer
+from zeroimage.plan import DEFAULT_PATH, Target, entrypoint_of, files_layer, image_platform, place, program_layer
 from zeroimage.platform import variant_older
 from zeroimage.progress import NullReporter, Reporter
+from zeroimage.reference import Reference
 from zeroimage.rootfs import FileTree, ListingCache, base_tree
 from zeroimage.store import BlobStore, CorruptBlob, default_cache_dir
-from zeroimage.transports import Location, TransportOptions, open_sinks, open_source
-from zeroimage.transports.locations import Inputs, check_outputs, source_hint
+from zeroimage.transports import Location, PullPolicy, TransportOptions, open_sinks, open_source
+from zeroimage.transports.locations import Inputs, check_outputs, hinted
+
+if TYPE_CHECKING:
+    from zeroimage.transports.registry.reuse import RegistryLayers
 
 
 @dataclass(frozen=True)
@@ -81,17 +86,23 @@ class BuildSpec:
     digest_file: Path | None = None
     #: A platform with rules of its own the image must satisfy (``lambda``: AWS Lambda).
     target: Literal["lambda"] | None = None
+    #: Images whose layers a push may reuse (besides those under the tags it pushes to).
+    cache_from: tuple[Reference, ...] = ()
+    #: When a registry base is asked for again (see :class:`~zeroimage.transports.PullPolicy`).
+    pull: PullPolicy = "missing"
 
 
 @dataclass(frozen=True)
 class LayerResult:
     """A layer the build added: what it is, what it holds (``program`` or ``files``), and where
-    it came from — made now, or taken from the local cache."""
+    it came from — made now, taken from the local cache, or reused from a registry, as the image
+    ``reused_from`` lists it."""
 
     descriptor: Descriptor
     diff_id: str
     origin: Origin
     holds: str
+    reused_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
     owner = spec.chown or (0, 0)
     added = [(f"--add {source}:{dest}", add_entries(source, dest, *owner)) for source, dest in spec.adds]
     created = rfc3339(epoch if epoch is not None else _newest_mtime(spec, added))
-    options = TransportOptions(mtime=epoch or 0, insecure_registries=spec.insecure_registries)
+    options = TransportOptions(mtime=epoch or 0, insecure_registries=spec.insecure_registries, pull=spec.pull)
     sinks = open_sinks(spec.outputs, options)
 
     with ExitStack() as stack:
@@ -164,11 +175,13 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             stack.callback(sink.discard)  # after a failure: no half-written output stays behind
         store = stack.enter_context(_store(spec.use_cache))
         # Local outputs keep new layers in the store: an unchanged rebuild copies them from there.
-        producer = LayerProducer(
-            store, layer_options, reporter, lambda: _taps(sinks, reporter), any(s.needs_layer_files for s in sinks)
-        )
-        stack.enter_context(_hinted(spec.base))
-        source = stack.enter_context(_opened(spec.base, options)) if spec.base else None
+        keep = any(s.needs_layer_files for s in sinks)
+        remote = None if keep else _registry_layers(spec, sinks, options, reporter)
+        if remote is not None:
+            stack.callback(remote.close)
+        producer = LayerProducer(store, layer_options, reporter, lambda: _taps(sinks, reporter), keep, remote)
+        stack.enter_context(hinted(spec.base))
+        source = stack.enter_context(_opened(spec.base, replace(options, store=store))) if spec.base else None
         targets = _targets(spec, infos, source, reporter)
         if spec.target == "lambda":
             aws_lambda.check_platform(targets[0].platform)
@@ -176,7 +189,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         # if the base changed nothing (no directory at its path, parents 0755 and root's), and
         # made again if the plan says otherwise.
         guess = _program_guess(spec, targets[0])
-        first = _Background(lambda cancel: producer.make(guess, _what(targets[0], guess), cancel))
+        first = _Background(lambda cancel: producer.make(guess, _what(targets[0], guess), cancel, targets[0].platform))
         stack.callback(first.stop)
         listings = ListingCache(store.root)
         plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
@@ -189,8 +202,12 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                 program = first.result()
             else:
                 first.stop()
-                program = producer.make(plan.program, _what(plan.target, plan.program))
-            files = producer.make(plan.files, f"{len(plan.files)} added files") if plan.files else None
+                program = producer.make(plan.program, _what(plan.target, plan.program), None, plan.target.platform)
+            files = (
+                producer.make(plan.files, f"{len(plan.files)} added files", None, plan.target.platform)
+                if plan.files
+                else None
+            )
             made += [program, *([files] if files else [])]
             layers = [(files, "files", plan.files_by)] if files else []
             layers.append((program, "program", f"COPY {plan.target.name} {plan.entrypoint}"))
@@ -207,7 +224,8 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
                     binary=plan.target.info,
                     base=plan.base.descriptor if plan.base else None,
                     layers=tuple(
-                        LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds) for m, holds, _ in layers
+                        LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds, m.reused_from)
+                        for m, holds, _ in layers
                     ),
                 )
             )
@@ -361,9 +379,14 @@ def _plan(
 ) -> _Plan:
     tree = base_tree(base.layers, listings) if base is not None else FileTree()
     entrypoint = entrypoint_of(spec.entrypoint_path, target.name, tree)
+    (program_at,) = place([Entry(entrypoint, "file", 0)], tree)  # where it lands, the image's links followed
     essentials = essential_entries(spec.essentials, base=tree if base is not None else None, reporter=reporter)
-    groups = ([(f"--with {','.join(spec.essentials)}", essentials)] if essentials else []) + list(added)
-    extras, widened = _for_target(spec, combine_adds(groups, [entrypoint]), entrypoint)
+    groups = ([(f"--with {','.join(spec.essentials)}", essentials)] if essentials else []) + [
+        (name, _into_directory(entries, tree)) for name, entries in added
+    ]
+    # Collisions are judged where the entries land: two paths may be one through a base's link.
+    landed = [(name, place(entries, tree)) for name, entries in groups]
+    extras, widened = _for_target(spec, combine_adds(landed, [program_at.path]), entrypoint)
     files = list(files_layer(extras, tree))
     tree.add_entries(files)
     user = _user(spec.config, base, tree, reporter)
@@ -390,6 +413,16 @@ def _plan(
     if spec.target == "lambda":
         _check_lambda(spec, target, entrypoint, base, tree, reporter)
     return _Plan(target, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}")
+
+
+def _into_directory(entries: list[Entry], tree: FileTree) -> list[Entry]:
+    """An added file whose destination is a directory of the image goes inside it, as
+    ``COPY conf /app`` puts /app/conf when /app is a directory; never a file over a directory."""
+    if len(entries) == 1 and entries[0].kind != "dir":
+        (entry,) = entries
+        if entry.source is not None and tree.is_dir(entry.path):
+            return [replace(entry, path=f"{entry.path.rstrip('/')}/{entry.source.name}")]
+    return entries
 
 
 def _user(changes: ConfigChanges, base: BaseImage | None, tree: FileTree, reporter: Reporter) -> tuple[int, int] | None:
@@ -478,6 +511,28 @@ def _what(target: Target, program: Sequence[Entry]) -> str:
 # -- making and writing --------------------------------------------------------------------------
 
 
+def _registry_layers(
+    spec: BuildSpec, sinks: Sequence[Sink], options: TransportOptions, reporter: Reporter
+) -> RegistryLayers | None:
+    """For a build that only pushes: the layers its registries already hold — under the tags it
+    pushes to, and the --cache-from images — asked for from now on, so that a layer already
+    there is neither compressed nor uploaded (None when there is nothing to ask)."""
+    if not spec.cache_from and all(sink.needs_layer_files for sink in sinks):
+        return None  # no registry to ask (imported only when there is one: it loads the HTTP client)
+    from zeroimage.transports.registry.reuse import ClientOf, RegistryLayers
+    from zeroimage.transports.registry.sink import RegistrySink
+
+    pushes = [sink for sink in sinks if isinstance(sink, RegistrySink)]
+    clients: dict[str, ClientOf] = {sink.registry: partial(getattr, sink, "client") for sink in pushes}
+    references: list[tuple[Reference, ClientOf]] = [
+        (ref, clients[ref.registry]) for sink in pushes for ref in sink.references if not ref.digest
+    ]
+    references += [(ref, clients.get(ref.registry)) for ref in spec.cache_from]
+    if not references:
+        return None
+    return RegistryLayers(references, spec.insecure_registries, reporter, options.budget)
+
+
 def _formats(spec: BuildSpec, sinks: Sequence[Sink]) -> list[ImageFormat]:
     """The formats the outputs need: OCI archives and layouts are OCI whatever ``--format``."""
     needed = dict.fromkeys(sink.fixed_format or spec.format for sink in sinks)
@@ -546,19 +601,6 @@ def _opened(location: Location, options: TransportOptions) -> Iterator[Source]:
         yield source
     finally:
         source.close()
-
-
-@contextmanager
-def _hinted(base: Location | None) -> Iterator[None]:
-    """A registry error about a base given without a transport name says which local
-    transports the user may have meant (``--from app.tar`` is looked up on Docker Hub)."""
-    try:
-        yield
-    except RegistryError as exc:
-        hint = source_hint(base) if base is not None else ""
-        if not hint or hint in exc.message:
-            raise
-        raise type(exc)(exc.message + hint) from None
 
 
 @contextmanager

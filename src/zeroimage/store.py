@@ -32,6 +32,7 @@ from pathlib import Path
 
 from zeroimage.errors import DigestError, OutputError, ZeroimageError
 from zeroimage.files import (
+    CHUNK,
     O_BINARY,
     RangeReader,
     Readable,
@@ -39,6 +40,7 @@ from zeroimage.files import (
     atomic_write,
     describe_os_error,
     unlink_quietly,
+    write_all,
 )
 from zeroimage.image import Blob
 from zeroimage.layers.compress import BuiltLayer
@@ -137,6 +139,39 @@ class BlobStore:
         now = time.time()
         with contextlib.suppress(OSError):
             os.utime(self.path(digest), (now, now))
+
+    def keep_while_read(self, desc: Descriptor, reader: Readable) -> Readable:
+        """``reader`` (a verifying reader of the blob ``desc``) that also writes what it reads
+        into the store; the blob takes its name only once every byte was read and verified, so
+        a base layer downloaded once is not downloaded again (nor a half or wrong one kept)."""
+        return _Keeping(self, desc, reader)
+
+    def document(self, digest: str, limit: int) -> bytes | None:
+        """A stored document (manifest, index, config) of at most ``limit`` bytes, verified;
+        None when it is not here (or no longer matches its digest, and is removed)."""
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None
+        if size > limit:
+            return None
+        reader = self.open(Descriptor("", digest, size))
+        try:
+            data = b"".join(iter(lambda: reader.read(CHUNK), b""))
+        except (DigestError, OSError):
+            return None
+        finally:
+            reader.close()
+        self.touch(digest)
+        return data
+
+    def put_document(self, desc: Descriptor, data: bytes) -> None:
+        """Keep a document (already verified against ``desc``) for builds to come."""
+        if self.has(desc):
+            return
+        with contextlib.suppress(OutputError, OSError), atomic_write(self.path(desc.digest), mode=0o600) as out:
+            out.write(data)
 
     # -- records -------------------------------------------------------------------------------
 
@@ -251,6 +286,50 @@ class _StoredReader:
             raise CorruptBlob(f"{exc}; it was removed from the cache", self._desc.digest) from None
 
     def close(self) -> None:
+        self._reader.close()
+
+
+class _Keeping:
+    """A blob read through, and written into the store as it is read (see keep_while_read)."""
+
+    def __init__(self, store: BlobStore, desc: Descriptor, reader: Readable) -> None:
+        self._store = store
+        self._desc = desc
+        self._reader = reader
+        self._tmp = store.new_file()
+        self._fd = -1
+        self._seen = 0
+        try:
+            self._fd = store.create(self._tmp)
+        except OutputError:
+            self._tmp = ""  # a store that cannot be written only costs the next build a download
+
+    def read(self, n: int = -1) -> bytes:
+        # The verifying reader raises on bytes other than the digest's, in the read that ends them.
+        data = self._reader.read(n)
+        if self._fd >= 0 and data:
+            try:
+                write_all(self._fd, data)
+                self._seen += len(data)
+                if self._seen == self._desc.size:  # every byte, verified: the blob is ours
+                    os.close(self._fd)
+                    self._fd = -1
+                    self._store.commit(self._tmp, self._desc.digest)
+                    self._tmp = ""
+            except OSError:
+                self._drop()
+        return data
+
+    def _drop(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmp:
+            unlink_quietly(self._tmp)
+            self._tmp = ""
+
+    def close(self) -> None:
+        self._drop()
         self._reader.close()
 
 

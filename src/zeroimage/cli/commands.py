@@ -207,6 +207,22 @@ def main() -> None:
     help="Make and check the image for where it will run: lambda (AWS Lambda: one platform, gzip, "
     "files readable by its unprivileged user, at most 10 GiB).",
 )
+@click.option(
+    "--pull",
+    type=click.Choice(["always", "missing", "never"]),
+    default="missing",
+    show_default=True,
+    help="When to ask the registry for a base seen before: always; missing (one request resolves the tag, "
+    "the rest comes from the cache); never (offline, from the cache alone).",
+)
+@click.option(
+    "--cache-from",
+    "cache_from",
+    multiple=True,
+    metavar="REF",
+    help="An image whose layers a push may reuse, by content, instead of compressing and uploading them "
+    "(the tags pushed to are always looked at). Repeatable.",
+)
 @click.option("--strict", is_flag=True, help="Fail, instead of warning, when the program could not start in the image.")
 @click.option("--no-cache", is_flag=True, help="Do not reuse or keep layers in the local cache.")
 @click.option("--digest-file", metavar="FILE", help="Write the image digest to this file.")
@@ -238,6 +254,8 @@ def build(
     chown: str | None,
     essentials: tuple[str, ...],
     target: Literal["lambda"] | None,
+    pull: Literal["always", "missing", "never"],
+    cache_from: tuple[str, ...],
     strict: bool,
     no_cache: bool,
     digest_file: str | None,
@@ -290,6 +308,8 @@ def build(
             chown=chown,
             essentials=essentials,
             target=target,
+            pull=pull,
+            cache_from=cache_from,
             strict=strict,
             no_cache=no_cache,
             digest_file=digest_file,
@@ -321,6 +341,7 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
                         **layer.descriptor.to_dict(),
                         "diffID": layer.diff_id,
                         "origin": layer.origin,
+                        **({"from": layer.reused_from} if layer.reused_from else {}),
                         "holds": layer.holds,
                     }
                     for layer in p.layers
@@ -349,13 +370,16 @@ def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], ve
     """
     if raw:
         from zeroimage.transports import TransportOptions, open_source, parse_source
+        from zeroimage.transports.locations import hinted
 
-        opened = open_source(parse_source(source), TransportOptions(insecure_registries=insecure))
-        try:
-            sys.stdout.buffer.write(opened.document(opened.root()))
-            sys.stdout.flush()
-        finally:
-            opened.close()
+        location = parse_source(source)
+        with hinted(location):
+            opened = open_source(location, TransportOptions(insecure_registries=insecure))
+            try:
+                sys.stdout.buffer.write(opened.document(opened.root()))
+                sys.stdout.flush()
+            finally:
+                opened.close()
         return
     from zeroimage import api
 

@@ -16,13 +16,14 @@ from zeroimage.oci.descriptor import (
     loads,
 )
 from zeroimage.oci.digest import sha256_digest, split_digest, validate_digest, verify_bytes
-from zeroimage.oci.manifest import MAX_DOCUMENT_SIZE, Index, Manifest, parse_document
+from zeroimage.oci.manifest import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Index, Manifest, parse_document
 from zeroimage.oci.platform import Platform
 
 __all__ = [
     "BASE_DIGEST",
     "BASE_NAME",
     "CREATED",
+    "MAX_CONFIG_SIZE",
     "MAX_DOCUMENT_SIZE",
     "REF_NAME",
     "Descriptor",

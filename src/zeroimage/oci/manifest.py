@@ -16,6 +16,8 @@ from zeroimage.oci.descriptor import Descriptor, dumps, loads, string_map
 
 #: Manifests and indexes bigger than this are refused (the distribution spec's common limit).
 MAX_DOCUMENT_SIZE = 4 * 1024 * 1024
+#: Configs may be larger than manifests (long histories), but not absurdly so.
+MAX_CONFIG_SIZE = 16 * 1024 * 1024
 
 _MANIFEST_KEYS = ("schemaVersion", "mediaType", "artifactType", "config", "layers", "subject", "annotations")
 _INDEX_KEYS = ("schemaVersion", "mediaType", "artifactType", "manifests", "subject", "annotations")

@@ -7,15 +7,18 @@ Transport names follow skopeo's: ``docker://REF``, ``oci:DIR[:TAG]``, ``oci-arch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from zeroimage.errors import UsageError
-from zeroimage.image import Sink, Source
+from zeroimage.image import DocumentBudget, Sink, Source
 from zeroimage.reference import Reference
+from zeroimage.store import BlobStore
 from zeroimage.transports.locations import Location, parse_location, parse_output, parse_source
 
 __all__ = [
     "Location",
+    "PullPolicy",
     "TransportOptions",
     "open_sinks",
     "open_source",
@@ -25,12 +28,22 @@ __all__ = [
 ]
 
 
+#: When a registry is asked for a base it was asked for before: always; when the cache lacks
+#: what the tag names now (one request resolves the tag); never (offline, from the cache alone).
+PullPolicy = Literal["always", "missing", "never"]
+
+
 @dataclass(frozen=True)
 class TransportOptions:
     """What transports need to know beyond a location (from the BuildSpec)."""
 
     mtime: int = 0
     insecure_registries: tuple[str, ...] = ()
+    #: The documents one build reads, bounded in total (one budget per build).
+    budget: DocumentBudget = field(default_factory=DocumentBudget)
+    #: Where a registry base's documents and layers are kept for the builds to come.
+    store: BlobStore | None = None
+    pull: PullPolicy = "missing"
 
 
 def open_source(location: Location, options: TransportOptions) -> Source:
@@ -40,18 +53,24 @@ def open_source(location: Location, options: TransportOptions) -> Source:
 
         assert location.path is not None
         if location.transport == "oci":
-            return LayoutSource.directory(location.path, location.tag)
-        return LayoutSource.archive(location.path, location.tag)
+            return LayoutSource.directory(location.path, location.tag, options.budget)
+        return LayoutSource.archive(location.path, location.tag, options.budget)
     if location.transport == "docker-archive":
         from zeroimage.transports.docker_archive import DockerArchiveSource
 
         assert location.path is not None
-        return DockerArchiveSource(location.path, location.reference)
+        return DockerArchiveSource(location.path, location.reference, options.budget)
     if location.transport == "docker":
         from zeroimage.transports.registry import RegistrySource
 
         assert location.reference is not None
-        return RegistrySource(location.reference, options.insecure_registries)
+        return RegistrySource(
+            location.reference,
+            options.insecure_registries,
+            budget=options.budget,
+            store=options.store,
+            pull=options.pull,
+        )
     raise UsageError(f"{location.transport}: cannot be read from; use docker://, oci:, oci-archive: or docker-archive:")
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable, VerifyingReader
-from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
-from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
+from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.oci import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.descriptor import parse_json
 from zeroimage.progress import Reporter
@@ -27,7 +27,6 @@ from zeroimage.reference import Reference
 from zeroimage.transports.storage import TarFiles, clean_member_name
 from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
 
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
 _GZIP, _ZSTD = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 
 
@@ -42,9 +41,10 @@ def familiar_name(reference: Reference) -> str:
 
 
 class DockerArchiveSource:
-    def __init__(self, path: Path, reference: Reference | None) -> None:
+    def __init__(self, path: Path, reference: Reference | None, budget: DocumentBudget | None = None) -> None:
         self.description = f"docker-archive:{path}"
         self.files = TarFiles(path)
+        self.budget = budget or DocumentBudget()
         self._documents: dict[str, bytes] = {}
         self._blobs: dict[str, Blob] = {}
         entry = self._entry(reference)
@@ -53,9 +53,9 @@ class DockerArchiveSource:
     def _entry(self, reference: Reference | None) -> dict[str, Any]:
         if self.files.size("manifest.json") is None:
             raise InputError(f"{self.description} is not a docker-archive: it has no manifest.json")
-        entries = parse_json(
-            self.files.read_small("manifest.json", MAX_DOCUMENT_SIZE), f"{self.description}: manifest.json"
-        )
+        raw = self.files.read_small("manifest.json", MAX_DOCUMENT_SIZE)
+        self.budget.charge(len(raw), f"{self.description}: manifest.json")
+        entries = parse_json(raw, f"{self.description}: manifest.json")
         if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
             raise InputError(f"{self.description}: manifest.json lists no images")
         if reference is None:
@@ -76,6 +76,7 @@ class DockerArchiveSource:
         if not all(isinstance(name, str) for name in layer_names):
             raise InputError(f"{self.description}: manifest.json entry names a layer with something not a string")
         config_raw = self.files.read_small(clean_member_name(config_name, self.description), MAX_CONFIG_SIZE)
+        self.budget.charge(len(config_raw), f"{self.description}: {config_name}")
         config = ImageConfig.from_bytes(config_raw, f"{self.description} config")
         diff_ids = config.diff_ids
         if len(diff_ids) != len(layer_names):

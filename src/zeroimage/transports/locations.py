@@ -18,11 +18,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroimage.errors import InvalidReference, OutputError, UsageError
+from zeroimage.errors import InvalidReference, OutputError, RegistryError, UsageError
 from zeroimage.reference import Reference, parse_reference
 
 TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "docker-daemon")
@@ -101,6 +102,8 @@ def parse_output(text: str) -> Location:
                 f"-o {text!r}: unknown transport {prefix!r} ({hint}transports are {', '.join(TRANSPORTS)}; "
                 f"for a file whose name has a colon, write ./{text})"
             )
+    if local:
+        return Location("oci-archive", path=Path(text), bare=True)  # ./name:x.tar is a file of that name
     return parse_location(text, "oci-archive")
 
 
@@ -140,6 +143,19 @@ def _archive_kind(path: Path) -> str:
     return "oci-archive"
 
 
+@contextmanager
+def hinted(location: Location | None) -> Iterator[None]:
+    """A registry error about a source given without a transport name says which local
+    transports the user may have meant (``--from app.tar`` is looked up on Docker Hub)."""
+    try:
+        yield
+    except RegistryError as exc:
+        hint = source_hint(location) if location is not None else ""
+        if not hint or hint in exc.message:
+            raise
+        raise type(exc)(exc.message + hint) from None
+
+
 def source_hint(location: Location) -> str:
     """What to add to a registry error about a source given without a transport name."""
     if not location.bare or location.reference is None:
@@ -171,10 +187,14 @@ def check_outputs(outputs: Sequence[Location], digest_file: Path | None, inputs:
     files = [(str(o), o.path) for o in outputs if o.path is not None and o.transport != "oci" and not o.is_stdout]
     if digest_file is not None:
         files.append((f"--digest-file {digest_file}", digest_file))
+    layouts = _layouts(outputs, inputs)
     for name, path in files:
         real = _real(path)
         if real in read:
             raise UsageError(f"{name} would overwrite {read[real]}, an input of this build; write it elsewhere")
+        inside = next((what for where, what in layouts.items() if real.startswith(where + os.sep)), None)
+        if inside is not None:
+            raise UsageError(f"{name} would overwrite a file of {inside}; write it elsewhere")
         if real in taken:
             raise UsageError(f"{name} and {taken[real]} are the same file; give each output its own")
         taken[real] = name
@@ -206,6 +226,16 @@ def _input_paths(inputs: Inputs) -> dict[str, str]:
     base = inputs.base
     if base is not None and base.path is not None and base.transport in ("oci-archive", "docker-archive"):
         found.setdefault(_real(base.path), f"the base {base}")
+    return found
+
+
+def _layouts(outputs: Sequence[Location], inputs: Inputs) -> dict[str, str]:
+    """The layout directories of the build (the base's, the outputs'), by real path: no file
+    output may be written inside one."""
+    found = {_real(o.path): f"the layout {o}" for o in outputs if o.transport == "oci" and o.path is not None}
+    base = inputs.base
+    if base is not None and base.transport == "oci" and base.path is not None:
+        found[_real(base.path)] = f"the base layout {base}"
     return found
 
 

@@ -25,8 +25,9 @@ from zeroimage.files import (
     copy_stream,
     describe_os_error,
 )
-from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.oci import (
+    MAX_CONFIG_SIZE,
     MAX_DOCUMENT_SIZE,
     REF_NAME,
     Descriptor,
@@ -44,28 +45,27 @@ from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_fi
 from zeroimage.untrusted import open_regular, read_regular
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
-#: Configs may be larger than manifests (long histories), but not absurdly so.
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
 
 
 class LayoutSource:
     """An image in an OCI layout, chosen by tag when the layout holds several."""
 
-    def __init__(self, files: Files, tag: str | None, description: str) -> None:
+    def __init__(self, files: Files, tag: str | None, description: str, budget: DocumentBudget | None = None) -> None:
         self.files = files
         self.tag = tag
         self.description = description
+        self.budget = budget or DocumentBudget()
         self._synthetic: dict[str, bytes] = {}
 
     @classmethod
-    def archive(cls, path: Path, tag: str | None) -> LayoutSource:
-        return cls(TarFiles(path), tag, f"oci-archive:{path}")
+    def archive(cls, path: Path, tag: str | None, budget: DocumentBudget | None = None) -> LayoutSource:
+        return cls(TarFiles(path), tag, f"oci-archive:{path}", budget)
 
     @classmethod
-    def directory(cls, path: Path, tag: str | None) -> LayoutSource:
+    def directory(cls, path: Path, tag: str | None, budget: DocumentBudget | None = None) -> LayoutSource:
         if not path.is_dir():
             raise InputError(f"oci:{path}: no such layout directory")
-        return cls(DirFiles(path), tag, f"oci:{path}")
+        return cls(DirFiles(path), tag, f"oci:{path}", budget)
 
     def index(self) -> Index:
         if self.files.size("index.json") is None:
@@ -124,6 +124,7 @@ class LayoutSource:
             return self._synthetic[desc.digest]
         limit = MAX_CONFIG_SIZE if desc.media_type in mt.CONFIGS else MAX_DOCUMENT_SIZE
         name = self._check_size(desc, limit)
+        self.budget.charge(desc.size, f"{self.description} document {desc.digest}")
         data = self.files.read_small(name, limit)
         return verify_bytes(data, desc.digest, f"{self.description} blob {desc.digest}")
 

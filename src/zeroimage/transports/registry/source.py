@@ -12,13 +12,17 @@ registry mounts it rather than copies it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
 
-from zeroimage.errors import DigestError, NetworkError, RegistryError
+from zeroimage.errors import DigestError, InputError, NetworkError, RegistryError
 from zeroimage.files import CHUNK, Readable, VerifyingReader
-from zeroimage.image import Blob, MountSource
-from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
+from zeroimage.image import Blob, DocumentBudget, MountSource
+from zeroimage.oci import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
 from zeroimage.oci import mediatypes as mt
 from zeroimage.reference import Reference
+
+if TYPE_CHECKING:
+    from zeroimage.store import BlobStore
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import (
@@ -30,7 +34,6 @@ from zeroimage.transports.registry.client import (
 )
 
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
-MAX_CONFIG_SIZE = 16 * 1024 * 1024
 #: Tries of a document GET whose reply is cut mid-body (the connection-level retries are the client's).
 BODY_ATTEMPTS = 4
 #: Times a blob download resumes after its connection broke.
@@ -130,18 +133,42 @@ class ResumingBlobStream:
 
 class RegistrySource:
     """An image in a registry repository, by tag or digest. ``close`` closes the client only
-    if the source made it."""
+    if the source made it.
+
+    With a ``store``, what the build reads is kept for the builds to come: documents and layers
+    by digest (verified), and what each tag named. ``pull`` says when the registry is asked:
+    ``always`` (every document from the registry; layers already kept are not fetched again),
+    ``missing`` (one request resolves a tag; what is kept is read from the store) or ``never``
+    (offline: the store alone, and one clear line naming what it lacks)."""
 
     def __init__(
-        self, reference: Reference, insecure_registries: tuple[str, ...] = (), client: RegistryClient | None = None
+        self,
+        reference: Reference,
+        insecure_registries: tuple[str, ...] = (),
+        client: RegistryClient | None = None,
+        *,
+        budget: DocumentBudget | None = None,
+        store: BlobStore | None = None,
+        pull: Literal["always", "missing", "never"] = "always",
     ) -> None:
         self.reference = reference
         self.description = f"docker://{reference}"
         self._owns_client = client is None
-        self.client = client or client_for(reference.registry, insecure_registries)
+        self._client = client
+        self._insecure_registries = insecure_registries
         self.origin = MountSource(reference.registry, reference.repository)
+        self.budget = budget or DocumentBudget()
+        self.store = store
+        self.pull = pull
         self._documents: dict[str, bytes] = {}
         self._root: Descriptor | None = None
+
+    @property
+    def client(self) -> RegistryClient:
+        """Made on first use: a build that finds all it needs in the store makes none."""
+        if self._client is None:
+            self._client = client_for(self.reference.registry, self._insecure_registries)
+        return self._client
 
     def _scopes(self) -> tuple[str, ...]:
         return (scope_for(self.reference.repository, "pull"),)
@@ -178,43 +205,127 @@ class RegistrySource:
         if header and expected and header != expected and header.startswith("sha256:"):
             raise DigestError(f"registry says manifest {identifier} is {header}, expected {expected}")
         content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        doc = parse_document(data, f"manifest {identifier}", content_type)
-        desc = Descriptor(doc.media_type, digest, len(data))
-        self._documents[digest] = data
+        desc = self._hold(digest, data, f"manifest {identifier}", content_type)
+        if self.store is not None:
+            self.store.put_document(desc, data)
         return desc, data
+
+    def _hold(self, digest: str, data: bytes, what: str, media_type: str = "") -> Descriptor:
+        """Keep a verified manifest or index for this build (charged to its budget)."""
+        doc = parse_document(data, what, media_type)
+        if digest not in self._documents:
+            self.budget.charge(len(data), f"{self.description} {what}")
+            self._documents[digest] = data
+        return Descriptor(doc.media_type, digest, len(data))
+
+    # -- the root, as the pull policy says --------------------------------------------------------
 
     def root(self) -> Descriptor:
         if self._root is None:
-            self._root, _ = self._get_manifest(self.reference.identifier, self.reference.digest)
+            self._root = self._resolve()
         return self._root
+
+    def _resolve(self) -> Descriptor:
+        ref = self.reference
+        if self.pull != "always" and self.store is not None:
+            digest = ref.digest or (self._recorded() if self.pull == "never" else self._current())
+            if digest:
+                data = self.store.document(digest, MAX_DOCUMENT_SIZE)
+                if data is not None:
+                    desc = self._hold(digest, data, f"manifest {ref}")
+                    self._record(desc)
+                    return desc
+        if self.pull == "never":
+            raise InputError(
+                f"{ref} is not in zeroimage's cache, and --pull=never forbids asking {ref.registry} for it"
+            )
+        desc, _ = self._get_manifest(ref.identifier, ref.digest)
+        self._record(desc)
+        return desc
+
+    def _current(self) -> str:
+        """The digest the tag names now, by one HEAD request ("" when the registry will not say)."""
+        reply = self.client.request(
+            "HEAD",
+            f"/v2/{self.reference.repository}/manifests/{self.reference.identifier}",
+            scopes=self._scopes(),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        digest = reply.headers.get("docker-content-digest", "")
+        return digest if reply.status == 200 and _is_sha256(digest) else ""
+
+    def _tag_key(self) -> str:
+        return sha256_digest(str(self.reference.with_tag(self.reference.tag or "latest")).encode())[7:]
+
+    def _recorded(self) -> str:
+        """The digest the tag named when the store last saw it (for --pull=never)."""
+        assert self.store is not None
+        record = self.store.record("tags", self._tag_key())
+        digest = record.get("digest") if record else None
+        return digest if isinstance(digest, str) and _is_sha256(digest) else ""
+
+    def _record(self, desc: Descriptor) -> None:
+        if self.store is not None and not self.reference.digest:
+            self.store.put_record("tags", self._tag_key(), {"reference": str(self.reference), "digest": desc.digest})
+
+    # -- documents and blobs ----------------------------------------------------------------------
 
     def document(self, desc: Descriptor) -> bytes:
         if desc.digest in self._documents:
             return self._documents[desc.digest]
-        if desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES:
+        manifest = desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES
+        limit = MAX_DOCUMENT_SIZE if manifest else MAX_CONFIG_SIZE
+        if desc.size > limit:
+            raise RegistryError(f"document {desc.digest} is larger than {limit} bytes; refusing it")
+        kept = self.store.document(desc.digest, limit) if self.store is not None and self.pull != "always" else None
+        if kept is not None:
+            data = kept
+        elif self.pull == "never":
+            raise InputError(f"{self.description}: document {desc.digest} is not in zeroimage's cache (--pull=never)")
+        elif manifest:
             _, data = self._get_manifest(desc.digest, desc.digest)
-            if len(data) != desc.size:
-                raise DigestError(f"manifest {desc.digest} has {len(data)} bytes, its descriptor says {desc.size}")
-            return data
-        if desc.size > MAX_CONFIG_SIZE:
-            raise RegistryError(f"config {desc.digest} is larger than {MAX_CONFIG_SIZE} bytes; refusing it")
-        stream = self.blob(desc).open()
-        try:
-            data = b"".join(iter(lambda: stream.read(CHUNK), b""))
-        finally:
-            stream.close()
-        self._documents[desc.digest] = data
+        else:
+            self.budget.charge(desc.size, f"{self.description} config {desc.digest}")
+            stream = self._download(desc)
+            try:
+                data = b"".join(iter(lambda: stream.read(CHUNK), b""))
+            finally:
+                stream.close()
+            if self.store is not None:
+                self.store.put_document(desc, data)
+        if len(data) != desc.size:
+            raise DigestError(f"document {desc.digest} has {len(data)} bytes, its descriptor says {desc.size}")
+        if desc.digest not in self._documents:
+            if kept is not None:
+                self.budget.charge(len(data), f"{self.description} document {desc.digest}")
+            self._documents[desc.digest] = data
         return data
 
+    def _download(self, desc: Descriptor) -> Readable:
+        what = f"blob {desc.digest} of {self.reference.name}"
+        return VerifyingReader(
+            ResumingBlobStream(self.client, self.reference.repository, desc), desc.digest, desc.size, what
+        )
+
     def blob(self, desc: Descriptor) -> Blob:
+        """A layer: from the store when it is kept there (verified as it is read), else
+        downloaded — and kept, so that the next build does not download it again."""
+
         def opener() -> Readable:
-            what = f"blob {desc.digest} of {self.reference.name}"
-            return VerifyingReader(
-                ResumingBlobStream(self.client, self.reference.repository, desc), desc.digest, desc.size, what
-            )
+            store = self.store
+            if store is not None and store.has(desc):
+                return store.open(desc)
+            if self.pull == "never":
+                raise InputError(f"{self.description}: layer {desc.digest} is not in zeroimage's cache (--pull=never)")
+            reader = self._download(desc)
+            return store.keep_while_read(desc, reader) if store is not None else reader
 
         return Blob(descriptor=desc, open=opener, origin=self.origin)
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        if self._owns_client and self._client is not None:
+            self._client.close()
+
+
+def _is_sha256(digest: str) -> bool:
+    return len(digest) == 71 and digest.startswith("sha256:") and all(c in "0123456789abcdef" for c in digest[7:])
