@@ -111,18 +111,31 @@ def build(
     return run(spec, CallbackReporter(progress) if progress is not None else reporter)
 
 
-def inspect(source: str, *, insecure_registry: Sequence[str] = ()) -> dict[str, Any]:
+def inspect(
+    source: str, *, insecure_registry: Sequence[str] = (), target: Literal["lambda"] | None = None
+) -> dict[str, Any]:
     """What ``zeroimage inspect --json SOURCE`` prints: the root document and, for each image
-    under it, its platform, manifest and config."""
+    under it, its platform, manifest and config. ``target="lambda"`` adds ``"lambda":
+    {"problems": [...]}``: what AWS Lambda would refuse of the image (empty: nothing seen)."""
     from zeroimage.describe import describe
+    from zeroimage.store import BlobStore, default_cache_dir
     from zeroimage.transports import TransportOptions, open_source, parse_source
     from zeroimage.transports.locations import hinted
 
     location = parse_source(source)
+    wanted = _target(target)
+    store = BlobStore(default_cache_dir()) if wanted else None
     with hinted(location):
-        opened = open_source(location, TransportOptions(insecure_registries=tuple(insecure_registry)))
+        options = TransportOptions(insecure_registries=tuple(insecure_registry), store=store)
+        opened = open_source(location, options)
         try:
-            return describe(opened)
+            info = describe(opened)
+            if store is not None:
+                from zeroimage.aws_lambda import problems_of
+                from zeroimage.rootfs import ListingCache
+
+                info["lambda"] = {"problems": problems_of(opened, ListingCache(store.root))}
+            return info
         finally:
             opened.close()
 

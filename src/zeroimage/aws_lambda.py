@@ -22,10 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from zeroimage.errors import UsageError
+from zeroimage.image import BaseImage, Source, candidates, load_image
 from zeroimage.layers.entries import Entry
 from zeroimage.oci import Platform
 from zeroimage.oci import mediatypes as mt
-from zeroimage.rootfs import FileTree
+from zeroimage.rootfs import FileTree, ListingCache
+from zeroimage.runcheck import access_problem
 
 #: Lambda's names for the platforms it runs.
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
@@ -92,6 +94,56 @@ def speaks_runtime_api(program: Path) -> bool:
 
 def has_runtime_client(tree: FileTree) -> bool:
     return any(tree.exists(path) for path in RUNTIME_CLIENTS)
+
+
+def problems_of(source: Source, listings: ListingCache) -> list[str]:
+    """What Lambda would refuse of the image at ``source`` (empty: nothing zeroimage can see):
+    its root's type, its platform, its layers' compression and parents, its size, and whether
+    its unprivileged user may run its entrypoint."""
+    root = source.root()
+    out: list[str] = []
+    if root.media_type in mt.INDEXES:
+        out.append(
+            "it is an image index (a manifest list), not one image manifest: Lambda refuses it "
+            "(buildx's attestations make one too); push one platform's image"
+        )
+    for candidate in candidates(source, root):
+        if candidate.platform is not None and candidate.platform.os == "unknown":
+            continue  # an attestation: part of the index, judged above
+        image = load_image(source, candidate)
+        where = f"the {image.platform} image" if root.media_type in mt.INDEXES else "the image"
+        out += _image_problems(image, where, listings)
+    return out
+
+
+def _image_problems(image: BaseImage, where: str, listings: ListingCache) -> list[str]:
+    if image.platform.os != "linux" or image.platform.architecture not in ARCHITECTURES:
+        told = where if where != "the image" else f"the image is for {image.platform}"
+        return [f"{told}: Lambda runs only linux/amd64 (x86_64) and linux/arm64"]
+    out = layer_problems([blob.descriptor.media_type for blob in image.layers], where)
+    tree = FileTree()
+    for number, blob in enumerate(image.layers, 1):
+        listing = listings.listing(blob)
+        if listing.orphan_count:
+            more = f" (and {listing.orphan_count - 1} more)" if listing.orphan_count > 1 else ""
+            out.append(
+                f"layer {number} of {where} ({blob.descriptor.digest}) holds /{listing.orphans[0]} without an "
+                f"entry for its parent directory{more}: Lambda refuses it (MissingParentDirectory)"
+            )
+        tree.apply(listing)
+        tree.layers_size += listing.size
+    size = size_problem(tree.layers_size)
+    if size:
+        out.append(f"{where}: {size}")
+    container = image.config.container
+    command = [*(container.get("Entrypoint") or []), *(container.get("Cmd") or [])]
+    if not command or not isinstance(command[0], str):
+        out.append(f"{where} has no entrypoint or command: Lambda has nothing to run")
+    elif command[0].startswith("/"):
+        denied = access_problem(command[0], tree, FUNCTION_USER)
+        if denied:
+            out.append(f"{where}: {denied} (Lambda runs the function as an unprivileged user)")
+    return out
 
 
 def size_problem(uncompressed: int) -> str:

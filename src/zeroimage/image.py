@@ -295,15 +295,20 @@ def load_base(source: Source, want: Platform, name: str = "") -> BaseImage:
                 f"{source.description} has no image for platform {want}; it has: {', '.join(have) or 'none'}"
             )
         chosen = found[index]
+    image = load_image(source, chosen, name)
+    if chosen.platform is None and match_rank(want, image.platform) is None:
+        raise PlatformError(f"{source.description} is an image for {image.platform}, not for {want}")
+    return image
+
+
+def load_image(source: Source, chosen: Candidate, name: str = "") -> BaseImage:
+    """The image ``chosen`` names: its manifest and config read and checked, its layers as blobs."""
     raw = source.document(chosen.descriptor)
     manifest = parse_document(raw, f"{source.description} manifest {chosen.descriptor.digest}")
     if not isinstance(manifest, Manifest):
         raise InputError(f"{source.description}: {chosen.descriptor.digest} is not an image manifest")
     config_raw = source.document(manifest.config)
     config = ImageConfig.from_bytes(config_raw, f"{source.description} config {manifest.config.digest}")
-    platform = chosen.platform or config.platform
-    if chosen.platform is None and match_rank(want, platform) is None:
-        raise PlatformError(f"{source.description} is an image for {platform}, not for {want}")
     if len(manifest.layers) != len(config.diff_ids):
         raise InputError(
             f"{source.description}: manifest has {len(manifest.layers)} layers but its config "
@@ -314,7 +319,7 @@ def load_base(source: Source, want: Platform, name: str = "") -> BaseImage:
         manifest=manifest,
         config=config,
         layers=tuple(source.blob(layer) for layer in manifest.layers),
-        platform=platform,
+        platform=chosen.platform or config.platform,
         name=name,
     )
 

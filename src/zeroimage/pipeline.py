@@ -42,6 +42,7 @@ from zeroimage.image import (
 from zeroimage.layers.compress import LayerOptions
 from zeroimage.layers.entries import Entry, file_entry, modes_notice
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
+from zeroimage.layers.tar import tar_size
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.oci import mediatypes as mt
 from zeroimage.plan import DEFAULT_PATH, Target, entrypoint_of, files_layer, image_platform, place, program_layer
@@ -484,6 +485,15 @@ def _check_lambda(
         if spec.strict:
             raise RunCheckError(warning)
         reporter.warn(warning)
+
+
+def _check_lambda_size(plans: Sequence[_Plan], layer_options: LayerOptions) -> None:
+    """Lambda's 10 GiB, uncompressed, all layers together: known before anything is uploaded."""
+    for plan in plans:
+        new = sum(tar_size(entries, layer_options.mtime) for entries in (plan.program, plan.files) if entries)
+        problem = aws_lambda.size_problem(plan.tree.layers_size + new)
+        if problem:
+            raise InputError(f"--target lambda: {problem}")
 
 
 def _config(spec: BuildSpec, plan: _Plan, layers: Sequence[tuple[str, str]], created: str) -> ImageConfig:

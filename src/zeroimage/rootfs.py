@@ -236,12 +236,49 @@ class _Tree:
         self._grow(1, len(name) + _text(node))
 
 
+#: Entries without a parent entry kept per listing (their number is always counted).
+MAX_ORPHANS = 8
+
+
 class Listing(_Tree):
     """The entries of one layer, whiteouts included, as :meth:`FileTree.apply` takes them and
-    :class:`ListingCache` keeps them. Iterating gives ``(path, node)``, parents first."""
+    :class:`ListingCache` keeps them. Iterating gives ``(path, node)``, parents first.
+
+    Also what AWS Lambda judges a layer by: its ``size`` uncompressed, and its ``orphans`` —
+    entries that come without an entry for their parent directory before them in the layer
+    (Lambda refuses such a layer: MissingParentDirectory); ``orphan_count`` counts them all."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.size = 0
+        self.orphans: tuple[str, ...] = ()
+        self.orphan_count = 0
 
     def add(self, path: str, node: Node) -> None:
         self._put(path, node)
+
+    def add_in_order(self, path: str, node: Node) -> None:
+        """``add``, for an entry read from a layer in its order: note it if its parent has no
+        entry of its own before it."""
+        parent = posixpath.dirname(path)
+        if parent:
+            found = self._lookup(parent)
+            if not isinstance(found, _Dir) or found.node is _IMPLIED:
+                self.orphan_count += 1
+                if len(self.orphans) < MAX_ORPHANS:
+                    self.orphans += (path,)
+        self._put(path, node)
+
+    def _lookup(self, path: str) -> Node | _Dir | None:
+        child: Node | _Dir = self._root
+        for name in path.split("/"):
+            if not isinstance(child, _Dir):
+                return None
+            found = child.get(name)
+            if found is None:
+                return None
+            child = found
+        return child
 
     def __iter__(self) -> Iterator[tuple[str, Node]]:
         stack: list[tuple[str, _Dir]] = [("", self._root)]
@@ -262,6 +299,7 @@ class FileTree(_Tree):
 
     def __init__(self) -> None:
         super().__init__("the image's filesystem")
+        self.layers_size = 0  # the listed layers' size, uncompressed (base_tree)
 
     def apply(self, entries: Iterable[tuple[str, Node]]) -> None:
         """Apply one layer: in each directory its opaque marker and whiteouts first (they remove
@@ -409,16 +447,20 @@ def list_layer(blob: Blob) -> Listing:
     listing = Listing(what)
     nodes = _Nodes()
     stream, raw = _decompressed(blob)
+    counted = _Counted(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|", tarinfo=BoundedTarInfo) as tar:
+        with tarfile.open(fileobj=counted, mode="r|", tarinfo=BoundedTarInfo) as tar:  # type: ignore[call-overload]
             for info in _members(tar):
                 path = posixpath.normpath(info.name.lstrip("/")).lstrip("/")
                 if path in (".", "", "..") or path.startswith("../"):
                     continue
-                listing.add(path, _member_node(tar, info, path, nodes))
-        # reading to the end lets the verifying reader check the digest
+                listing.add_in_order(path, _member_node(tar, info, path, nodes))
+        # reading to the end counts the layer's whole size, and lets the verifying reader check the digest
+        while counted.read(1 << 20):
+            pass
         while raw.read(1 << 20):
             pass
+        listing.size = counted.count
     except TarRefused as exc:
         raise InputError(f"cannot list {what}: {exc}") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
@@ -426,6 +468,19 @@ def list_layer(blob: Blob) -> Listing:
     finally:
         raw.close()
     return listing
+
+
+class _Counted:
+    """A stream that counts the bytes read from it (a layer's uncompressed size)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.count += len(data)
+        return data
 
 
 def _member_node(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, nodes: _Nodes) -> Node:
@@ -472,7 +527,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 
 #: The first line of a cached listing: its format.
-_HEADER = b"zeroimage listing 3\n"
+_HEADER = b"zeroimage listing 4\n"
 #: A listing whose cached form would be larger is not kept (it is listed again when needed).
 MAX_CACHED = 32 << 20
 _MAX_RECORD = 4 << 20  # one entry's line: a kept file's content (escaped), or a library's facts
@@ -550,7 +605,8 @@ def _write_listing(listing: Listing, out: BinaryIO) -> None:
         count += 1
         if len(pending) >= 4096:
             flush()
-    pending.append(b'{"entries":%d}\n' % count)
+    trailer = {"entries": count, "size": listing.size, "orphans": listing.orphans, "orphan_count": listing.orphan_count}
+    pending.append(json.dumps(trailer, separators=(",", ":")).encode() + b"\n")
     flush()
 
 
@@ -573,12 +629,29 @@ def _read_listing(path: Path, what: str) -> Listing | None:
                     return None  # cut short, or longer than any record written
                 value = json.loads(line)
                 if isinstance(value, dict):
-                    whole = value == {"entries": count} and type(value["entries"]) is int and not handle.read(1)
-                    return listing if whole else None
+                    return listing if _trailer(value, count, listing) and not handle.read(1) else None
                 listing.add(*_entry(value, nodes))
                 count += 1
         except (OSError, ValueError, RecursionError, InputError, _BadRecord):
             return None
+
+
+def _trailer(value: dict[str, object], count: int, listing: Listing) -> bool:
+    """Whether ``value`` is the trailer of a listing of ``count`` entries; it fills ``listing``'s
+    size and orphans in."""
+    if set(value) != {"entries", "size", "orphans", "orphan_count"}:
+        return False
+    if type(value["entries"]) is not int or value["entries"] != count:
+        return False
+    size, orphans, orphan_count = value["size"], value["orphans"], value["orphan_count"]
+    if type(size) is not int or type(orphan_count) is not int or size < 0 or orphan_count < 0:
+        return False
+    try:
+        listing.orphans = _strings(orphans)[:MAX_ORPHANS]
+    except _BadRecord:
+        return False
+    listing.size, listing.orphan_count = size, orphan_count
+    return True
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -635,7 +708,11 @@ def _list(value: object) -> list[object]:
 
 
 def base_tree(layers: Iterable[Blob], cache: ListingCache) -> FileTree:
+    """The filesystem the layers make, applied in order; its ``layers_size`` is their size
+    uncompressed, all together."""
     tree = FileTree()
     for blob in layers:
-        tree.apply(cache.listing(blob))
+        listing = cache.listing(blob)
+        tree.apply(listing)
+        tree.layers_size += listing.size
     return tree

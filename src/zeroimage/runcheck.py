@@ -145,6 +145,13 @@ def _permits(node: Node, uid: int, gid: int, groups: frozenset[int], want: int) 
     return bool(node.mode & want)
 
 
+def access_problem(entrypoint: str, tree: FileTree, user: tuple[int, int] | None, script: bool = False) -> str:
+    """Why ``user`` may not run ``entrypoint`` as the image holds it ("" when it may, or when
+    the image does not hold it)."""
+    found = tree.resolve(entrypoint)
+    return _access_problem(entrypoint, found, tree, user, script) if found is not None else ""
+
+
 def _access_problem(
     entrypoint: str, found: tuple[str, Node], tree: FileTree, user: tuple[int, int] | None, script: bool
 ) -> str:

@@ -323,24 +323,31 @@ def _edit(change: Callable[[list[bytes]], object]) -> Callable[[Path], None]:
     return apply
 
 
-HEADER = b"zeroimage listing 3\n"
+HEADER = b"zeroimage listing 4\n"
+
+
+def _trailer(count: object) -> bytes:
+    return b'{"entries":%s,"size":2048,"orphans":[],"orphan_count":0}\n' % str(count).encode()
+
+
+ONE = _trailer(1)
 HOSTILE_CACHE = {
-    "nesting-bomb": _replace(HEADER + b"[" * 100_000 + b"]" * 100_000 + b"\n" + b'{"entries":1}\n'),
+    "nesting-bomb": _replace(HEADER + b"[" * 100_000 + b"]" * 100_000 + b"\n" + ONE),
     "huge": plant_huge,
     "fifo": plant_fifo,
     "symlink": plant_symlink,
-    "mode-a-string": _replace(HEADER + b'["etc/passwd","file","644",0,0,""]\n{"entries":1}\n'),
-    "unknown-kind": _replace(HEADER + b'["etc/passwd","socket",420,0,0,""]\n{"entries":1}\n'),
-    "bool-for-an-int": _replace(HEADER + b'["etc/passwd","file",true,0,0,""]\n{"entries":1}\n'),
-    "content-a-number": _replace(HEADER + b'["etc/passwd","file",420,0,0,"",{"content":5}]\n{"entries":1}\n'),
-    "needed-of-numbers": _replace(HEADER + b'["a","file",420,0,0,"",{"library":true,"needed":[1]}]\n{"entries":1}\n'),
+    "mode-a-string": _replace(HEADER + b'["etc/passwd","file","644",0,0,""]\n' + ONE),
+    "unknown-kind": _replace(HEADER + b'["etc/passwd","socket",420,0,0,""]\n' + ONE),
+    "bool-for-an-int": _replace(HEADER + b'["etc/passwd","file",true,0,0,""]\n' + ONE),
+    "content-a-number": _replace(HEADER + b'["etc/passwd","file",420,0,0,"",{"content":5}]\n' + ONE),
+    "needed-of-numbers": _replace(HEADER + b'["a","file",420,0,0,"",{"library":true,"needed":[1]}]\n' + ONE),
     "version-triple": _replace(
-        HEADER + b'["a","file",420,0,0,"",{"library":true,"versions_needed":[["a","b","c"]]}]\n{"entries":1}\n'
+        HEADER + b'["a","file",420,0,0,"",{"library":true,"versions_needed":[["a","b","c"]]}]\n' + ONE
     ),
-    "unknown-extra": _replace(HEADER + b'["a","file",420,0,0,"",{"evil":1}]\n{"entries":1}\n'),
+    "unknown-extra": _replace(HEADER + b'["a","file",420,0,0,"",{"evil":1}]\n' + ONE),
     "cut-short": _edit(lambda lines: lines.pop()),
-    "count-wrong": _edit(lambda lines: lines.__setitem__(-1, b'{"entries":1}\n')),
-    "count-a-bool": _replace(HEADER + b'["etc","dir",493,0,0,""]\n{"entries":true}\n'),
+    "count-wrong": _edit(lambda lines: lines.__setitem__(-1, ONE)),
+    "count-a-bool": _replace(HEADER + b'["etc","dir",493,0,0,""]\n' + _trailer("true")),
     "garbage-after": _edit(lambda lines: lines.append(b"garbage\n")),
     "line-without-end": _replace(HEADER + b"[" * (5 << 20)),
     # what the format before this one let through: RecursionError, and nodes of any type

@@ -360,13 +360,29 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
 @click.argument("source", metavar="SOURCE")
 @click.option("--json", "as_json", is_flag=True, help="Print the full documents (index, manifests, configs) as JSON.")
 @click.option("--raw", is_flag=True, help="Print the exact bytes of the top-level manifest or index.")
+@click.option(
+    "--target",
+    type=click.Choice(["lambda"]),
+    help="Also say what this platform would refuse of the image (exit 1 if anything): lambda (AWS Lambda).",
+)
 @_insecure_option
 @_verbose_option
 @_handled
-def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], verbose: bool) -> None:
+def inspect(
+    source: str,
+    as_json: bool,
+    raw: bool,
+    target: Literal["lambda"] | None,
+    insecure: tuple[str, ...],
+    verbose: bool,
+) -> None:
     """Show an image: platforms, digests, sizes, entrypoint, layers.
 
-    SOURCE is REF or docker://REF, oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker-archive:PATH.
+    SOURCE is REF or docker://REF, oci:DIR[:TAG], oci-archive:PATH[:TAG] or docker-archive:PATH
+    (an existing file or directory is opened as what it is).
+
+    \b
+      zeroimage inspect --target lambda docker://123456789012.dkr.ecr.eu-west-1.amazonaws.com/fn:v1
     """
     if raw:
         from zeroimage.transports import TransportOptions, open_source, parse_source
@@ -383,11 +399,19 @@ def inspect(source: str, as_json: bool, raw: bool, insecure: tuple[str, ...], ve
         return
     from zeroimage import api
 
-    info = api.inspect(source, insecure_registry=insecure)
+    info = api.inspect(source, insecure_registry=insecure, target=target)
     if as_json:
         click.echo(json.dumps(info, indent=2, ensure_ascii=False))
     else:
         _print_description(info)
+    if target == "lambda":
+        problems = info["lambda"]["problems"]
+        if not as_json:
+            click.echo("  AWS Lambda: " + ("would refuse it:" if problems else "nothing it would refuse"))
+            for problem in problems:
+                click.echo(f"    - {problem}")
+        if problems:
+            raise ZeroimageError(f"AWS Lambda would refuse {info['source']} ({len(problems)} problems)")
 
 
 def _print_description(info: dict[str, Any]) -> None:
