@@ -24,6 +24,7 @@ import pytest
 
 from tests.support.hostile_registry import REGISTRY, STORAGE, HostileRegistry
 from tests.support.pki import KeyPair, make_ca, make_server_cert
+from tests.support.programs import static_amd64_header
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +69,7 @@ class Home:
         auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
         (root / ".docker" / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
         self.program = root / "app"
-        self.program.write_bytes(b"\x00not an ELF program\n" * 100)
+        self.program.write_bytes(static_amd64_header() + b"\x00a program\n" * 100)
         self.program.chmod(0o755)
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 150) -> Run:
@@ -242,7 +243,7 @@ def test_a_registry_that_trickles_fails_the_build_soon(hostile: HostileRegistry,
     once, so the build ends in about two windows. Old behaviour: it waited for ever."""
     home = Home(tmp_path, hostile)
     if hostile.mode == "never-read-uploads":
-        home.program.write_bytes(os.urandom(24 << 20))  # more than the socket buffers hold
+        home.program.write_bytes(static_amd64_header() + os.urandom(24 << 20))  # more than the socket buffers hold
     run = build(home, hostile, action, env=FAST_STALL)
     assert_one_clean_error(run, hostile, "stalled", "under 1024 bytes/s for 2 s")
     assert run.seconds < 15, run.told()

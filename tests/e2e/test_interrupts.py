@@ -172,7 +172,7 @@ def test_interrupted_push_leaves_nothing(
         host = real.host if real is not None else stalled_registry
         interrupt(home.start("build", str(big_binary), "--push", f"{host}/app:v1"), signum, lambda: time.sleep(1.0))
         if real is not None:
-            assert "/manifests/" not in real.log_text()  # nothing tagged
+            assert "PUT /v2/app/manifests/" not in real.log_text()  # nothing tagged
     assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []
 
 

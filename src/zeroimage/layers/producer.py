@@ -77,9 +77,10 @@ class RemoteLayer:
 class RemoteLayers(Protocol):
     """The layers that images the build pushes to (and its --cache-from images) already hold."""
 
-    def layers(self, platform: Platform, media_type: str) -> Mapping[str, RemoteLayer]:
+    def layers(self, platform: Platform, media_type: str, cancel: Cancellation) -> Mapping[str, RemoteLayer]:
         """By diff_id, those of ``media_type``'s compression in the images for ``platform``;
-        waits for the registries' answers (asked for once, at the build's start)."""
+        waits for the registries' answers (asked for once), unless ``cancel`` is set
+        (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
         ...
 
 
@@ -150,9 +151,10 @@ class LayerProducer:
         local = self.store.record("shapes", shape) is not None
         if not local and (self.remote is None or platform is None):
             return None
+        cancel = cancel or Cancellation()
         hashing = _Hashing(entries, self.options.mtime, cancel)
         try:
-            remote = self.remote.layers(platform, self.options.media_type) if self.remote and platform else {}
+            remote = self.remote.layers(platform, self.options.media_type, cancel) if self.remote and platform else {}
             if not local and not remote:
                 return None
             diff_id = hashing.result()

@@ -151,9 +151,10 @@ def hinted(location: Location | None) -> Iterator[None]:
         yield
     except RegistryError as exc:
         hint = source_hint(location) if location is not None else ""
-        if not hint or hint in exc.message:
-            raise
-        raise type(exc)(exc.message + hint) from None
+        if hint and hint not in exc.message:
+            exc.message += hint  # the same error (its type and fields kept), told more
+            exc.args = (exc.message,)
+        raise
 
 
 def source_hint(location: Location) -> str:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-from zeroimage.cancel import Worker
+from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import NotFoundError, ZeroimageError
 from zeroimage.image import DocumentBudget, load_base
+from zeroimage.layers.compress import LayerCancelled
 from zeroimage.layers.producer import RemoteLayer
 from zeroimage.oci import Platform
 from zeroimage.oci import mediatypes as mt
@@ -55,28 +56,35 @@ class RegistryLayers:
         self._by_platform: dict[tuple[str, str], dict[str, RemoteLayer]] = {}
         self._lock = threading.Lock()
         self._worker: Worker | None = None
+        self._answered = threading.Event()
 
     def _ask(self) -> None:
-        for ref, client in self._references.items():
-            source = RegistrySource(
-                ref, self._insecure_registries, client() if client else None, budget=self._budget, pull="always"
-            )
-            self._sources.append(source)
-            try:
-                source.root()
-            except NotFoundError:
-                continue  # a tag pushed for the first time
-            except ZeroimageError as exc:
-                self._reporter.info(f"cannot reuse layers of {source.reference}: {exc.message}")
-                continue
-            self._found.append(source)
+        try:
+            for ref, client in self._references.items():
+                try:
+                    source = RegistrySource(
+                        ref, self._insecure_registries, client() if client else None, budget=self._budget, pull="always"
+                    )
+                    self._sources.append(source)
+                    source.root()
+                except NotFoundError:
+                    continue  # a tag pushed for the first time
+                except Exception as exc:  # noqa: BLE001 - reuse is an optimisation: the push says what is wrong
+                    self._reporter.info(f"cannot reuse layers of {ref}: {getattr(exc, 'message', exc)}")
+                    continue
+                self._found.append(source)
+        finally:
+            self._answered.set()
 
-    def layers(self, platform: Platform, media_type: str) -> Mapping[str, RemoteLayer]:
+    def layers(self, platform: Platform, media_type: str, cancel: Cancellation) -> Mapping[str, RemoteLayer]:
         with self._lock:
             if self._worker is None:  # asked once, by the first layer the cache does not know
                 self._worker = Worker(self._ask, "registry-layers")
                 self._worker.start()
-        self._worker.wait(interruptible=True)
+        while not self._worker.done:  # a registry that never answers must not hold a cancelled layer
+            if cancel.is_set():
+                raise LayerCancelled
+            self._answered.wait(0.1)
         key = (str(platform), mt.to_oci(media_type))
         with self._lock:
             if key in self._by_platform:
@@ -95,7 +103,8 @@ class RegistryLayers:
             return found
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.wait()
-        for source in self._sources:
-            source.close()
+        """Close the clients this made; a question still unanswered is left to its thread (the
+        build is over: whatever it finds, nobody needs)."""
+        if self._worker is None or self._worker.done:
+            for source in self._sources:
+                source.close()
