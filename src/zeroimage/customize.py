@@ -27,10 +27,6 @@ class ConfigChanges:
     expose: tuple[str, ...] = ()
     stop_signal: str | None = None
 
-    @property
-    def user_needs_lookup(self) -> bool:
-        return self.user is not None and not all(is_id(p) for p in self.user.split(":"))
-
 
 def parse_pairs(values: Iterable[str], flag: str, env: bool = False) -> tuple[tuple[str, str], ...]:
     pairs = []

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from zeroimage import cancel
-from zeroimage.errors import DigestError, InputError, OutputError
+from zeroimage.errors import DigestError, OutputError
 from zeroimage.oci.digest import new_hasher, split_digest
 
 CHUNK = 1 << 20
@@ -328,15 +328,3 @@ def copy_stream(
         total += len(chunk)
         if progress is not None:
             progress(len(chunk))
-
-
-def read_limited(path: Path, limit: int, what: str) -> bytes:
-    """Read a small file whole, refusing one larger than ``limit``."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if len(data) > limit:
-        raise InputError(f"{what} is larger than {limit} bytes")
-    return data

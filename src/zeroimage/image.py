@@ -271,7 +271,7 @@ def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate
             return  # an index named before: its manifests are found already
         doc = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
         if isinstance(doc, Manifest):
-            found.append(Candidate(desc.platform, desc.with_changes(media_type=doc.media_type)))
+            found.append(Candidate(desc.platform, replace(desc, media_type=doc.media_type)))
             return
         expanded.add(desc.digest)
         for child in doc.manifests:
@@ -315,7 +315,7 @@ def load_image(source: Source, chosen: Candidate, name: str = "") -> BaseImage:
             f"lists {len(config.diff_ids)} diff_ids"
         )
     return BaseImage(
-        descriptor=chosen.descriptor.with_changes(media_type=manifest.media_type),
+        descriptor=replace(chosen.descriptor, media_type=manifest.media_type),
         manifest=manifest,
         config=config,
         layers=tuple(source.blob(layer) for layer in manifest.layers),
@@ -360,7 +360,7 @@ def append(
     blobs: dict[str, Blob] = {}
     descriptors: list[Descriptor] = []
     for blob in [*base_layers, *(layer.blob for layer in layers)]:
-        desc = blob.descriptor.with_changes(media_type=_layer_media_type(blob.descriptor.media_type, fmt))
+        desc = replace(blob.descriptor, media_type=_layer_media_type(blob.descriptor.media_type, fmt))
         descriptors.append(desc)
         blobs.setdefault(desc.digest, replace(blob, descriptor=desc))
     notes: dict[str, str] = {}

@@ -194,6 +194,14 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         stack.callback(first.stop)
         listings = ListingCache(store.root)
         plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
+        entrypoints = sorted({plan.entrypoint for plan in plans})
+        if len(entrypoints) > 1:
+            raise UsageError(
+                f"the programs would go to {', '.join(entrypoints)}: choose one path in the image with "
+                "--entrypoint-path PATH (naming the file, not its directory)"
+            )
+        if spec.target == "lambda":
+            _check_lambda_size(plans, layer_options)
         made: list[MadeLayer] = []
         images: dict[ImageFormat, list[ImageGraph]] = {fmt: [] for fmt in _formats(spec, sinks)}
         primary: ImageFormat = spec.format if spec.format in images else next(iter(images))

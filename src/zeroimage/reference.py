@@ -44,10 +44,6 @@ class Reference:
         return api_host_of(self.registry)
 
     @property
-    def credential_key(self) -> str:
-        return DOCKER_HUB_CREDENTIAL_KEY if self.registry == DOCKER_HUB else self.registry
-
-    @property
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
 
@@ -55,10 +51,6 @@ class Reference:
     def identifier(self) -> str:
         """What goes after ``/manifests/``: the digest if pinned, else the tag."""
         return self.digest or self.tag or "latest"
-
-    def with_digest(self, digest: str) -> Reference:
-        """The same repository pinned to ``digest``, without a tag."""
-        return replace(self, tag=None, digest=digest)
 
     def with_tag(self, tag: str) -> Reference:
         """The same repository at ``tag``, without a digest."""

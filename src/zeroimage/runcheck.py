@@ -22,6 +22,8 @@ from zeroimage.rootfs import FileTree, Node
 
 #: Libraries followed from one program (a loader gives up long before).
 MAX_LIBRARIES = 1024
+#: Directories a library is looked for in (RPATH, ld.so.conf, the defaults), at most.
+MAX_SEARCH_DIRS = 256
 
 MULTIARCH = {
     "amd64": ("x86_64-linux-gnu",),
@@ -72,7 +74,9 @@ def search_dirs(info: BinaryInfo, entrypoint: str, tree: FileTree) -> list[str]:
         text = tree.read_text(f"/etc/{musl.removesuffix('.so.1')}.path")
         if text:
             dirs = [d for line in text.splitlines() for d in line.split(":") if d] + dirs
-    return list(dict.fromkeys(dirs))
+    # A base's configuration is the base's to write: a hostile one listing a million directories
+    # would make every library a million lookups. The loader's own cache holds far fewer.
+    return list(dict.fromkeys(dirs))[:MAX_SEARCH_DIRS]
 
 
 def problems(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from zeroimage.errors import InputError
@@ -127,9 +127,6 @@ class Descriptor:
             out["artifactType"] = self.artifact_type
         out.update(self.extra)
         return out
-
-    def with_changes(self, **changes: Any) -> Descriptor:
-        return replace(self, **changes)
 
     @property
     def ref_name(self) -> str:

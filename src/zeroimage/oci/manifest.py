@@ -7,7 +7,7 @@ again loses nothing. Where a document is not changed, callers keep its exact byt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from zeroimage.errors import InputError
@@ -92,9 +92,6 @@ class Manifest:
     def to_bytes(self) -> bytes:
         return dumps(self.to_dict())
 
-    def with_changes(self, **changes: Any) -> Manifest:
-        return replace(self, **changes)
-
 
 @dataclass(frozen=True)
 class Index:
@@ -140,9 +137,6 @@ class Index:
 
     def to_bytes(self) -> bytes:
         return dumps(self.to_dict())
-
-    def with_changes(self, **changes: Any) -> Index:
-        return replace(self, **changes)
 
 
 def _kind(media_type: object) -> str:

@@ -444,8 +444,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                os.fchmod(file.fileno(), 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:  # mkstemp made it 0600: ours alone
                 json.dump(doc, file, indent="\t")
                 file.write("\n")
                 file.flush()
