@@ -151,17 +151,24 @@ def main() -> None:
     multiple=True,
     metavar="DEST",
     help="Write the image: PATH or oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH[:NAME:TAG], "
-    "docker-daemon:NAME:TAG. Repeatable. Default: ./PROGRAM.tar unless --push is given.",
+    "docker-daemon:NAME:TAG; - (or docker-archive:-) for standard output. Repeatable. "
+    "Default: ./PROGRAM.tar unless --push is given.",
 )
 @click.option("--push", "pushes", multiple=True, metavar="REF", help="Push the image to a registry. Repeatable.")
-@click.option("--entrypoint-path", metavar="PATH", help="Path of the program in the image (default: /NAME).")
+@click.option(
+    "--entrypoint-path",
+    metavar="PATH",
+    help="Path of the program in the image (default: /NAME); a PATH ending in / or naming a directory "
+    "of the base takes the program inside it, as COPY does.",
+)
 @click.option(
     "--format",
     "image_format",
     type=click.Choice(["oci", "docker"]),
     default="oci",
     show_default=True,
-    help="Media types of the result: OCI, or Docker v2s2 for registries that display OCI poorly.",
+    help="Media types of a push and of Docker outputs: OCI, or Docker v2s2 for registries that display "
+    "OCI poorly (OCI archives and layouts are always OCI).",
 )
 @click.option(
     "--compression",
@@ -172,7 +179,13 @@ def main() -> None:
 )
 @click.option("--compression-level", type=int, metavar="N", help="gzip 0-3 (ISA-L, default 1), zstd 1-19 (default 3).")
 @_insecure_option
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable. Repeatable.")
+@click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set an environment variable; $VAR and ${VAR} expand as ENV does ('PATH=/opt/bin:$PATH'). Repeatable.",
+)
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a config label. Repeatable.")
 @click.option(
     "--annotation",
@@ -181,7 +194,7 @@ def main() -> None:
     metavar="KEY=VALUE",
     help="Set a manifest (and index) annotation. Repeatable.",
 )
-@click.option("--workdir", metavar="DIR", help="Working directory of the container.")
+@click.option("--workdir", metavar="DIR", help="Working directory of the container (made if the base lacks it).")
 @click.option("--user", metavar="USER[:GROUP]", help="User to run as; names are resolved in the image's /etc/passwd.")
 @click.option("--cmd", "cmds", multiple=True, metavar="ARG", help="Default argument after the entrypoint. Repeatable.")
 @click.option("--expose", "exposes", multiple=True, metavar="PORT[/PROTO]", help="Declare a port. Repeatable.")
