@@ -611,7 +611,10 @@ def registry_base_scenario(bench: Bench) -> None:
         return
     z, binary = bench.zeroimage, bench.small
     base = f"{registry.host}/base:v1"
-    seed(registry, bench.base, "base:v1", all_platforms=False)
+    try:
+        seed(registry, bench.base, "base:v1", all_platforms=False)
+    except AssertionError as exc:  # the test helper's way of failing
+        raise ToolError(f"skopeo could not push the base: {exc}") from None
 
     def round_(program: Path, freshen: Callable[[], None]) -> tuple[list[Outcome], list[list[str]]]:
         cache = z.fresh_cache()
