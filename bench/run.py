@@ -1,11 +1,12 @@
 """Side-by-side benchmark of zeroimage against umoci + skopeo and buildah.
 
-    .venv/bin/python bench/run.py [--runs N] [--size-mb MB] [--big-mb MB] [--only 1,2,3,4,5,c]
+    .venv/bin/python bench/run.py [--runs N] [--size-mb MB] [--big-mb MB] [--only 1,2,3,4,5,6,7,8,c]
                                   [--json FILE] [--keep]
 
 Implements the project's performance issue (see bench/README.md and bench/scenarios.py): each
-scenario runs zeroimage and its peer alternately ``--runs`` times on fresh content and reports the
-medians, their ratio zeroimage/peer and the target (PASS/MISS). Everything lives in a work
+scenario runs zeroimage and its peer (or, in 3, 6, 7 and 8, its own first build) ``--runs`` times
+on fresh content and reports the medians, their ratio zeroimage/peer, the range of the per-round
+ratios and the target (PASS/MISS). Everything lives in a work
 directory under ``$TMPDIR`` (removed at the end unless ``--keep``); the registry, buildah's
 containers and storage are cleaned up at the end and on Ctrl-C. Progress goes to stderr, the final
 table to stdout. Only 127.0.0.1 is ever contacted.
@@ -125,9 +126,9 @@ def setup(args: argparse.Namespace, work: Path, report: Report, stack: ExitStack
         else:
             bench.buildah = buildah = Buildah(base, work / "buildah")
             stack.callback(buildah.cleanup)
-    if {"2", "3", "4"} & set(args.only):
+    if {"2", "3", "4", "6", "8"} & set(args.only):
         if peers.which("docker-registry") is None:
-            report.note("docker-registry missing: scenarios 2 and 3, and push memory in 4, are skipped")
+            report.note("docker-registry missing: scenarios 2, 3, 6 and 8, and push memory in 4, are skipped")
         else:
             bench.registry = registry = start_registry(work / "registry")
             stack.callback(registry.close)
@@ -184,6 +185,11 @@ def print_context(report: Report, bench: Bench) -> None:
     sizes = context.get("archive_mb")
     if sizes:
         lines.append("archive size in scenario 1: " + ", ".join(f"{n} {mb:.1f} MB" for n, mb in sizes.items()))
+    shares = context.get("foreign_cpu_share")
+    if shares:
+        parts = [f"{key} {share:.0%}" for key, share in shares.items()]
+        lines.append("CPU share taken by other processes during each scenario: " + ", ".join(parts))
+        lines.append(f"  load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     times = context.get("rss_build_seconds")
     if times:
         for label, by_tool in times.items():

@@ -1,4 +1,4 @@
-"""The five scenarios of the performance issue, plus compression throughput for context.
+"""The scenarios of the performance issues, plus compression throughput for context.
 
 Each scenario runs its contenders alternately (the order rotates every round, so none always
 goes first), ``runs`` rounds, and records every sample. Before every timed run of any tool the
@@ -11,11 +11,21 @@ binary gets fresh content (:meth:`~bench.workload.Binary.freshen`), dirty pages 
    re-push time / first push time, and the blob uploads the registry saw during the re-push.
 4. peak RSS (``/usr/bin/time -v``) building the small and the big binary into an archive.
 5. start-up: ``zeroimage --version`` and ``--help`` against ``python3 -c pass``.
+6. a fleet: runner A (empty cache) pushes a program to a tag; runner B (another empty cache, the
+   program copied afresh) pushes it again: B / A, blob uploads and layers compressed during B.
+7. ``touch`` of an unchanged program, rebuilt into an OCI archive with the same cache: rebuild /
+   first build.
+8. two archive builds from a base in the registry, one cache: blobs the second one downloads.
+
+In 3, 6, 7 and 8 zeroimage is compared with its own first build, which must come first; their
+untimed warm-up round (on a copy of busybox) compiles the bytecode of the paths they take.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,11 +33,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from tests.support.registry import Registry
+from tests.support.registry import Registry, seed
 
 from bench.report import Report, Row, Target, log, median
 from bench.tools import Buildah, Outcome, ToolError, UmociPipeline, Zeroimage, run_step
-from bench.workload import Binary
+from bench.workload import BUSYBOX, Binary
 
 SOURCE_DATE_EPOCH = "1700000000"
 STARTUP_RUNS = 20
@@ -412,11 +422,257 @@ def compression_context(bench: Bench) -> None:
     bench.report.context["compressed_mb"] = sizes
 
 
+# ---------------------------------------------------------------------------------------------- 6
+
+
+@dataclass(frozen=True)
+class Result:
+    """What ``zeroimage build --json`` said about one build, and how long it took."""
+
+    seconds: float
+    digest: str
+    origins: tuple[str, ...]  # per new layer: "made", "cache" or "registry"
+    layers: tuple[str, ...]  # the new layers' digests
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Result:
+        document = json.loads(outcome.stdout)
+        layers = [layer for platform in document["platforms"] for layer in platform["layers"]]
+        return cls(
+            outcome.seconds,
+            document["digest"],
+            tuple(layer["origin"] for layer in layers),
+            tuple(layer["digest"] for layer in layers),
+        )
+
+
+def _warm_program(bench: Bench) -> Path:
+    """A copy of the small static busybox (never the system's own file, which (7) touches), for an
+    untimed round that compiles the bytecode of a scenario's code paths before its timed rounds."""
+    path = bench.work / "warm" / "app"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BUSYBOX, path)
+    return path
+
+
+def _checkout(program: Path, runner: Path) -> Path:
+    """``program`` as a fresh checkout on another runner gives it: the same name and bytes in
+    another directory, a new inode and mtime. Flushed, so that its write-back does not land in
+    the next timed run."""
+    runner.mkdir(parents=True, exist_ok=True)
+    copy = runner / program.name  # the same name: the same path in the image
+    shutil.copy(program, copy)
+    os.sync()
+    return copy
+
+
+def fleet_scenario(bench: Bench) -> None:
+    """6. runner A (empty cache) pushes P to T; runner B (another empty cache, P checked out
+    afresh) pushes the same P to T: B / A, the blob uploads the registry saw during B, and the
+    layers B compressed (its ``--json`` origins; all should be "registry")."""
+    registry = bench.registry
+    if registry is None:
+        bench.report.note("scenario 6 skipped: docker-registry is not available")
+        return
+    z, binary = bench.zeroimage, bench.small
+    env = {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+
+    def round_(program: Path, ref: str) -> tuple[Result, Result, int, int]:
+        cache_a, cache_b = z.fresh_cache(), z.fresh_cache()
+        copy: Path | None = None
+        try:
+            os.sync()
+            mark = len(registry.access_log())
+            a = Result.of(z.push(program, bench.base, ref, cache=cache_a, env=env, extra=["--json"]))
+            uploads_a = _uploads(registry.access_log()[mark:])
+            copy = _checkout(program, bench.work / "runner-b")
+            mark = len(registry.access_log())
+            b = Result.of(z.push(copy, bench.base, ref, cache=cache_b, env=env, extra=["--json"]))
+            return a, b, uploads_a, _uploads(registry.access_log()[mark:])
+        finally:
+            shutil.rmtree(cache_a, ignore_errors=True)
+            shutil.rmtree(cache_b, ignore_errors=True)
+            if copy is not None:
+                copy.unlink(missing_ok=True)
+
+    round_(_warm_program(bench), bench.next_ref())
+    first: list[float] = []
+    second: list[float] = []
+    uploads: list[float] = []
+    compressed: list[float] = []
+    uploads_a: list[int] = []
+    origins: set[str] = set()
+    same_digest = True
+    for n in range(bench.runs):
+        binary.freshen()
+        a, b, up_a, up_b = round_(binary.path, bench.next_ref())
+        first.append(a.seconds)
+        second.append(b.seconds)
+        uploads.append(up_b)
+        uploads_a.append(up_a)
+        compressed.append(b.origins.count("made"))
+        origins.update(b.origins)
+        same_digest = same_digest and a.digest == b.digest
+        log(
+            f"[6] fleet: round {n + 1}/{bench.runs}: runner A {a.seconds:.3f} ({up_a} uploads), "
+            f"runner B {b.seconds:.3f} ({up_b} uploads, layers {', '.join(b.origins)})"
+        )
+    row = Row(
+        "6", "unchanged push from an empty cache / first push", "runner A's push", "s", Target(0.25), second, first
+    )
+    row.note = (
+        f"runner B's new layers came from: {', '.join(sorted(origins))} (should be registry); "
+        f"same digest on both runners: {'yes' if same_digest else 'NO'}; "
+        f"blob uploads during runner A's push: {uploads_a}"
+    )
+    bench.report.add(row)
+    zero = Target(0, quantity="worst")
+    bench.report.add(Row("6", "blob uploads during runner B's push", "(none)", "uploads", zero, uploads))
+    bench.report.add(Row("6", "layers compressed by runner B", "(none)", "layers", zero, compressed))
+    bench.report.context["fleet"] = {"uploads_a": uploads_a, "same_digest": same_digest, "origins_b": sorted(origins)}
+
+
+# ---------------------------------------------------------------------------------------------- 7
+
+
+def touch_scenario(bench: Bench) -> None:
+    """7. build into an OCI archive, ``touch`` the program, build again with the same cache: the
+    layer is found by content (``--json`` origin "cache"), so rebuild / first build."""
+    z, binary = bench.zeroimage, bench.small
+
+    def round_(program: Path) -> tuple[Result, Result]:
+        cache = z.fresh_cache()
+        out = bench.out("s7.tar")
+        try:
+            os.sync()
+            first = Result.of(z.build(["--from-archive", bench.base, "--json", "-o", out, program], cache=cache))
+            out.unlink()
+            os.utime(program)  # touch: a new mtime (and ctime), the same bytes
+            os.sync()
+            again = Result.of(z.build(["--from-archive", bench.base, "--json", "-o", out, program], cache=cache))
+            return first, again
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+            out.unlink(missing_ok=True)
+
+    round_(_warm_program(bench))
+    first: list[float] = []
+    again: list[float] = []
+    origins: set[str] = set()
+    same_layer = True
+    for n in range(bench.runs):
+        binary.freshen()
+        one, two = round_(binary.path)
+        first.append(one.seconds)
+        again.append(two.seconds)
+        origins.update(two.origins)
+        same_layer = same_layer and one.layers == two.layers
+        log(
+            f"[7] touch: round {n + 1}/{bench.runs}: first {one.seconds:.3f}, "
+            f"after touch {two.seconds:.3f} (layers {', '.join(two.origins)})"
+        )
+    row = Row(
+        "7",
+        f"{binary.megabytes:.0f} MB, touched -> OCI archive / first build (cache kept)",
+        "own first build",
+        "s",
+        Target(0.5),
+        again,
+        first,
+    )
+    row.note = (
+        f"the rebuild's new layers came from: {', '.join(sorted(origins))} (should be cache); "
+        f"the same layer both times: {'yes' if same_layer else 'NO'}"
+    )
+    bench.report.add(row)
+
+
+# ---------------------------------------------------------------------------------------------- 8
+
+
+def _downloads(lines: list[str]) -> int:
+    """Blobs fetched (``GET /v2/<repo>/blobs/sha256:...``; a HEAD fetches nothing)."""
+    return sum(1 for line in lines if '"GET /v2/' in line and "/blobs/sha256:" in line)
+
+
+def _requests(lines: list[str]) -> list[str]:
+    """``METHOD /path`` of each access-log line, digests shortened."""
+    found = [line.split('"')[1].rsplit(" ", 1)[0] for line in lines if line.count('"') >= 2]
+    return [re.sub(r"sha256:([0-9a-f]{12})[0-9a-f]+", r"sha256:\1…", text) for text in found]
+
+
+def registry_base_scenario(bench: Bench) -> None:
+    """8. the base pushed to the registry once; two archive builds ``--from`` it with one cache
+    (the program fresh each time): the blobs the second build downloads (should be none)."""
+    registry = bench.registry
+    if registry is None or shutil.which("skopeo") is None:
+        bench.report.note("scenario 8 skipped: it needs docker-registry and skopeo (to push the base)")
+        return
+    z, binary = bench.zeroimage, bench.small
+    base = f"{registry.host}/base:v1"
+    try:
+        seed(registry, bench.base, "base:v1", all_platforms=False)
+    except AssertionError as exc:  # the test helper's way of failing
+        raise ToolError(f"skopeo could not push the base: {exc}") from None
+
+    def round_(program: Path, freshen: Callable[[], None]) -> tuple[list[Outcome], list[list[str]]]:
+        cache = z.fresh_cache()
+        out = bench.out("s8.tar")
+        outcomes: list[Outcome] = []
+        logs: list[list[str]] = []
+        try:
+            for _ in range(2):
+                freshen()
+                os.sync()
+                mark = len(registry.access_log())
+                outcomes.append(z.build(["--from", base, "-o", out, program], cache=cache))
+                logs.append(registry.access_log()[mark:])
+                out.unlink()
+            return outcomes, logs
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+            out.unlink(missing_ok=True)
+
+    round_(_warm_program(bench), lambda: None)
+    first: list[float] = []
+    second: list[float] = []
+    downloads: list[float] = []
+    first_downloads: list[int] = []
+    seen: list[str] = []
+    for n in range(bench.runs):
+        (one, two), (log_one, log_two) = round_(binary.path, binary.freshen)
+        first.append(one.seconds)
+        second.append(two.seconds)
+        first_downloads.append(_downloads(log_one))
+        downloads.append(_downloads(log_two))
+        seen = _requests(log_two)
+        log(
+            f"[8] registry base: round {n + 1}/{bench.runs}: first {one.seconds:.3f} "
+            f"({first_downloads[-1]} blob downloads), second {two.seconds:.3f} ({downloads[-1]}: {'; '.join(seen)})"
+        )
+    row = Row(
+        "8",
+        "blob downloads during a 2nd archive build from a registry base",
+        "(none)",
+        "blobs",
+        Target(0, quantity="worst"),
+        downloads,
+    )
+    row.note = f"first build's downloads per run: {first_downloads}; the second build's requests: {'; '.join(seen)}"
+    bench.report.add(row)
+    label = f"{binary.megabytes:.0f} MB -> OCI archive from a registry base, 2nd / 1st"
+    bench.report.add(Row("8", label, "own first build", "s", None, second, first))
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "1": archive_scenario,
     "2": push_scenario,
     "3": repush_scenario,
     "4": memory_scenario,
     "5": startup_scenario,
+    "6": fleet_scenario,
+    "7": touch_scenario,
+    "8": registry_base_scenario,
     "c": compression_context,
 }

@@ -163,9 +163,10 @@ class Zeroimage:
         cache: Path,
         env: Mapping[str, str] | None = None,
         measure_rss: bool = False,
+        extra: Sequence[str] = (),
     ) -> Outcome:
         return self.build(
-            ["--from-archive", base, "--push", ref, binary], cache=cache, env=env, measure_rss=measure_rss
+            ["--from-archive", base, *extra, "--push", ref, binary], cache=cache, env=env, measure_rss=measure_rss
         )
 
 
