@@ -160,6 +160,15 @@ def test_a_program_touched_or_copied_is_known_by_its_content(tmp_path: Path) -> 
     other.write_bytes(os.urandom(300_000))  # same size, other bytes
     made, cached = make_layer(store, [file_entry(other, "/app")])
     assert not cached and made.diff_id != first.diff_id
+    # one byte changed where the shape does not sample: read whole, told apart, made anew (the
+    # taps, told of the cached layer of that shape at once, then get the new one)
+    subtle = bytearray(program.read_bytes())
+    subtle[10_000] ^= 0xFF
+    program.write_bytes(bytes(subtle))
+    taps = [_Recorder()]
+    changed, cached = make_layer(store, [file_entry(program, "/app")], taps=taps)
+    assert not cached and changed.diff_id not in (first.diff_id, made.diff_id)
+    assert taps[0].started is not None
 
 
 class _Recorder:

@@ -35,11 +35,12 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import InputError, OutputError, ZeroimageError
-from zeroimage.files import Readable, describe_os_error, unlink_quietly
+from zeroimage.files import O_BINARY, Readable, describe_os_error, read_at, unlink_quietly
 from zeroimage.image import Blob, LayerTap
 from zeroimage.layers.compress import BuiltLayer, LayerOptions, diff_id_of, stream_layer
 from zeroimage.layers.entries import Entry
@@ -131,13 +132,14 @@ class LayerProducer:
             return known
         built = self._compress(entries, f"compressing {what}", self._taps(), cancel)
         self.store.put_layer_record(key, built)
-        self.store.put_record("shapes", shape, {})
+        self.store.put_record("shapes", shape, _record(built))
         self.store.put_record("contents", content_key(built.diff_id, self.options), _record(built))
         self.store.prune()
         return MadeLayer(built, entries, "made")
 
-    def _cached(self, hit: BuiltLayer, entries: tuple[Entry, ...]) -> MadeLayer:
-        if self.keep:
+    def _cached(self, hit: BuiltLayer, entries: tuple[Entry, ...], told: BuiltLayer | None = None) -> MadeLayer:
+        """A layer from the store, the taps told (unless they were, of this very layer)."""
+        if self.keep and hit != told:
             for tap in self._taps():
                 tap.cached(hit.descriptor, lambda: self.store.open(hit.descriptor))
         return MadeLayer(hit, entries, "cache")
@@ -147,26 +149,36 @@ class LayerProducer:
     ) -> MadeLayer | str | None:
         """The layer of these entries' content if the cache or a registry has it; else their
         diff_id if it had to be computed (None if nothing could pay for it). The diff_id is
-        computed while the registries answer, and dropped if nothing can match it."""
-        local = self.store.record("shapes", shape) is not None
-        if not local and (self.remote is None or platform is None):
+        computed while the registries answer, and dropped if nothing can match it.
+
+        A cached layer of the same shape — whose files' sizes and sampled content match — is
+        almost surely this one: when outputs need its bytes, they start copying it at once,
+        beside the hashing that confirms it (an output told of a wrong one starts again)."""
+        shaped = self.store.record("shapes", shape)
+        candidate = _built(shaped) if shaped else None
+        if shaped is None and (self.remote is None or platform is None):
             return None
         cancel = cancel or Cancellation()
         hashing = _Hashing(entries, self.options.mtime, cancel)
+        told = None
         try:
+            if candidate is not None and self.keep and self.store.has(candidate.descriptor):
+                told = self._cached(candidate, entries).built
             remote = self.remote.layers(platform, self.options.media_type, cancel) if self.remote and platform else {}
-            if not local and not remote:
+            if shaped is None and not remote:
                 return None
             diff_id = hashing.result()
         finally:
             hashing.stop()
-        if local:
-            record = self.store.record("contents", content_key(diff_id, self.options))
-            found = _built(record) if record is not None else None
+        if shaped is not None:
+            found = candidate if candidate is not None and candidate.diff_id == diff_id else None
+            if found is None:
+                record = self.store.record("contents", content_key(diff_id, self.options))
+                found = _built(record) if record is not None else None
             if found is not None and found.diff_id == diff_id and (not self.keep or self.store.has(found.descriptor)):
                 if self.keep:
                     self.store.touch(found.descriptor.digest)
-                return self._cached(found, entries)
+                return self._cached(found, entries, told)
         layer = remote.get(diff_id)
         if layer is not None:
             desc = layer.blob.descriptor
@@ -240,8 +252,9 @@ def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:
 
 
 def shape_key(entries: Sequence[Entry], options: LayerOptions) -> str:
-    """What a layer's inputs look like without their files' content: paths, modes, owners and
-    sizes. A layer of the same shape in the cache is what makes reading the content worth it."""
+    """What a layer's inputs look like, their files' content but sampled: paths, modes, owners,
+    sizes and a few blocks of each file. A layer of the same shape in the cache is what makes
+    reading the content worth it: a changed program of the same size rarely has one."""
     return _key(entries, options, identity=False)
 
 
@@ -258,13 +271,35 @@ def _key(entries: Sequence[Entry], options: LayerOptions, identity: bool) -> str
         if entry.source is not None:
             try:
                 st = os.stat(entry.source)
+                facts = (
+                    [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+                    if identity
+                    else [st.st_size, _sample(entry.source, st.st_size)]
+                )
             except OSError as exc:
                 raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
-            facts = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns] if identity else st.st_size
         elif entry.data is not None:
             facts = hashlib.sha256(entry.data).hexdigest()
         parts.append([entry.path, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, facts])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+#: The blocks of a file a shape samples: a changed program differs in one of them, nearly always
+#: (a build ID, a version string, any code that moved), so that reading it whole is rarely wasted.
+_SAMPLES, _SAMPLE_SIZE = 16, 4096
+
+
+def _sample(path: Path, size: int) -> str:
+    """A digest of ``_SAMPLES`` blocks spread over the file, the first and the last among them."""
+    hasher = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | O_BINARY)
+    try:
+        last = max(size - _SAMPLE_SIZE, 0)
+        for offset in sorted({last * i // (_SAMPLES - 1) for i in range(_SAMPLES)}):
+            hasher.update(read_at(fd, _SAMPLE_SIZE, offset))
+    finally:
+        os.close(fd)
+    return hasher.hexdigest()
 
 
 def _record(layer: BuiltLayer) -> dict[str, object]:

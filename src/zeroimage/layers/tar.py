@@ -3,8 +3,10 @@ user or group names, PAX headers. Content moves in 1 MiB chunks whatever the fil
 
 from __future__ import annotations
 
+import mmap
+import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from zeroimage.errors import InputError
 from zeroimage.files import CHUNK, Writable, describe_os_error
@@ -41,8 +43,14 @@ def tar_size(entries: Iterable[Entry], mtime: int) -> int:
     return size
 
 
-def write_tar(entries: Iterable[Entry], out: Writable, mtime: int) -> int:
+#: How a file's content reaches the stream: read in fresh chunks (for a compressor), or passed
+#: as views of a memory map (for a hash, whose large updates let other threads run meanwhile).
+Content = Callable[[Entry, Writable], int]
+
+
+def write_tar(entries: Iterable[Entry], out: Writable, mtime: int, content: Content | None = None) -> int:
     """Write ``entries`` as a tar stream to ``out``; returns the number of bytes written."""
+    content = content or _copy_file
     written = 0
     for entry in sorted(entries, key=sort_key):
         head = header(entry, mtime)
@@ -54,7 +62,7 @@ def write_tar(entries: Iterable[Entry], out: Writable, mtime: int) -> int:
             out.write(entry.data)
             copied = len(entry.data)
         else:
-            copied = _copy_file(entry, out)
+            copied = content(entry, out)
         written += copied
         padding = -copied % tarfile.BLOCKSIZE
         out.write(b"\0" * padding)
@@ -82,3 +90,30 @@ def _copy_file(entry: Entry, out: Writable) -> int:
     if copied != entry.size or grew:
         raise InputError(f"{entry.source} changed while it was being read; try again")
     return copied
+
+
+#: How much of a mapped file one write passes on.
+_VIEW = 64 << 20
+
+
+def mapped_file(entry: Entry, out: Writable) -> int:
+    """Pass the file's content on as views of a memory map: no copy into Python, and a hash
+    updated with them holds the interpreter lock only between views."""
+    assert entry.source is not None
+    try:
+        with open(entry.source, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size != entry.size:
+                raise InputError(f"{entry.source} changed while it was being read; try again")
+            if size == 0:
+                return 0
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                view = memoryview(data)
+                try:
+                    for offset in range(0, size, _VIEW):
+                        out.write(view[offset : offset + _VIEW])
+                finally:
+                    view.release()
+    except OSError as exc:
+        raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
+    return size
