@@ -235,6 +235,20 @@ class _Tree:
         directory[name] = node
         self._grow(1, len(name) + _text(node))
 
+    def _lookup(self, path: str) -> Node | _Dir | None:
+        """The entry at ``path`` taken literally (no symlink followed)."""
+        child: Node | _Dir = self._root
+        for name in path.split("/"):
+            if name in ("", "."):
+                continue
+            if not isinstance(child, _Dir):
+                return None
+            found = child.get(name)
+            if found is None:
+                return None
+            child = found
+        return child
+
 
 #: Entries without a parent entry kept per listing (their number is always counted).
 MAX_ORPHANS = 8
@@ -268,17 +282,6 @@ class Listing(_Tree):
                 if len(self.orphans) < MAX_ORPHANS:
                     self.orphans += (path,)
         self._put(path, node)
-
-    def _lookup(self, path: str) -> Node | _Dir | None:
-        child: Node | _Dir = self._root
-        for name in path.split("/"):
-            if not isinstance(child, _Dir):
-                return None
-            found = child.get(name)
-            if found is None:
-                return None
-            child = found
-        return child
 
     def __iter__(self) -> Iterator[tuple[str, Node]]:
         stack: list[tuple[str, _Dir]] = [("", self._root)]
@@ -332,20 +335,6 @@ class FileTree(_Tree):
 
     def add_entries(self, entries: Iterable[Entry]) -> None:
         self.apply((e.path.lstrip("/"), _entry_node(e)) for e in entries)
-
-    def _lookup(self, path: str) -> Node | _Dir | None:
-        """The entry at ``path`` taken literally (no symlink followed)."""
-        child: Node | _Dir = self._root
-        for name in path.split("/"):
-            if name in ("", "."):
-                continue
-            if not isinstance(child, _Dir):
-                return None
-            found = child.get(name)
-            if found is None:
-                return None
-            child = found
-        return child
 
     def resolve(self, path: str) -> tuple[str, Node] | None:
         """Follow symlinks (in every component) inside the image, and a hard link to the entry
