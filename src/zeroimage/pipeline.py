@@ -568,10 +568,8 @@ def _write_all(
         reporter.info(f"writing {sink.description}")
         try:
             written += sink.write(graph, reporter)
-        except CorruptBlob as exc:
-            reporter.warn(f"{exc}; making it again")
-            sink.discard()
-            written += sink.write(graph, reporter)
+        except CorruptBlob:  # the blob's opener says so, and makes it again
+            written += sink.write(graph, reporter)  # a failed write undid itself
     return written
 
 

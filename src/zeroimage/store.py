@@ -80,6 +80,8 @@ class BlobStore:
             max_bytes if max_bytes is not None else (int(env_max) if env_max.isdigit() else DEFAULT_MAX_BYTES)
         )
         self._blobs = root / "blobs" / "sha256"
+        #: Blobs found corrupt (and removed) by this process, whoever read them.
+        self.corrupt: set[str] = set()
         _private_dir(root)
         try:
             self._blobs.mkdir(parents=True, exist_ok=True)
@@ -283,6 +285,7 @@ class _StoredReader:
             return self._reader.read(n)
         except DigestError as exc:
             self._store.remove(self._desc.digest)
+            self._store.corrupt.add(self._desc.digest)
             raise CorruptBlob(f"{exc}; it was removed from the cache", self._desc.digest) from None
 
     def close(self) -> None:

@@ -195,6 +195,12 @@ class LayerProducer:
 
         def opener() -> Readable:
             if not self.store.has(desc):
+                if desc.digest in self.store.corrupt:
+                    self.store.corrupt.discard(desc.digest)  # said once
+                    self.reporter.warn(
+                        f"the cached layer {desc.digest} no longer matched its digest: "
+                        "it was removed from the cache, and is made again"
+                    )
                 again = self._compress(layer.entries, f"making layer {desc.digest[7:19]} again", (), None, keep=True)
                 if again.descriptor.digest != desc.digest:
                     paths = ", ".join(str(e.source or e.path) for e in layer.entries)

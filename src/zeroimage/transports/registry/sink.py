@@ -260,6 +260,8 @@ class RegistrySink:
     def close(self) -> None:
         with self._lock:
             client, owned = self._client, self._owns_client
+            if owned:
+                self._client = None  # a later use makes a new one
         if client is not None and owned:
             client.close()
 
