@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -189,9 +189,11 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         # The first program's layer does not wait for the base: it is made from what it would be
         # if the base changed nothing (no directory at its path, parents 0755 and root's), and
         # made again if the plan says otherwise.
-        guess = _program_guess(spec, targets[0])
-        first = _Background(lambda cancel: producer.make(guess, _what(targets[0], guess), cancel, targets[0].platform))
-        stack.callback(first.stop)
+        # For Lambda, nothing is made before every check has passed: "an error before any upload".
+        first = None
+        if spec.target != "lambda":
+            first = _Background(producer, _program_guess(spec, targets[0]), targets[0])
+            stack.callback(first.stop)
         listings = ListingCache(store.root)
         plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
         entrypoints = sorted({plan.entrypoint for plan in plans})
@@ -207,10 +209,11 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         primary: ImageFormat = spec.format if spec.format in images else next(iter(images))
         results = []
         for index, plan in enumerate(plans):
-            if index == 0 and plan.program == guess:
+            if first is not None and index == 0 and plan.program == first.entries:
                 program = first.result()
             else:
-                first.stop()
+                if first is not None:
+                    first.stop()
                 program = producer.make(plan.program, _what(plan.target, plan.program), None, plan.target.platform)
             files = (
                 producer.make(plan.files, f"{len(plan.files)} added files", None, plan.target.platform)
@@ -386,6 +389,10 @@ def _plan(
     listings: ListingCache,
     reporter: Reporter,
 ) -> _Plan:
+    if spec.target == "lambda" and base is not None:  # from the manifest, before any layer is read
+        refused = aws_lambda.layer_problems([b.descriptor.media_type for b in base.layers], f"the base {base.name}")
+        if refused:
+            raise InputError(refused[0])
     tree = base_tree(base.layers, listings) if base is not None else FileTree()
     entrypoint = entrypoint_of(spec.entrypoint_path, target.name, tree)
     (program_at,) = place([Entry(entrypoint, "file", 0)], tree)  # where it lands, the image's links followed
@@ -472,13 +479,9 @@ def _check_runnable(
 def _check_lambda(
     spec: BuildSpec, target: Target, entrypoint: str, base: BaseImage | None, tree: FileTree, reporter: Reporter
 ) -> None:
-    """What Lambda would refuse or never run that the build cannot change: the base's layer
-    compression (an error), base files the program needs that Lambda's user cannot read, a
-    program that does not speak the Runtime API on a base without a runtime client."""
-    if base is not None:
-        refused = aws_lambda.layer_problems([b.descriptor.media_type for b in base.layers], f"the base {base.name}")
-        if refused:
-            raise InputError(refused[0])
+    """What Lambda would never run, that the build cannot change: base files the program needs
+    that Lambda's user cannot read, a program that does not speak the Runtime API on a base
+    without a runtime client."""
     warnings = []
     unreadable = runcheck.unreadable(target.info, entrypoint, tree, aws_lambda.FUNCTION_USER)
     if unreadable:
@@ -578,16 +581,17 @@ class _Background:
     of either side stops the build; :meth:`stop` cancels the layer (if the build fails first,
     or the plan turns out to need another layer)."""
 
-    def __init__(self, make: Callable[[Cancellation], MadeLayer]) -> None:
+    def __init__(self, producer: LayerProducer, entries: tuple[Entry, ...], target: Target) -> None:
+        self.entries = entries
         self.cancel = Cancellation()
         self._made: MadeLayer | None = None
         self._failure: BaseException | None = None
-        self._worker = Worker(lambda: self._run(make), "first-layer")
+        self._worker = Worker(lambda: self._run(producer, target), "first-layer")
         self._worker.start()
 
-    def _run(self, make: Callable[[Cancellation], MadeLayer]) -> None:
+    def _run(self, producer: LayerProducer, target: Target) -> None:
         try:
-            self._made = make(self.cancel)
+            self._made = producer.make(self.entries, _what(target, self.entries), self.cancel, target.platform)
         except BaseException as exc:  # noqa: BLE001 - raised in the build's thread by result()
             self._failure = exc
 

@@ -424,7 +424,8 @@ def inspect(
             for problem in problems:
                 click.echo(f"    - {problem}")
         if problems:
-            raise ZeroimageError(f"AWS Lambda would refuse {info['source']} ({len(problems)} problems)")
+            count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
+            raise ZeroimageError(f"AWS Lambda would refuse {info['source']} ({count})")
 
 
 def _print_description(info: dict[str, Any]) -> None:
