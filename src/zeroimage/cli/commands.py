@@ -91,8 +91,8 @@ def _handled(command: Callable[P, None]) -> Callable[P, None]:
 
 
 def _exit(code: int) -> NoReturn:
-    """Exit without the interpreter's teardown, which frees every object one by one (25–30 ms
-    after a push, a tenth of an unchanged re-push). Nothing needs it: every output is closed and
+    """Exit without the interpreter's teardown, which frees every object one by one (a tenth of
+    an unchanged re-push, see bench/README.md). Nothing needs it: every output is closed and
     renamed by now, and neither zeroimage nor the libraries it uses leave work to atexit."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: there is no one left to tell

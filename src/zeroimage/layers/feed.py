@@ -98,8 +98,8 @@ class MemoryPipe(_Feed):
 
     Followers (:meth:`follow`, all made before the first write) read every chunk in order; the
     chunks all of them have read are dropped. The writer waits while the slowest follower is
-    ``window`` bytes behind, so memory stays bounded (4 MiB: a push peaks near 52 MiB RSS, and a
-    wider window measured no faster); a follower that closes is dropped, and with none left the
+    ``window`` bytes behind, so memory stays bounded (4 MiB: a wider window measured no faster,
+    see bench/README.md); a follower that closes is dropped, and with none left the
     writer's bytes go nowhere. :meth:`abandon` also frees a writer that is waiting."""
 
     def __init__(self, window: int = 4 << 20) -> None:

@@ -5,7 +5,7 @@ the first time one of its names is used (``import`` is thread-safe, so any threa
 A push therefore starts compressing before the HTTP stack is loaded: the upload thread loads it
 while the layer compresses.
 
-httpx imports its own command-line tool (and with it rich's console and pygments, ~80 ms) whenever
+httpx imports its own command-line tool (and with it rich's console and pygments) whenever
 click is installed, as it is here; zeroimage never uses that tool. A stub for ``httpx._main``
 keeps it out, which matters for start-up-bound work such as an unchanged re-push.
 """

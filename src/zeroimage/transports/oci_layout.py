@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
@@ -147,12 +148,17 @@ def _index_entry(graph: ImageGraph, tag: str) -> dict[str, object]:
     return entry
 
 
-def _write_graph(graph: ImageGraph, put_document: object, put_blob: object) -> None:
+def _write_graph(
+    graph: ImageGraph,
+    put_document: Callable[[Descriptor, bytes], None],
+    put_blob: Callable[[Descriptor, Blob], None],
+) -> None:
+    """Every document and blob of the graph, children before what names them."""
     for desc in graph.children_first():
         if desc.digest in graph.documents:
-            put_document(desc, graph.documents[desc.digest])  # type: ignore[operator]
+            put_document(desc, graph.documents[desc.digest])
         else:
-            put_blob(desc, graph.blobs[desc.digest])  # type: ignore[operator]
+            put_blob(desc, graph.blobs[desc.digest])
 
 
 def _archive_head(tar: TarWriter) -> None:
