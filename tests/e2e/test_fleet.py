@@ -103,6 +103,13 @@ def test_a_layer_another_tool_compressed_is_reused_by_diff_id_without_upload(
     assert manifest["config"]["digest"] == gzip9.config
     result = peers.run_image(pull(registry, "reuse/app:v1", tmp_path / "pulled.tar"))
     assert HELLO in result.stdout
+    # The same runner, its cache kept, pushing to a registry that lacks that blob: the layer is
+    # compressed here (the other tool's bytes cannot be made again), never a false "changed".
+    with start_registry(tmp_path / "other-registry") as other:
+        again = fresh.run("build", "--json", "--push", f"{other.host}/app:v1", str(static_binary), env=EPOCH)
+        assert again.returncode == 0, again.describe()
+        (made,) = layers_of(again)
+        assert made["origin"] == "made" and made["diffID"] == gzip9.diff_id and made["digest"] != gzip9.layer
 
 
 def test_cache_from_mounts_a_layer_into_another_repository(

@@ -124,10 +124,12 @@ class LayerProducer:
         shape = shape_key(entries, self.options)
         known = self._known(entries, shape, platform, cancel)
         if isinstance(known, MadeLayer):
-            self.store.put_layer_record(key, known.built)
             if known.origin == "registry":
+                # Not recorded: its bytes are another compressor's, which this one cannot make
+                # again should a later push need them where the registry's blob is not.
                 self.reporter.info(f"{what}: unchanged, layer {known.built.descriptor.digest} from {known.reused_from}")
             else:
+                self.store.put_layer_record(key, known.built)
                 self.reporter.info(f"{what}: same content as before (cache), layer {known.built.descriptor.digest}")
             return known
         built = self._compress(entries, f"compressing {what}", self._taps(), cancel)
