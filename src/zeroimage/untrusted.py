@@ -106,8 +106,12 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 def open_regular(path: Path, what: str) -> int:
     """A descriptor of ``path`` open for reading if it is a regular file itself; InputError
     otherwise (FileNotFoundError is left for callers to whom a missing file means something)."""
-    if not _NOFOLLOW and os.path.islink(path):  # a host without O_NOFOLLOW: check first, at least
-        raise InputError(f"{what} is a symlink, which zeroimage does not follow there")
+    if not (_NOFOLLOW and _NONBLOCK):  # a host without them: look first, at least (a FIFO would block)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise InputError(f"{what} is a symlink, which zeroimage does not follow there")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{what} is not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | O_BINARY)
     except FileNotFoundError:
