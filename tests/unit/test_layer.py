@@ -188,3 +188,23 @@ class _Recorder:
 
     def cached(self, descriptor: Descriptor, open_layer: Callable[[], Readable]) -> None:
         self.cached_digest = descriptor.digest
+
+
+@pytest.mark.parametrize("map_pages_back", [True, False], ids=["mapped", "buffered"])
+def test_a_diff_id_computed_without_compressing_is_the_layers(
+    map_pages_back: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashed from a memory map given back piece by piece, or from a reused buffer: the same
+    diff_id the compressing pass finds, for files smaller and larger than one piece."""
+    from zeroimage.layers import tar as tar_module
+    from zeroimage.layers.compress import diff_id_of
+
+    monkeypatch.setattr(tar_module, "MAP_PAGES_BACK", map_pages_back)
+    monkeypatch.setattr(tar_module, "_HASHED_CHUNK", 1 << 16)
+    entries = []
+    for name, size in (("empty", 0), ("small", 1000), ("large", (1 << 16) * 5 + 17)):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(size))
+        entries.append(file_entry(path, f"/{name}"))
+    made = stream_layer(entries, io.BytesIO(), LayerOptions(compression="none"))
+    assert diff_id_of(entries, 0) == made.diff_id

@@ -18,7 +18,7 @@ from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import UsageError
 from zeroimage.files import Writable
 from zeroimage.layers.entries import Entry
-from zeroimage.layers.tar import mapped_file, tar_size, write_tar
+from zeroimage.layers.tar import hashed_file, tar_size, write_tar
 from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter, Reporter, Task
@@ -206,7 +206,7 @@ def diff_id_of(entries: Sequence[Entry], mtime: int, cancel: Cancellation | None
     """The diff_id the layer of ``entries`` has (the sha256 of its tar stream), found by reading
     the files once without compressing them: how an unchanged layer is recognised by content."""
     sink = _TarHash(cancel or Cancellation())
-    write_tar(entries, sink, mtime, mapped_file)
+    write_tar(entries, sink, mtime, hashed_file)
     return "sha256:" + sink.hasher.hexdigest()
 
 

@@ -3,6 +3,7 @@ user or group names, PAX headers. Content moves in 1 MiB chunks whatever the fil
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import tarfile
@@ -43,8 +44,8 @@ def tar_size(entries: Iterable[Entry], mtime: int) -> int:
     return size
 
 
-#: How a file's content reaches the stream: read in fresh chunks (for a compressor), or passed
-#: as views of a memory map (for a hash, whose large updates let other threads run meanwhile).
+#: How a file's content reaches the stream: read in fresh chunks (for a compressor, which keeps
+#: them), or through one reused buffer (for a hash, which keeps nothing).
 Content = Callable[[Entry, Writable], int]
 
 
@@ -92,28 +93,52 @@ def _copy_file(entry: Entry, out: Writable) -> int:
     return copied
 
 
-#: How much of a mapped file one write passes on.
-_VIEW = 64 << 20
+#: How much of a file one write passes on when the bytes are only hashed.
+_HASHED_CHUNK = 16 << 20
+#: Whether a memory map's pages can be given back as they are passed on (not on Windows).
+MAP_PAGES_BACK = hasattr(mmap.mmap, "madvise")
 
 
-def mapped_file(entry: Entry, out: Writable) -> int:
-    """Pass the file's content on as views of a memory map: no copy into Python, and a hash
-    updated with them holds the interpreter lock only between views."""
+def hashed_file(entry: Entry, out: Writable) -> int:
+    """Pass the file's content on in large pieces, for a sink that only hashes what it is given
+    and keeps none of it: views of a memory map, each given back to the system once passed on
+    (so that memory grows by one piece alone, whatever the file's size), or, where the host
+    cannot give a mapping's pages back, pieces read into one reused buffer. Large pieces let
+    other threads run while each is hashed and take the interpreter lock back seldom."""
     assert entry.source is not None
     try:
-        with open(entry.source, "rb") as handle:
+        with open(entry.source, "rb", buffering=0) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size != entry.size:
                 raise InputError(f"{entry.source} changed while it was being read; try again")
-            if size == 0:
-                return 0
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                view = memoryview(data)
-                try:
-                    for offset in range(0, size, _VIEW):
-                        out.write(view[offset : offset + _VIEW])
-                finally:
-                    view.release()
+            if size and MAP_PAGES_BACK:
+                _pass_mapped(handle.fileno(), size, out)
+            elif size:
+                _pass_buffered(handle, size, out)
     except OSError as exc:
         raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
     return size
+
+
+def _pass_mapped(fd: int, size: int, out: Writable) -> None:
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
+        view = memoryview(data)
+        try:
+            for offset in range(0, size, _HASHED_CHUNK):
+                out.write(view[offset : offset + _HASHED_CHUNK])
+                data.madvise(mmap.MADV_DONTNEED, offset, min(_HASHED_CHUNK, size - offset))
+        finally:
+            view.release()
+
+
+def _pass_buffered(handle: io.FileIO, size: int, out: Writable) -> None:
+    buffer = memoryview(bytearray(min(_HASHED_CHUNK, size)))
+    copied = 0
+    try:
+        while copied < size and (got := handle.readinto(buffer[: min(len(buffer), size - copied)])):
+            out.write(buffer[:got])
+            copied += got
+    finally:
+        buffer.release()
+    if copied != size:
+        raise InputError(f"{handle.name} changed while it was being read; try again")
