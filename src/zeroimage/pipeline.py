@@ -45,7 +45,16 @@ from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
 from zeroimage.layers.tar import tar_size
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.oci import mediatypes as mt
-from zeroimage.plan import DEFAULT_PATH, Target, entrypoint_of, files_layer, image_platform, place, program_layer
+from zeroimage.plan import (
+    DEFAULT_PATH,
+    Target,
+    entrypoint_of,
+    files_layer,
+    image_platform,
+    into_directory,
+    place,
+    program_layer,
+)
 from zeroimage.platform import variant_older
 from zeroimage.progress import NullReporter, Reporter
 from zeroimage.reference import Reference
@@ -398,7 +407,7 @@ def _plan(
     (program_at,) = place([Entry(entrypoint, "file", 0)], tree)  # where it lands, the image's links followed
     essentials = essential_entries(spec.essentials, base=tree if base is not None else None, reporter=reporter)
     groups = ([(f"--with {','.join(spec.essentials)}", essentials)] if essentials else []) + [
-        (name, _into_directory(entries, tree)) for name, entries in added
+        (name, into_directory(entries, tree)) for name, entries in added
     ]
     # Collisions are judged where the entries land: two paths may be one through a base's link.
     landed = [(name, place(entries, tree)) for name, entries in groups]
@@ -429,16 +438,6 @@ def _plan(
     if spec.target == "lambda":
         _check_lambda(spec, target, entrypoint, base, tree, reporter)
     return _Plan(target, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}")
-
-
-def _into_directory(entries: list[Entry], tree: FileTree) -> list[Entry]:
-    """An added file whose destination is a directory of the image goes inside it, as
-    ``COPY conf /app`` puts /app/conf when /app is a directory; never a file over a directory."""
-    if len(entries) == 1 and entries[0].kind != "dir":
-        (entry,) = entries
-        if entry.source is not None and tree.is_dir(entry.path):
-            return [replace(entry, path=f"{entry.path.rstrip('/')}/{entry.source.name}")]
-    return entries
 
 
 def _user(changes: ConfigChanges, base: BaseImage | None, tree: FileTree, reporter: Reporter) -> tuple[int, int] | None:

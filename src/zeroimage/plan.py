@@ -51,6 +51,16 @@ def entrypoint_of(request: str | None, name: str, tree: FileTree) -> str:
     return path
 
 
+def into_directory(entries: list[Entry], tree: FileTree) -> list[Entry]:
+    """An added file whose destination is a directory of the image goes inside it, as
+    ``COPY conf /app`` puts /app/conf when /app is a directory; never a file over a directory."""
+    if len(entries) == 1 and entries[0].kind != "dir":
+        (entry,) = entries
+        if entry.source is not None and tree.is_dir(entry.path):
+            return [replace(entry, path=f"{entry.path.rstrip('/')}/{entry.source.name}")]
+    return entries
+
+
 def real_path(tree: FileTree, path: str) -> str:
     """``path`` with each component that exists in the image followed through its symlinks, as
     a layer's entry must name it to land where the image's links lead; refused where a
