@@ -45,6 +45,19 @@ def test_full_pull_build_push_through_a_flaky_proxy(zeroimage: Zeroimage, static
         assert proxy.errors == []
 
 
+def test_retried_replies_keep_their_connection(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    # A 503's body is read before the retry, so the kept-alive connection serves it: a client that
+    # drops it pays a new TCP (and TLS) handshake for every retry, and its kernel resets the
+    # connection under the registry when the body arrived after the headers.
+    with start_registry(tmp_path / "reg") as registry, FaultProxy(registry.url) as proxy:
+        seed(registry, MULTIARCH, "base:1")
+        proxy.fail_next(3)
+        zeroimage("inspect", f"{proxy.host}/base:1")
+        assert proxy.fault_count("fail-next-503") == 3
+        # One connection for the HTTPS probe that a plain-HTTP registry refuses, one for all the rest.
+        assert (proxy.connections, proxy.hangups, proxy.errors) == (2, 0, []), proxy.requests
+
+
 def test_registry_stopped_mid_push_then_restarted(zeroimage: Zeroimage, tmp_path: Path) -> None:
     big = tmp_path / "big"
     with open(big, "wb") as handle:  # incompressible, so the upload takes a moment

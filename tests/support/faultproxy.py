@@ -88,6 +88,10 @@ Fault names recorded in :attr:`RecordedRequest.fault`: ``flaky-503``, ``flaky-cu
 ``flaky-cut-before-reply``, ``redirect``, ``redirect-loop``, ``refuse-monolithic``,
 ``refuse-single-post``, ``chunk-min-length`` (the added header), ``big-manifest``, ``flip-byte``,
 ``down``, ``fail-next-<status>``; ``proxy.fault_count(prefix)`` counts them.
+
+``proxy.errors`` holds the proxy's own failures (a test expects none); a client resetting or
+closing a connection under it is the client's right and only counted, in ``proxy.hangups``.
+``proxy.connections`` counts the client connections accepted.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ import secrets
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 import time
 import traceback
@@ -246,6 +251,12 @@ class _Server(ThreadingHTTPServer):
         return f"{self.server_name}:{self.server_port}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client may drop a kept-alive connection while the proxy waits for its next request, and
+        # its kernel answers with a reset when a reply was left unread: that is the client's right,
+        # not a fault of the proxy. Every other error is one.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            self.proxy._note_hangup()
+            return
         self.proxy._note_error(traceback.format_exc())
 
 
@@ -707,6 +718,8 @@ class FaultProxy:
 
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
+        self.hangups = 0  # connections the client reset or closed under the proxy
+        self.connections = 0  # client connections accepted, on either listener
         self.flaky_kinds: tuple[str, ...] = ("503", "cut")
         self.flaky_filter: str | None = None
         self.monolithic_status = 416
@@ -793,6 +806,8 @@ class FaultProxy:
         with self._lock:
             self.requests.clear()
             self.errors.clear()
+            self.hangups = 0
+            self.connections = 0
 
     def drop_connections(self) -> None:
         """Shut down every open client connection now (idle keep-alive ones and transfers in flight)."""
@@ -861,6 +876,7 @@ class FaultProxy:
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
             self._conns.add(conn)
+            self.connections += 1
 
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
@@ -873,6 +889,10 @@ class FaultProxy:
     def _note_error(self, text: str) -> None:
         with self._lock:
             self.errors.append(text)
+
+    def _note_hangup(self) -> None:
+        with self._lock:
+            self.hangups += 1
 
     def _note_patched(self, session_path: str) -> None:
         with self._lock:

@@ -35,6 +35,7 @@ failed is not tried again by the client's other threads either.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import json
@@ -226,6 +227,15 @@ def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         if total > limit:
             return b"".join(chunks)[:limit], False
     return b"".join(chunks), True
+
+
+def release(response: httpx.Response) -> None:
+    """Close a reply whose body is not wanted. A short body is read first, so that the kept-alive
+    connection serves the next request (a retry, the answer to a challenge, a redirect's target)
+    instead of costing a new TCP and TLS handshake; a longer one is left, and its connection with it."""
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+        read_at_most(response, MAX_REPLY_BODY)
+    response.close()
 
 
 def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
@@ -429,7 +439,7 @@ class RegistryClient:
                 continue
             if response.status_code in RETRYABLE_STATUS and not last_try:
                 retry_after = response.headers.get("retry-after")
-                response.close()
+                release(response)
                 self._pause(attempt, retry_after)
                 continue
             return response
@@ -494,7 +504,7 @@ class RegistryClient:
             renewed = self._authorization(scopes, challenge, renew=True)
             if renewed is None:
                 break  # nothing to answer it with: the caller reports the 401
-            response.close()
+            release(response)
             authorization = renewed
         if follow_redirects:
             response = self._follow(method, url, response, sent_headers)
@@ -546,7 +556,7 @@ class RegistryClient:
             if response.status_code not in REDIRECT_STATUS:
                 return response
             location = response.headers.get("location", "")
-            response.close()
+            release(response)
             if not location:
                 raise RegistryError(f"{self.registry} sent a redirect without a location")
             url = urljoin(url, location)
