@@ -33,8 +33,12 @@ need dockerd docker.io
 need containerd containerd
 need ctr containerd
 need podman podman
-# 32-bit ARM cross compilers: programs whose .ARM.attributes name the ARM version they need
-command -v arm-linux-gnueabi-gcc >/dev/null 2>&1 || { add gcc-arm-linux-gnueabi && add gcc-arm-linux-gnueabihf; }
+# 32-bit ARM cross compilers: programs whose .ARM.attributes name the ARM version they need. Their
+# C libraries are only recommended by the compilers, and apt here installs no recommends.
+command -v arm-linux-gnueabi-gcc >/dev/null 2>&1 || add gcc-arm-linux-gnueabi
+command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || add gcc-arm-linux-gnueabihf
+[ -e /usr/arm-linux-gnueabi/lib/crt1.o ] || add libc6-dev-armel-cross
+[ -e /usr/arm-linux-gnueabihf/lib/crt1.o ] || add libc6-dev-armhf-cross
 [ -x /usr/bin/time ] || add time
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ "$(uname -m)" != x86_64 ] || add libc6-dev
 for extra in "$@"; do need "$extra" "$extra"; done
