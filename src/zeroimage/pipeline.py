@@ -157,23 +157,10 @@ class _Plan:
 def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
     """Run the whole build and write every output. Prints nothing; warnings go to ``reporter``."""
     reporter = reporter or NullReporter()
-    if not spec.programs:
-        raise UsageError("no program to put in the image")
-    inputs = Inputs([p.path for p in spec.programs], [source for source, _ in spec.adds], spec.base)
-    check_outputs(spec.outputs, spec.digest_file, inputs, terminal=sys.stdout.isatty())
-    if spec.target == "lambda":
-        aws_lambda.check_request(len(spec.programs), spec.layer.compression)
-    _check_single_platform_outputs(spec)
-    _check_one_entrypoint(spec)
+    _check_request(spec, reporter)
     infos = [inspect_binary(p.path) for p in spec.programs]
     epoch = spec.source_date_epoch
     layer_options = replace(spec.layer, mtime=epoch or 0)
-    if spec.format == "docker" and mt.to_docker(layer_options.media_type) is None:
-        raise UsageError(f"--format docker cannot carry {layer_options.compression} layers; use gzip")
-    if spec.chown is not None and not spec.adds:
-        reporter.warn("--chown sets the owner of the files from --add, and there is no --add: it does nothing")
-    if (notice := modes_notice()) is not None:
-        reporter.warn(notice)
     owner = spec.chown or (0, 0)
     added = [(f"--add {source}:{dest}", add_entries(source, dest, *owner)) for source, dest in spec.adds]
     created = rfc3339(epoch if epoch is not None else _newest_mtime(spec, added))
@@ -205,30 +192,13 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             stack.callback(first.stop)
         listings = ListingCache(store.root)
         plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
-        entrypoints = sorted({plan.entrypoint for plan in plans})
-        if len(entrypoints) > 1:
-            raise UsageError(
-                f"the programs would go to {', '.join(entrypoints)}: choose one path in the image with "
-                "--entrypoint-path PATH (naming the file, not its directory)"
-            )
-        if spec.target == "lambda":
-            _check_lambda_size(plans, layer_options)
+        _check_plans(spec, plans, layer_options)
         made: list[MadeLayer] = []
         images: dict[ImageFormat, list[ImageGraph]] = {fmt: [] for fmt in _formats(spec, sinks)}
         primary: ImageFormat = spec.format if spec.format in images else next(iter(images))
         results = []
         for index, plan in enumerate(plans):
-            if first is not None and index == 0 and plan.program == first.entries:
-                program = first.result()
-            else:
-                if first is not None:
-                    first.stop()
-                program = producer.make(plan.program, _what(plan.target, plan.program), None, plan.target.platform)
-            files = (
-                producer.make(plan.files, f"{len(plan.files)} added files", None, plan.target.platform)
-                if plan.files
-                else None
-            )
+            program, files = _make_layers(plan, producer, first if index == 0 else None)
             made += [program, *([files] if files else [])]
             layers = [(files, "files", plan.files_by)] if files else []
             layers.append((program, "program", f"COPY {plan.target.name} {plan.entrypoint}"))
@@ -236,20 +206,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
             new = [NewLayer(producer.blob(m), m.built.diff_id) for m, _, _ in layers]
             for fmt, graphs in images.items():
                 graphs.append(append(plan.base, new, config, fmt, dict(spec.config.annotations)))
-            results.append(
-                PlatformResult(
-                    platform=config.platform,
-                    manifest=images[primary][-1].root,
-                    program=Path(plan.target.path),
-                    entrypoint=plan.entrypoint,
-                    binary=plan.target.info,
-                    base=plan.base.descriptor if plan.base else None,
-                    layers=tuple(
-                        LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds, m.reused_from)
-                        for m, holds, _ in layers
-                    ),
-                )
-            )
+            results.append(_platform_result(plan, config, images[primary][-1].root, layers))
         order = tuple(dict.fromkeys(m.built.descriptor.digest for m in made))
         graphs_by_format = {
             fmt: replace(index_of(graphs, fmt, dict(spec.config.annotations)), new=order)
@@ -264,6 +221,24 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
 
 
 # -- before any work -----------------------------------------------------------------------------
+
+
+def _check_request(spec: BuildSpec, reporter: Reporter) -> None:
+    """Everything the request alone decides: refused before a byte is read or written."""
+    if not spec.programs:
+        raise UsageError("no program to put in the image")
+    inputs = Inputs([p.path for p in spec.programs], [source for source, _ in spec.adds], spec.base)
+    check_outputs(spec.outputs, spec.digest_file, inputs, terminal=sys.stdout.isatty())
+    if spec.target == "lambda":
+        aws_lambda.check_request(len(spec.programs), spec.layer.compression)
+    _check_single_platform_outputs(spec)
+    _check_one_entrypoint(spec)
+    if spec.format == "docker" and mt.to_docker(spec.layer.media_type) is None:
+        raise UsageError(f"--format docker cannot carry {spec.layer.compression} layers; use gzip")
+    if spec.chown is not None and not spec.adds:
+        reporter.warn("--chown sets the owner of the files from --add, and there is no --add: it does nothing")
+    if (notice := modes_notice()) is not None:
+        reporter.warn(notice)
 
 
 def _check_single_platform_outputs(spec: BuildSpec) -> None:
@@ -497,6 +472,18 @@ def _check_lambda(
         reporter.warn(warning)
 
 
+def _check_plans(spec: BuildSpec, plans: Sequence[_Plan], layer_options: LayerOptions) -> None:
+    """What only the plans tell: one entrypoint for all platforms, and Lambda's size limit."""
+    entrypoints = sorted({plan.entrypoint for plan in plans})
+    if len(entrypoints) > 1:
+        raise UsageError(
+            f"the programs would go to {', '.join(entrypoints)}: choose one path in the image with "
+            "--entrypoint-path PATH (naming the file, not its directory)"
+        )
+    if spec.target == "lambda":
+        _check_lambda_size(plans, layer_options)
+
+
 def _check_lambda_size(plans: Sequence[_Plan], layer_options: LayerOptions) -> None:
     """Lambda's 10 GiB, uncompressed, all layers together: known before anything is uploaded."""
     for plan in plans:
@@ -605,6 +592,36 @@ class _Background:
         if not self._worker.done:
             self.cancel.set()
             self._worker.wait()
+
+
+def _make_layers(plan: _Plan, producer: LayerProducer, first: _Background | None) -> tuple[MadeLayer, MadeLayer | None]:
+    """The plan's program layer, and its extra files' layer if it has one. The layer ``first``
+    made ahead is taken when it is the one the plan asks for, and cancelled when it is not."""
+    if first is not None and plan.program == first.entries:
+        program = first.result()
+    else:
+        if first is not None:
+            first.stop()
+        program = producer.make(plan.program, _what(plan.target, plan.program), None, plan.target.platform)
+    if not plan.files:
+        return program, None
+    return program, producer.make(plan.files, f"{len(plan.files)} added files", None, plan.target.platform)
+
+
+def _platform_result(
+    plan: _Plan, config: ImageConfig, manifest: Descriptor, layers: Sequence[tuple[MadeLayer, str, str]]
+) -> PlatformResult:
+    return PlatformResult(
+        platform=config.platform,
+        manifest=manifest,
+        program=Path(plan.target.path),
+        entrypoint=plan.entrypoint,
+        binary=plan.target.info,
+        base=plan.base.descriptor if plan.base else None,
+        layers=tuple(
+            LayerResult(m.built.descriptor, m.built.diff_id, m.origin, holds, m.reused_from) for m, holds, _ in layers
+        ),
+    )
 
 
 def _taps(sinks: Sequence[Sink], reporter: Reporter) -> list[LayerTap]:
