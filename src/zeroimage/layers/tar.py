@@ -3,11 +3,9 @@ user or group names, PAX headers. Content moves in 1 MiB chunks whatever the fil
 
 from __future__ import annotations
 
-import io
-import mmap
-import os
 import tarfile
 from collections.abc import Callable, Iterable
+from io import FileIO
 
 from zeroimage.errors import InputError
 from zeroimage.files import CHUNK, Writable, describe_os_error
@@ -75,70 +73,41 @@ def write_tar(entries: Iterable[Entry], out: Writable, mtime: int, content: Cont
 def _copy_file(entry: Entry, out: Writable) -> int:
     """Copy the file's content in fresh chunks: the compressor keeps each chunk as it is (it
     would copy a view into a reused buffer)."""
+    return _pass_file(entry, out, lambda handle, left: handle.read(min(CHUNK, left)))
+
+
+#: How much of a file one write passes on when the bytes are only hashed.
+_HASHED_CHUNK = 16 << 20
+
+
+def hashed_file(entry: Entry, out: Writable) -> int:
+    """Pass the file's content on through one reused buffer, for a sink that only hashes what it
+    is given and keeps none of it: memory grows by one piece whatever the file's size, and large
+    pieces let other threads run while each is hashed. Not a memory map, though it saves a copy:
+    a mapped file cut short while it is read kills the process (SIGBUS), where a read ends early
+    and is reported."""
+    buffer = memoryview(bytearray(min(_HASHED_CHUNK, entry.size)))
+
+    def read(handle: FileIO, left: int) -> memoryview:
+        got = handle.readinto(buffer[:left])
+        return buffer[:got]
+
+    return _pass_file(entry, out, read)
+
+
+def _pass_file(entry: Entry, out: Writable, read: Callable[[FileIO, int], bytes | memoryview]) -> int:
+    """Pass the file's ``entry.size`` bytes to ``out``, each piece as ``read(handle, bytes left)``
+    gives it; a file that is shorter or longer by then is refused."""
     assert entry.source is not None
     copied = 0
     try:
         with open(entry.source, "rb", buffering=0) as handle:
-            while copied < entry.size:
-                chunk = handle.read(min(CHUNK, entry.size - copied))
-                if not chunk:
-                    break
-                out.write(chunk)
-                copied += len(chunk)
+            while copied < entry.size and (piece := read(handle, entry.size - copied)):
+                out.write(piece)
+                copied += len(piece)
             grew = handle.read(1)
     except OSError as exc:
         raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
     if copied != entry.size or grew:
         raise InputError(f"{entry.source} changed while it was being read; try again")
     return copied
-
-
-#: How much of a file one write passes on when the bytes are only hashed.
-_HASHED_CHUNK = 16 << 20
-#: Whether a memory map's pages can be given back as they are passed on (not on Windows).
-MAP_PAGES_BACK = hasattr(mmap.mmap, "madvise")
-
-
-def hashed_file(entry: Entry, out: Writable) -> int:
-    """Pass the file's content on in large pieces, for a sink that only hashes what it is given
-    and keeps none of it: views of a memory map, each given back to the system once passed on
-    (so that memory grows by one piece alone, whatever the file's size), or, where the host
-    cannot give a mapping's pages back, pieces read into one reused buffer. Large pieces let
-    other threads run while each is hashed and take the interpreter lock back seldom."""
-    assert entry.source is not None
-    try:
-        with open(entry.source, "rb", buffering=0) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size != entry.size:
-                raise InputError(f"{entry.source} changed while it was being read; try again")
-            if size and MAP_PAGES_BACK:
-                _pass_mapped(handle.fileno(), size, out)
-            elif size:
-                _pass_buffered(handle, size, out)
-    except OSError as exc:
-        raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
-    return size
-
-
-def _pass_mapped(fd: int, size: int, out: Writable) -> None:
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
-        view = memoryview(data)
-        try:
-            for offset in range(0, size, _HASHED_CHUNK):
-                out.write(view[offset : offset + _HASHED_CHUNK])
-                data.madvise(mmap.MADV_DONTNEED, offset, min(_HASHED_CHUNK, size - offset))
-        finally:
-            view.release()
-
-
-def _pass_buffered(handle: io.FileIO, size: int, out: Writable) -> None:
-    buffer = memoryview(bytearray(min(_HASHED_CHUNK, size)))
-    copied = 0
-    try:
-        while copied < size and (got := handle.readinto(buffer[: min(len(buffer), size - copied)])):
-            out.write(buffer[:got])
-            copied += got
-    finally:
-        buffer.release()
-    if copied != size:
-        raise InputError(f"{handle.name} changed while it was being read; try again")

@@ -12,9 +12,7 @@ fallbacks are the code that runs, and makes zeroimage believe the host has no PO
 * ``signal.pthread_sigmask`` (Windows);
 * ``sync_file_range`` (Linux only): :data:`zeroimage.files.WRITEBACK` is False;
 * POSIX modes (Windows): :data:`zeroimage.files.POSIX_MODES` is False, so a file's mode in the
-  image comes from what it is, not from its bits;
-* giving a memory map's pages back (Windows): :data:`zeroimage.layers.tar.MAP_PAGES_BACK` is
-  False, so a layer's diff_id is hashed from a reused buffer.
+  image comes from what it is, not from its bits.
 
 What it cannot make foreign: the path separator and Windows' text-mode descriptors (``os.sep``
 and ``O_BINARY`` stay Linux's: faking them would break Python itself); unit tests check those
@@ -36,7 +34,3 @@ import zeroimage.files  # noqa: E402 - after the calls are gone, as on a host th
 
 zeroimage.files.POSIX_MODES = False
 zeroimage.files.WRITEBACK = False
-
-import zeroimage.layers.tar  # noqa: E402
-
-zeroimage.layers.tar.MAP_PAGES_BACK = False
