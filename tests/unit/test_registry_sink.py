@@ -4,9 +4,13 @@ it is made, an unchanged image only tagged, and discard cancelling what is open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 import pytest
 
 from tests.support.mock_registry import Registry, client
+from zeroimage.errors import RegistryError
 from zeroimage.files import Readable
 from zeroimage.image import Blob, ImageGraph, MountSource
 from zeroimage.oci import Descriptor, Manifest, sha256_digest
@@ -14,6 +18,7 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter
 from zeroimage.reference import parse_reference
 from zeroimage.transports.registry import RegistrySink
+from zeroimage.transports.registry.sink import MANIFEST_BLOB_RETRIES
 from zeroimage.transports.registry.upload import UploadSession
 
 LAYER = b"the layer's compressed bytes" * 100
@@ -134,3 +139,46 @@ def test_one_sink_is_one_registry() -> None:
         RegistrySink([parse_reference("a.test/x:1"), parse_reference("b.test/x:1")])
     with pytest.raises(ValueError, match="needs a reference"):
         RegistrySink([])
+
+
+def blob_unknown_for(times: int) -> Callable[[httpx.Request], httpx.Response | None]:
+    """Answer the first ``times`` manifest PUTs as the CNCF registry does while another writer
+    commits a blob the manifest names."""
+    left = [times]
+
+    def answer(request: httpx.Request) -> httpx.Response | None:
+        if request.method != "PUT" or "/manifests/" not in request.url.path or left[0] == 0:
+            return None
+        left[0] -= 1
+        errors = [
+            {"code": "DIGEST_INVALID", "message": "provided digest did not match uploaded content"},
+            {"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry"},
+        ]
+        return httpx.Response(400, json={"errors": errors})
+
+    return answer
+
+
+def test_a_manifest_whose_blob_another_writer_is_committing_is_put_again() -> None:
+    registry = Registry(override=blob_unknown_for(2))
+    sleeps: list[float] = []
+    sink = RegistrySink(
+        [parse_reference("registry.test/app:v1")],
+        client=client("registry.test", handler=registry, sleeps=sleeps, credential=None),
+    )
+    (result,) = sink.write(graph(), NullReporter())
+    assert result.digest == graph().root.digest
+    assert manifests_put(registry) == ["/v2/app/manifests/v1"] * 3 and len(sleeps) == 2
+    assert registry.manifests[("app", "v1")] == graph().documents[graph().root.digest]
+
+
+def test_a_blob_the_registry_keeps_calling_unknown_fails_the_push_after_a_few_tries() -> None:
+    registry = Registry(override=blob_unknown_for(100))
+    sleeps: list[float] = []
+    sink = RegistrySink(
+        [parse_reference("registry.test/app:v1")],
+        client=client("registry.test", handler=registry, sleeps=sleeps, credential=None),
+    )
+    with pytest.raises(RegistryError, match="pushing manifest v1 failed with HTTP 400 .*MANIFEST_BLOB_UNKNOWN"):
+        sink.write(graph(), NullReporter())
+    assert len(manifests_put(registry)) == MANIFEST_BLOB_RETRIES + 1 and sum(sleeps) < 5

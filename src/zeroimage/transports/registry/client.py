@@ -263,14 +263,26 @@ def _not_tls(exc: BaseException) -> bool:
     return "wrong version number" in text or "record layer failure" in text or "packet length too long" in text
 
 
-def _registry_message(body: bytes) -> str:
-    """The registry's own error text (code: message), short, from its JSON error body."""
+def _registry_errors(body: bytes) -> list[dict[str, Any]]:
+    """The errors of a registry's JSON error body (``{"errors": [{"code", "message"}]}``); none
+    when it is anything else."""
     try:
         errors = json.loads(body).get("errors") or []
-        parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors[:2] if isinstance(e, dict)]
-        return "; ".join(p for p in parts if p)[:200]
-    except Exception:  # noqa: BLE001 - anything a server sends: no message then
-        return ""
+    except Exception:  # noqa: BLE001 - anything a server sends: no errors then
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def error_codes(reply: Reply) -> set[str]:
+    """The error codes (``MANIFEST_BLOB_UNKNOWN``, …) a registry's reply gives."""
+    return {str(e.get("code")) for e in _registry_errors(reply.body)}
+
+
+def _registry_message(body: bytes) -> str:
+    """The registry's own error text (code: message), short, from its JSON error body."""
+    errors = _registry_errors(body)[:2]
+    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors]
+    return "; ".join(p for p in parts if p)[:200]
 
 
 class RegistryClient:
@@ -435,16 +447,18 @@ class RegistryClient:
                 final = isinstance(error, TransferStalled) and error.final
                 if final or last_try or (_not_tls(exc) and url.startswith("https:")):
                     raise error from exc
-                self._pause(attempt, None)
+                self.pause(attempt, None)
                 continue
             if response.status_code in RETRYABLE_STATUS and not last_try:
                 retry_after = response.headers.get("retry-after")
                 release(response)
-                self._pause(attempt, retry_after)
+                self.pause(attempt, retry_after)
                 continue
             return response
 
-    def _pause(self, attempt: int, retry_after: str | None) -> None:
+    def pause(self, attempt: int, retry_after: str | None = None) -> None:
+        """Wait before try ``attempt + 1``: exponential backoff with jitter, or what the
+        registry's ``Retry-After`` asks (both capped)."""
         delay = min(self.options.max_backoff, self.options.base_backoff * 2 ** (attempt - 1))
         delay = delay / 2 + random.uniform(0, delay / 2)
         if retry_after and retry_after.strip().isdigit():

@@ -24,7 +24,7 @@ from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
-from zeroimage.transports.registry.client import RegistryClient, client_for
+from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
 from zeroimage.transports.registry.source import MANIFEST_ACCEPT
 from zeroimage.transports.registry.upload import OpenSessions, UploadSession, push_scopes, upload_blob
 
@@ -32,6 +32,9 @@ from zeroimage.transports.registry.upload import OpenSessions, UploadSession, pu
 UPLOAD_CONCURRENCY = 4
 #: The most a failed build spends cancelling its open upload sessions (seconds).
 DISCARD_SECONDS = 5.0
+#: Times a manifest is put again when its registry calls a blob it names unknown, every one of
+#: them confirmed (see :meth:`RegistrySink._put_manifest`).
+MANIFEST_BLOB_RETRIES = 4
 
 Outcome = Literal["uploaded", "mounted", "existing"]
 
@@ -217,13 +220,21 @@ class RegistrySink:
         return False
 
     def _put_manifest(self, repository: str, identifier: str, desc: Descriptor, data: bytes) -> None:
-        reply = self.client.request(
-            "PUT",
-            f"/v2/{repository}/manifests/{identifier}",
-            scopes=push_scopes(repository),
-            headers={"Content-Type": desc.media_type},
-            body=data,
-        )
+        """Put a manifest whose blobs are all confirmed. A registry that calls one of them unknown
+        is asked again a few times: while another writer commits the same blob (a fleet pushing
+        one program), the CNCF registry's filesystem storage rewrites the blob's link in place,
+        and a manifest checked meanwhile finds it empty."""
+        for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
+            reply = self.client.request(
+                "PUT",
+                f"/v2/{repository}/manifests/{identifier}",
+                scopes=push_scopes(repository),
+                headers={"Content-Type": desc.media_type},
+                body=data,
+            )
+            if attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
+                break
+            self.client.pause(attempt)
         if reply.status not in (200, 201, 202):
             self.client.raise_for_status(reply, f"pushing manifest {identifier}", repository)
             raise RegistryError(f"{self.registry}: unexpected HTTP {reply.status} to a manifest")
