@@ -229,7 +229,7 @@ def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def release(response: httpx.Response) -> None:
+def _release(response: httpx.Response) -> None:
     """Close a reply whose body is not wanted. A short body is read first, so that the kept-alive
     connection serves the next request (a retry, the answer to a challenge, a redirect's target)
     instead of costing a new TCP and TLS handshake; a longer one is left, and its connection with it."""
@@ -451,7 +451,7 @@ class RegistryClient:
                 continue
             if response.status_code in RETRYABLE_STATUS and not last_try:
                 retry_after = response.headers.get("retry-after")
-                release(response)
+                _release(response)
                 self.pause(attempt, retry_after)
                 continue
             return response
@@ -518,7 +518,7 @@ class RegistryClient:
             renewed = self._authorization(scopes, challenge, renew=True)
             if renewed is None:
                 break  # nothing to answer it with: the caller reports the 401
-            release(response)
+            _release(response)
             authorization = renewed
         if follow_redirects:
             response = self._follow(method, url, response, sent_headers)
@@ -570,7 +570,7 @@ class RegistryClient:
             if response.status_code not in REDIRECT_STATUS:
                 return response
             location = response.headers.get("location", "")
-            release(response)
+            _release(response)
             if not location:
                 raise RegistryError(f"{self.registry} sent a redirect without a location")
             url = urljoin(url, location)
