@@ -16,6 +16,7 @@ from tests.support import cli, peers
 from tests.support.containerd import Containerd, start_containerd
 from tests.support.daemon import PeerUnavailable
 from tests.support.dockerd import Dockerd, start_dockerd
+from tests.support.layers import settle
 from tests.support.podman import Podman, start_podman
 
 DATA = Path(__file__).parent / "data"
@@ -48,7 +49,7 @@ def static_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.run(["cc", "-static", "-Os", "-o", str(out), str(source)], capture_output=True, text=True)
     if proc.returncode != 0:
         pytest.skip(f"cannot link statically: {proc.stderr.strip()[:200]}")
-    return out
+    return settle(out)  # old enough for a build to record its identity
 
 
 @pytest.fixture(scope="session")

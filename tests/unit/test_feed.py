@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.layers import make_layer
+from tests.support.layers import make_layer, settle
 from tests.support.waiting import Background, bounded
 from zeroimage.errors import InputError
 from zeroimage.files import Readable
@@ -211,7 +211,7 @@ def test_store_abandons_taps_when_the_layer_fails(tmp_path: Path) -> None:
 def test_store_without_keep_passes_the_layer_through_memory(tmp_path: Path, program: Path) -> None:
     store = BlobStore(tmp_path / "cache")
     tap = _RecordingTap()
-    entries = [file_entry(program, "/app")]
+    entries = [file_entry(settle(program), "/app")]
     built, cached = bounded(  # the compressor waits for the tap: a tap that stalls would block it
         lambda: make_layer(store, entries, LayerOptions(), [tap], keep=False), "the layer", 60
     )

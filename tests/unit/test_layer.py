@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.host import needs_posix_modes
-from tests.support.layers import make_layer
+from tests.support.layers import make_layer, settle
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable
 from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
 from zeroimage.layers.entries import Entry, clean_image_path, file_entry
-from zeroimage.layers.producer import layer_key
+from zeroimage.layers.producer import layer_identity, layer_key
 from zeroimage.layers.tar import write_tar
 from zeroimage.oci import Descriptor
 from zeroimage.oci.mediatypes import OCI_LAYER_GZIP
@@ -104,8 +104,10 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_cache_hits_on_unchanged_input_and_misses_on_change(tmp_path: Path, program: Path) -> None:
     store = BlobStore(tmp_path / "cache")
     options = LayerOptions()
+    settle(program)
     first, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and store.path(first.descriptor.digest).stat().st_size == first.descriptor.size
+    assert store.layer_record(layer_key([file_entry(program, "/app")], options)) == first  # by identity
     again, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert cached and again == first
     stat = program.stat()
@@ -115,6 +117,27 @@ def test_cache_hits_on_unchanged_input_and_misses_on_change(tmp_path: Path, prog
     changed, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and changed.descriptor.digest != first.descriptor.digest
     assert layer_key([file_entry(program, "/app")], options) != layer_key([file_entry(program, "/bin/app")], options)
+
+
+def test_a_program_changed_again_within_its_last_tick_is_not_taken_from_the_cache(
+    tmp_path: Path, program: Path
+) -> None:
+    # Written again within one tick of the file system's clock, a file keeps its ctime: the
+    # identity of a program just written must not be recorded, or that write goes unseen.
+    store = BlobStore(tmp_path / "cache")
+    options = LayerOptions()
+    program.chmod(0o750)  # a change now, microseconds before the build looks
+    first, cached = make_layer(store, [file_entry(program, "/app")], options)
+    assert not cached and store.layer_record(layer_key([file_entry(program, "/app")], options)) is None
+    again, cached = make_layer(store, [file_entry(program, "/app")], options)
+    assert cached and again == first  # found by content instead
+    stat = program.stat()
+    with open(program, "r+b") as handle:
+        handle.write(b"Y")
+    os.utime(program, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed, cached = make_layer(store, [file_entry(program, "/app")], options)
+    assert not cached and changed.descriptor.digest != first.descriptor.digest
+    assert layer_identity([file_entry(settle(program), "/app")], options)[1]  # settled, later
 
 
 def test_cache_prunes_least_recently_used(tmp_path: Path) -> None:

@@ -12,7 +12,11 @@ to this machine's cache, or to a registry the build pushes to.
 The identity key is each input file's identity — device, inode, size, mtime and ctime in
 nanoseconds, the same facts git's index and make trust — plus its in-image path, mode and owner,
 and the layer options. ctime cannot be set from user space, so any write to the file, even one
-that restores the mtime (``cp -p``, ``touch -d``), changes the key: the fast path, a stat.
+that restores the mtime (``cp -p``, ``touch -d``), changes the key: the fast path, a stat. But
+a file system stamps times to its own tick (a kernel tick, or a whole second), so a file written
+again within the tick of its last change keeps its ctime. An identity is therefore recorded only
+for files left alone for longer than a tick before they were read (:func:`layer_identity`), as git's
+index treats "racily clean" entries; a program just built is found by content the next time.
 
 Content is the fallback, for a program whose identity changed but whose bytes did not (``touch``,
 a fresh checkout, ``cp``): its diff_id — the sha256 of the layer's tar stream — is computed by
@@ -33,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +121,8 @@ class LayerProducer:
         are known, else made now, its bytes handed to the taps as they are made. ``cancel`` stops
         it from another thread (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
         entries = tuple(entries)
-        key = layer_key(entries, self.options)
-        hit = self.store.layer_record(key, need_blob=self.keep)
+        key, settled = layer_identity(entries, self.options)
+        hit = self.store.layer_record(key, need_blob=self.keep) if settled else None
         if hit is not None:
             self.reporter.info(f"{what}: unchanged (cache), layer {hit.descriptor.digest}")
             return self._cached(hit, entries)
@@ -129,11 +134,13 @@ class LayerProducer:
                 # again should a later push need them where the registry's blob is not.
                 self.reporter.info(f"{what}: unchanged, layer {known.built.descriptor.digest} from {known.reused_from}")
             else:
-                self.store.put_layer_record(key, known.built)
+                if settled:
+                    self.store.put_layer_record(key, known.built)
                 self.reporter.info(f"{what}: same content as before (cache), layer {known.built.descriptor.digest}")
             return known
         built = self._compress(entries, f"compressing {what}", self._taps(), cancel)
-        self.store.put_layer_record(key, built)
+        if settled:
+            self.store.put_layer_record(key, built)
         self.store.put_record("shapes", shape, _record(built))
         self.store.put_record("contents", content_key(built.diff_id, self.options), _record(built))
         self.store.prune()
@@ -256,14 +263,31 @@ class LayerProducer:
 
 def layer_key(entries: Sequence[Entry], options: LayerOptions) -> str:
     """The cache key of a layer: its inputs' identities and the options that shape its bytes."""
-    return _key(entries, options, identity=True)
+    return _key(entries, options, identity=True)[0]
+
+
+#: How long a file must have been left alone for its identity to stand for its content: longer
+#: than a kernel tick (a few milliseconds) where times have nanoseconds, longer than a file
+#: system's whole-second (FAT: two-second) stamps where they do not.
+SETTLE_NS, SETTLE_COARSE_NS = 100_000_000, 3_000_000_000
+
+
+def layer_identity(entries: Sequence[Entry], options: LayerOptions) -> tuple[str, bool]:
+    """The layer's cache key (:func:`layer_key`) and whether it may be recorded: whether every
+    file was last changed a tick or more before now. A file changed again within the tick of
+    its last change keeps its ctime, and so its key: a key recorded for its earlier bytes would
+    stand for bytes it no longer has. A key taken once its files have settled cannot: any later
+    change is stamped at least a tick later."""
+    now = time.time_ns()
+    key, newest, coarse = _key(entries, options, identity=True)
+    return key, newest + (SETTLE_COARSE_NS if coarse else SETTLE_NS) <= now
 
 
 def shape_key(entries: Sequence[Entry], options: LayerOptions) -> str:
     """What a layer's inputs look like, their files' content but sampled: paths, modes, owners,
     sizes and a few blocks of each file. A layer of the same shape in the cache is what makes
     reading the content worth it: a changed program of the same size rarely has one."""
-    return _key(entries, options, identity=False)
+    return _key(entries, options, identity=False)[0]
 
 
 def content_key(diff_id: str, options: LayerOptions) -> str:
@@ -272,8 +296,11 @@ def content_key(diff_id: str, options: LayerOptions) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _key(entries: Sequence[Entry], options: LayerOptions, identity: bool) -> str:
+def _key(entries: Sequence[Entry], options: LayerOptions, identity: bool) -> tuple[str, int, bool]:
+    """The key, with the newest change time of the files (ctime, or mtime where that is later:
+    on Windows ctime is when the file was made) and whether their times look whole-second."""
     parts: list[object] = [_KEY_FORMAT, options.compression, options.effective_level, options.mtime, identity]
+    newest, coarse = 0, False
     for entry in sorted(entries, key=lambda e: e.path):
         facts: object = None
         if entry.source is not None:
@@ -286,10 +313,12 @@ def _key(entries: Sequence[Entry], options: LayerOptions, identity: bool) -> str
                 )
             except OSError as exc:
                 raise InputError(f"cannot read {describe_os_error(exc, entry.source)}") from None
+            newest = max(newest, st.st_ctime_ns, st.st_mtime_ns)
+            coarse = coarse or (st.st_ctime_ns % 1_000_000_000 == 0 and st.st_mtime_ns % 1_000_000_000 == 0)
         elif entry.data is not None:
             facts = hashlib.sha256(entry.data).hexdigest()
         parts.append([entry.path, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, facts])
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest(), newest, coarse
 
 
 #: The blocks of a file a shape samples: a changed program differs in one of them, nearly always
