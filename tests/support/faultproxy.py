@@ -280,6 +280,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        if self.command is not None:
+            super().send_error(code, message, explain)
+            return
+        # Not HTTP at all (zeroimage's TLS probe of a plain-HTTP registry): one write, then close,
+        # as Go's server answers it. The client hangs up on the first bytes, so a second write
+        # could meet its reset.
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n400 Bad Request")
+
     def do_GET(self) -> None:
         self._handle()
 
