@@ -92,7 +92,7 @@ SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM
 
 
 @pytest.mark.parametrize("signum", SIGNALS)
-@pytest.mark.parametrize("when", ["after-0.5s", "while-compressing", "while-compressing-no-cache", "while-writing"])
+@pytest.mark.parametrize("when", ["midway", "while-compressing", "while-compressing-no-cache", "while-writing"])
 def test_interrupted_build_leaves_nothing(
     signum: signal.Signals, when: str, big_binary: Path, big_base: Path, static_binary: Path, tmp_path: Path
 ) -> None:
@@ -106,14 +106,21 @@ def test_interrupted_build_leaves_nothing(
         args = ["build", str(big_binary), "-o", "previous.tar", *(["--no-cache"] if "no-cache" in when else [])]
 
     def ready() -> None:
-        if when == "after-0.5s":
-            time.sleep(0.5)
+        if when == "midway":  # an eighth of the layer written, its threads busy: never its end
+            wait_for(lambda: any(size >= 64 * MB for size in layer_sizes()), "64 MB of the layer")
         elif when == "while-writing":
             wait_for(lambda: any(home.work.glob(".previous.tar.*.tmp")), "the output's temporary file")
         elif "no-cache" in when:
             wait_for(lambda: any(home.tmp.glob("zeroimage-*/blobs/sha256/.new-*.tmp")), "the layer's temporary file")
         else:
             wait_for(lambda: any(home.cache.glob("blobs/sha256/.new-*.tmp")), "the layer's temporary file")
+
+    def layer_sizes() -> list[int]:
+        sizes = []
+        for path in home.cache.glob("blobs/sha256/.new-*.tmp"):
+            with contextlib.suppress(FileNotFoundError):  # renamed once whole
+                sizes.append(path.stat().st_size)
+        return sizes
 
     interrupt(home.start(*args), signum, ready)
     after = previous.stat()
@@ -170,7 +177,11 @@ def test_interrupted_push_leaves_nothing(
     with contextlib.ExitStack() as stack:
         real = stack.enter_context(start_registry(tmp_path / "registry")) if registry == "answering" else None
         host = real.host if real is not None else stalled_registry
-        interrupt(home.start("build", str(big_binary), "--push", f"{host}/app:v1"), signum, lambda: time.sleep(1.0))
+        proc = home.start("build", str(big_binary), "--push", f"{host}/app:v1")
+        if real is not None:  # once the upload began: the layer streams to it for seconds more
+            interrupt(proc, signum, lambda: wait_for(lambda: "blobs/uploads/" in real.log_text(), "an upload"))
+        else:
+            interrupt(proc, signum, lambda: time.sleep(1.0))
         if real is not None:
             assert "PUT /v2/app/manifests/" not in real.log_text()  # nothing tagged
     assert temporary_files(home.cache) == [] and list(home.tmp.iterdir()) == []

@@ -60,15 +60,14 @@ def test_retried_replies_keep_their_connection(zeroimage: Zeroimage, tmp_path: P
 
 def test_registry_stopped_mid_push_then_restarted(zeroimage: Zeroimage, tmp_path: Path) -> None:
     big = tmp_path / "big"
-    with open(big, "wb") as handle:  # incompressible, so the upload takes a moment
+    with open(big, "wb") as handle:  # incompressible, so the upload takes a second or more
         handle.write(Path("/bin/busybox").read_bytes())
-        handle.write(os.urandom(64 << 20))
+        handle.write(os.urandom(256 << 20))
     big.chmod(0o755)
     with start_registry(tmp_path / "reg") as registry:
 
         def stop_mid_upload() -> None:
-            wait_for(lambda: "blobs/uploads/" in registry.log_text(), "an upload to begin", timeout=30, interval=0.01)
-            time.sleep(0.05)
+            wait_for(lambda: "blobs/uploads/" in registry.log_text(), "an upload to begin", timeout=30)
             registry.stop(graceful=False)
 
         stopper = Background(stop_mid_upload, "stopping the registry mid-upload")
