@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
+from hypothesis import settings
 
 from tests.support import cli, peers
 from tests.support.containerd import Containerd, start_containerd
@@ -18,6 +19,10 @@ from tests.support.daemon import PeerUnavailable
 from tests.support.dockerd import Dockerd, start_dockerd
 from tests.support.layers import settle
 from tests.support.podman import Podman, start_podman
+
+# An example that a busy machine happens to stall is no failure: property tests have no deadline.
+settings.register_profile("zeroimage", deadline=None)
+settings.load_profile("zeroimage")
 
 DATA = Path(__file__).parent / "data"
 MULTIARCH = DATA / "hello-world-multiarch.tar"

@@ -26,15 +26,15 @@ def test_wait_outlasts_an_interrupted_wait() -> None:
     finished = threading.Event()
 
     def slow() -> None:
-        time.sleep(0.5)
+        time.sleep(2)  # far beyond the alarm, however late the alarm comes
         finished.set()
 
     worker = Worker(slow, "slow")
     previous = signal.signal(signal.SIGALRM, _raise)
     try:
         worker.start()
-        signal.setitimer(signal.ITIMER_REAL, 0.1)
         with pytest.raises(_Alarm):
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
             worker.wait()
         assert not worker.done
         worker.wait()

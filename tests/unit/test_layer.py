@@ -17,6 +17,7 @@ from tests.support.layers import make_layer, settle
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable
+from zeroimage.layers import producer
 from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
 from zeroimage.layers.entries import Entry, clean_image_path, file_entry
 from zeroimage.layers.producer import layer_identity, layer_key
@@ -120,13 +121,13 @@ def test_cache_hits_on_unchanged_input_and_misses_on_change(tmp_path: Path, prog
 
 
 def test_a_program_changed_again_within_its_last_tick_is_not_taken_from_the_cache(
-    tmp_path: Path, program: Path
+    tmp_path: Path, program: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Written again within one tick of the file system's clock, a file keeps its ctime: the
     # identity of a program just written must not be recorded, or that write goes unseen.
     store = BlobStore(tmp_path / "cache")
     options = LayerOptions()
-    program.chmod(0o750)  # a change now, microseconds before the build looks
+    monkeypatch.setattr(producer, "SETTLE_NS", 60 * 10**9)  # "just written", however slow this test
     first, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and store.layer_record(layer_key([file_entry(program, "/app")], options)) is None
     again, cached = make_layer(store, [file_entry(program, "/app")], options)
@@ -137,6 +138,7 @@ def test_a_program_changed_again_within_its_last_tick_is_not_taken_from_the_cach
     os.utime(program, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed, cached = make_layer(store, [file_entry(program, "/app")], options)
     assert not cached and changed.descriptor.digest != first.descriptor.digest
+    monkeypatch.undo()
     assert layer_identity([file_entry(settle(program), "/app")], options)[1]  # settled, later
 
 

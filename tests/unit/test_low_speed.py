@@ -96,7 +96,7 @@ def test_an_idle_connection_starts_its_next_exchange_with_a_full_window() -> Non
     def answer_twice(connection: socket.socket, stop: threading.Event) -> None:
         for _ in range(2):
             connection.recv(100)
-            time.sleep(0.5)  # thinking, within the window
+            time.sleep(0.2)  # thinking, within the window
             connection.sendall(b"reply")
 
     with peer(answer_twice) as port:

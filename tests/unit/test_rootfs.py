@@ -193,7 +193,7 @@ def test_whiteouts_cost_time_linear_in_the_entries() -> None:
     whiteouts = [(f"data/.wh.f{n}", F) for n in range(20_000)]
     started = time.perf_counter()
     t = tree(files, whiteouts, [(f"data/sub{n}/.wh..wh..opq", F) for n in range(20_000)])
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < 4  # 0.1 s here; a scan per whiteout took 27 s
     assert not t.exists("/data/f0") and not t.exists("/data/f19999") and t.is_dir("/data/sub7")
     assert list(t.children("/data")) == [f"data/sub{n}" for n in range(20_000)]
 
