@@ -159,13 +159,17 @@ def blob_unknown_for(times: int) -> Callable[[httpx.Request], httpx.Response | N
     return answer
 
 
-def test_a_manifest_whose_blob_another_writer_is_committing_is_put_again() -> None:
-    registry = Registry(override=blob_unknown_for(2))
+def pushing_while_blob_unknown(times: int) -> tuple[Registry, RegistrySink, list[float]]:
+    """A sink to a registry that calls a blob of the manifest unknown ``times`` times, and the
+    pauses the sink's client takes."""
+    registry = Registry(override=blob_unknown_for(times))
     sleeps: list[float] = []
-    sink = RegistrySink(
-        [parse_reference("registry.test/app:v1")],
-        client=client("registry.test", handler=registry, sleeps=sleeps, credential=None),
-    )
+    client_ = client("registry.test", handler=registry, sleeps=sleeps, credential=None)
+    return registry, RegistrySink([parse_reference("registry.test/app:v1")], client=client_), sleeps
+
+
+def test_a_manifest_whose_blob_another_writer_is_committing_is_put_again() -> None:
+    registry, sink, sleeps = pushing_while_blob_unknown(2)
     (result,) = sink.write(graph(), NullReporter())
     assert result.digest == graph().root.digest
     assert manifests_put(registry) == ["/v2/app/manifests/v1"] * 3 and len(sleeps) == 2
@@ -173,12 +177,7 @@ def test_a_manifest_whose_blob_another_writer_is_committing_is_put_again() -> No
 
 
 def test_a_blob_the_registry_keeps_calling_unknown_fails_the_push_after_a_few_tries() -> None:
-    registry = Registry(override=blob_unknown_for(100))
-    sleeps: list[float] = []
-    sink = RegistrySink(
-        [parse_reference("registry.test/app:v1")],
-        client=client("registry.test", handler=registry, sleeps=sleeps, credential=None),
-    )
+    registry, sink, sleeps = pushing_while_blob_unknown(100)
     with pytest.raises(RegistryError, match="pushing manifest v1 failed with HTTP 400 .*MANIFEST_BLOB_UNKNOWN"):
         sink.write(graph(), NullReporter())
     assert len(manifests_put(registry)) == MANIFEST_BLOB_RETRIES + 1 and sum(sleeps) < 5
