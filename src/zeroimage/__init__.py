@@ -20,6 +20,7 @@ from zeroimage.errors import (
     DigestError,
     InputError,
     Interrupted,
+    InvalidPlatform,
     InvalidReference,
     NetworkError,
     NotFoundError,
@@ -33,16 +34,28 @@ from zeroimage.errors import (
 )
 
 if TYPE_CHECKING:
-    from zeroimage.api import build, inspect
+    from zeroimage.api import build, check_auth, inspect, login, logout, raw_manifest
+    from zeroimage.describe import InspectedImage, Inspection
     from zeroimage.image import WriteResult
+    from zeroimage.oci import Descriptor, Platform
     from zeroimage.pipeline import BuildResult, LayerResult, PlatformResult
     from zeroimage.progress import CallbackReporter, Event, NullReporter, Reporter, Task
+    from zeroimage.reference import Reference
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "build": "zeroimage.api",
     "inspect": "zeroimage.api",
+    "raw_manifest": "zeroimage.api",
+    "login": "zeroimage.api",
+    "logout": "zeroimage.api",
+    "check_auth": "zeroimage.api",
+    "Inspection": "zeroimage.describe",
+    "InspectedImage": "zeroimage.describe",
+    "Descriptor": "zeroimage.oci",
+    "Platform": "zeroimage.oci",
+    "Reference": "zeroimage.reference",
     "BuildResult": "zeroimage.pipeline",
     "LayerResult": "zeroimage.pipeline",
     "PlatformResult": "zeroimage.pipeline",
@@ -59,10 +72,14 @@ __all__ = [
     "BuildResult",
     "CallbackReporter",
     "CredentialError",
+    "Descriptor",
     "DigestError",
     "Event",
     "InputError",
+    "InspectedImage",
+    "Inspection",
     "Interrupted",
+    "InvalidPlatform",
     "InvalidReference",
     "LayerResult",
     "NetworkError",
@@ -70,7 +87,9 @@ __all__ = [
     "NullReporter",
     "OutputError",
     "PlatformError",
+    "Platform",
     "PlatformResult",
+    "Reference",
     "RegistryError",
     "Reporter",
     "RunCheckError",
@@ -81,7 +100,11 @@ __all__ = [
     "ZeroimageError",
     "__version__",
     "build",
+    "check_auth",
     "inspect",
+    "login",
+    "logout",
+    "raw_manifest",
 ]
 
 

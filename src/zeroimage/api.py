@@ -1,25 +1,36 @@
-"""The library's front door: build and inspect images from Python, with the CLI's vocabulary.
+"""The library's front door: everything the ``zeroimage`` command does, from Python.
 
-Every ``zeroimage build`` flag is a keyword of :func:`build` (the long name, ``-`` → ``_``; lists
-for repeatable flags; mappings for ``env``, ``labels`` and ``annotations``), and takes the same
-strings the flag takes. Nothing here prints, exits or installs a signal handler: errors are
+:func:`build` takes every ``zeroimage build`` flag as a keyword, made from the one declaration of
+the build's options (:mod:`zeroimage.options`): the long flag's name with ``-`` → ``_`` (``--from``
+is ``base``, ``-o`` is ``outputs``, ``--with`` is ``essentials``, ``--label`` ``labels``,
+``--annotation`` ``annotations``), a list for a repeatable flag, a mapping or a list of
+``KEY=VALUE`` for ``env``, ``labels`` and ``annotations``, a ``str`` or ``pathlib.Path`` for a
+path. :func:`inspect`, :func:`raw_manifest`, :func:`login`, :func:`logout` and :func:`check_auth`
+are the other commands.
+
+Nothing here prints, exits or installs a signal handler: errors are
 :class:`~zeroimage.errors.ZeroimageError` subclasses, and progress goes to a reporter or a
 callback.
 """
 
 from __future__ import annotations
 
+import inspect as _inspect
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
+from zeroimage.describe import Inspection
 from zeroimage.errors import UsageError
-from zeroimage.image import ImageFormat
-from zeroimage.layers.compress import Compression, LayerOptions
-from zeroimage.pipeline import BuildResult, BuildSpec, Program
+from zeroimage.options import Declared, options_fields
+from zeroimage.pipeline import BuildResult
 from zeroimage.progress import CallbackReporter, Event, Reporter
 from zeroimage.reference import Reference
+
+if TYPE_CHECKING:
+    from zeroimage.image import Source
+    from zeroimage.store import BlobStore
 
 PathLike = str | os.PathLike[str]
 
@@ -27,270 +38,182 @@ PathLike = str | os.PathLike[str]
 def build(
     programs: PathLike | Sequence[PathLike],
     *,
-    base: str | None = None,
-    from_archive: PathLike | None = None,
-    platform: str | Sequence[str] = (),
-    outputs: Sequence[str] = (),
-    push: Sequence[str] = (),
-    entrypoint_path: str | None = None,
-    format: ImageFormat = "oci",  # noqa: A002 - the flag's name
-    compression: Compression = "gzip",
-    compression_level: int | None = None,
-    insecure_registry: Sequence[str] = (),
-    env: Mapping[str, str] | Sequence[str] | None = None,
-    labels: Mapping[str, str] | Sequence[str] | None = None,
-    annotations: Mapping[str, str] | Sequence[str] | None = None,
-    workdir: str | None = None,
-    user: str | None = None,
-    cmd: Sequence[str] = (),
-    expose: Sequence[str | int] = (),
-    stop_signal: str | None = None,
-    add: Sequence[str | tuple[PathLike, str]] = (),
-    chown: str | None = None,
-    essentials: Sequence[str] = (),
-    strict: bool = False,
-    no_cache: bool = False,
-    digest_file: PathLike | None = None,
-    source_date_epoch: int | None = None,
-    target: Literal["lambda"] | None = None,
-    cache_from: Sequence[str] = (),
-    pull: Literal["always", "missing", "never"] = "missing",
     reporter: Reporter | None = None,
     progress: Callable[[Event], None] | None = None,
+    **options: Any,
 ) -> BuildResult:
     """Build an image holding ``programs`` (one per platform) and write it to every output.
 
-    ``base`` is any source the CLI's ``--from`` takes (``REF``, ``docker://REF``, ``oci:DIR[:TAG]``,
-    ``oci-archive:PATH[:TAG]``, ``docker-archive:PATH``); None builds FROM scratch. ``outputs``
-    takes every ``-o`` form and ``docker://REF`` for a push; ``push`` takes registry references.
-    Without either, the image goes to ``./PROGRAM.tar``. ``platform`` is ``OS/ARCH[/VARIANT]`` for
-    a single program or ``OS/ARCH[/VARIANT]=PATH`` entries. ``target="lambda"`` makes and checks
-    the image for AWS Lambda. ``cache_from`` names images whose layers a push may reuse (beside
-    those under the tags it pushes to); ``pull`` says when a registry base is asked for again
-    (``always``, ``missing``: one request for a tag, ``never``: from the cache alone).
-    ``source_date_epoch`` defaults to the
-    ``SOURCE_DATE_EPOCH`` environment variable. Warnings, steps and progress go to ``reporter``
-    (a :class:`~zeroimage.progress.Reporter`) or, one :class:`~zeroimage.progress.Event` at a
-    time, to the function ``progress``; by default nowhere.
+    Without ``outputs`` or ``push``, the image goes to ``./PROGRAM.tar``. Warnings, steps and
+    progress go to ``reporter`` (a :class:`~zeroimage.progress.Reporter`) or, one
+    :class:`~zeroimage.progress.Event` at a time, to the function ``progress``; by default
+    nowhere. A wrong type or value is a :class:`~zeroimage.errors.UsageError` naming the keyword.
     """
+    from zeroimage.options import BuildOptions
     from zeroimage.pipeline import build as run
 
     if reporter is not None and progress is not None:
         raise UsageError("give a reporter or a progress function, not both")
-    spec = _spec(
-        programs=programs,
-        base=base,
-        from_archive=from_archive,
-        platform=platform,
-        outputs=outputs,
-        push=push,
-        entrypoint_path=entrypoint_path,
-        fmt=format,
-        compression=compression,
-        compression_level=compression_level,
-        insecure_registry=insecure_registry,
-        env=env,
-        labels=labels,
-        annotations=annotations,
-        workdir=workdir,
-        user=user,
-        cmd=cmd,
-        expose=expose,
-        stop_signal=stop_signal,
-        add=add,
-        chown=chown,
-        essentials=essentials,
-        strict=strict,
-        no_cache=no_cache,
-        digest_file=digest_file,
-        source_date_epoch=source_date_epoch,
-        target=target,
-        cache_from=cache_from,
-        pull=pull,
-    )
-    return run(spec, CallbackReporter(progress) if progress is not None else reporter)
+    parsed = BuildOptions.parse(programs=programs, **options)
+    return run(parsed, CallbackReporter(progress) if progress is not None else reporter)
 
 
-def inspect(
-    source: str, *, insecure_registry: Sequence[str] = (), target: Literal["lambda"] | None = None
-) -> dict[str, Any]:
-    """What ``zeroimage inspect --json SOURCE`` prints: the root document and, for each image
-    under it, its platform, manifest and config. ``target="lambda"`` adds ``"lambda":
-    {"problems": [...]}``: what AWS Lambda would refuse of the image (empty: nothing seen)."""
+def inspect(source: PathLike, *, insecure_registry: Sequence[str] = (), target: str | None = None) -> Inspection:
+    """What is in the image at ``source`` (any ``--from`` form; a path opens as what it holds):
+    its root document and, for each image under it, its platform, manifest and config — what
+    ``zeroimage inspect --json`` prints is its :meth:`~zeroimage.describe.Inspection.to_json`.
+    ``target="lambda"`` also says what AWS Lambda would refuse of it (``problems``; empty: nothing
+    seen)."""
+    from dataclasses import replace
+
     from zeroimage.describe import describe
+    from zeroimage.rootfs import ListingCache
     from zeroimage.store import BlobStore, default_cache_dir
-    from zeroimage.transports import TransportOptions, open_source, parse_source
-    from zeroimage.transports.locations import hinted
+    from zeroimage.targets import target_named
 
-    location = parse_source(source)
-    wanted = _target(target)
-    store = BlobStore(default_cache_dir()) if wanted else None
-    with hinted(location):
-        options = TransportOptions(insecure_registries=tuple(insecure_registry), store=store)
-        opened = open_source(location, options)
-        try:
-            info = describe(opened)
-            if store is not None:
-                from zeroimage.aws_lambda import problems_of
-                from zeroimage.rootfs import ListingCache
-
-                info["lambda"] = {"problems": problems_of(opened, ListingCache(store.root))}
+    policy = target_named(_text(target, "target")) if target is not None else None
+    store = BlobStore(default_cache_dir()) if policy is not None else None
+    with _opened(source, insecure_registry, store) as opened:
+        info = describe(opened)
+        if policy is None:
             return info
-        finally:
-            opened.close()
+        assert store is not None
+        problems = policy.problems(opened, ListingCache(store.root))
+        return replace(info, target=policy.name, problems=tuple(problems))
 
 
-def _spec(
-    *,
-    programs: PathLike | Sequence[PathLike],
-    base: str | None,
-    from_archive: PathLike | None,
-    platform: str | Sequence[str],
-    outputs: Sequence[str],
-    push: Sequence[str],
-    entrypoint_path: str | None,
-    fmt: ImageFormat,
-    compression: Compression,
-    compression_level: int | None,
-    insecure_registry: Sequence[str],
-    env: Mapping[str, str] | Sequence[str] | None,
-    labels: Mapping[str, str] | Sequence[str] | None,
-    annotations: Mapping[str, str] | Sequence[str] | None,
-    workdir: str | None,
-    user: str | None,
-    cmd: Sequence[str],
-    expose: Sequence[str | int],
-    stop_signal: str | None,
-    add: Sequence[str | tuple[PathLike, str]],
-    chown: str | None,
-    essentials: Sequence[str],
-    strict: bool,
-    no_cache: bool,
-    digest_file: PathLike | None,
-    source_date_epoch: int | None,
-    target: Literal["lambda"] | None,
-    cache_from: Sequence[str],
-    pull: Literal["always", "missing", "never"],
-) -> BuildSpec:
-    """Every keyword, validated, into one BuildSpec (one UsageError for the first bad one)."""
-    from zeroimage import customize
-    from zeroimage.essentials import parse_add, parse_chown, parse_essentials
-    from zeroimage.transports import parse_location, parse_output, parse_source
-
-    if fmt not in ("oci", "docker"):
-        raise UsageError(f"unknown image format {fmt!r}: use oci or docker")
-    if base and from_archive:
-        raise UsageError("--from and --from-archive both name a base: give one")
-    base_location = None
-    if from_archive:
-        base_location = parse_location(f"oci-archive:{os.fspath(from_archive)}", "oci-archive")
-    elif base:
-        base_location = parse_source(base)
-    paths = [programs] if isinstance(programs, str | os.PathLike) else list(programs)
-    pairs = _pair_platforms([platform] if isinstance(platform, str) else list(platform), [os.fspath(p) for p in paths])
-    program_specs = tuple(Program(path, given) for path, given in pairs)
-    locations = [parse_output(out) for out in outputs]
-    for reference in push:
-        location = parse_location(reference, "docker")
-        if not location.is_registry:
-            raise UsageError(f"--push takes a registry reference, not {reference!r}; use -o for {location.transport}:")
-        locations.append(location)
-    if not locations:
-        locations.append(parse_location(f"oci-archive:{program_specs[0].path.name}.tar", "oci-archive"))
-    changes = customize.ConfigChanges(
-        env=customize.parse_pairs(_pairs(env), "--env", env=True),
-        labels=customize.parse_pairs(_pairs(labels), "--label"),
-        annotations=customize.parse_pairs(_pairs(annotations), "--annotation"),
-        workdir=customize.parse_workdir(workdir) if workdir is not None else None,
-        user=customize.parse_user(user) if user is not None else None,
-        cmd=tuple(cmd),
-        expose=tuple(customize.parse_port(str(p)) for p in expose),
-        stop_signal=customize.parse_signal(stop_signal) if stop_signal is not None else None,
-    )
-    return BuildSpec(
-        programs=program_specs,
-        base=base_location,
-        outputs=tuple(locations),
-        entrypoint_path=entrypoint_path,
-        format=fmt,
-        layer=LayerOptions(compression=compression, level=compression_level),
-        source_date_epoch=_source_date_epoch(source_date_epoch),
-        use_cache=not no_cache,
-        insecure_registries=tuple(insecure_registry),
-        config=changes,
-        adds=tuple(parse_add(a) if isinstance(a, str) else (Path(a[0]), a[1]) for a in add),
-        chown=parse_chown(chown) if chown is not None else None,
-        essentials=parse_essentials(essentials),
-        strict=strict,
-        digest_file=Path(digest_file) if digest_file is not None else None,
-        target=_target(target),
-        cache_from=tuple(_cache_from(ref) for ref in cache_from),
-        pull=_pull(pull),
-    )
+def raw_manifest(source: PathLike, *, insecure_registry: Sequence[str] = ()) -> bytes:
+    """The exact bytes of the top-level manifest or index at ``source`` (``inspect --raw``)."""
+    with _opened(source, insecure_registry, None) as opened:
+        return opened.document(opened.root())
 
 
-def _cache_from(text: str) -> Reference:
+def login(registry: str = "docker.io", *, username: str, password: str, insecure_registry: Sequence[str] = ()) -> str:
+    """Check ``username`` and ``password`` (or token) against ``registry`` and store them as Docker
+    does — through the configured credential helper, else in config.json (mode 0600). Nothing is
+    stored when the registry refuses them. Returns where they were stored."""
+    from zeroimage.reference import parse_registry
+    from zeroimage.transports.registry import client_for
+    from zeroimage.transports.registry.credentials import Credential, CredentialStore
+
+    name = parse_registry(_text(registry, "registry"))
+    if not _text(username, "username"):
+        raise UsageError("no username")
+    if not _text(password, "password"):
+        raise UsageError("the password is empty")
+    credential = Credential(username=username, password=password)
+    client = client_for(name, _texts(insecure_registry, "insecure_registry"))
+    try:
+        client.set_credential(credential)
+        client.login_check()
+    finally:
+        client.close()
+    return CredentialStore().store(name, credential)
+
+
+def logout(registry: str = "docker.io") -> bool:
+    """Remove the stored credentials for ``registry``; False when there were none."""
+    from zeroimage.reference import parse_registry
+    from zeroimage.transports.registry.credentials import CredentialStore
+
+    return CredentialStore().erase(parse_registry(_text(registry, "registry")))
+
+
+def check_auth(reference: str, *, insecure_registry: Sequence[str] = ()) -> Reference:
+    """Check, without pushing anything, that the stored credentials may push to ``reference``'s
+    repository (an upload session is started and cancelled); returns the reference. An
+    :class:`~zeroimage.errors.AuthError` says why not."""
     from zeroimage.transports import parse_location
+    from zeroimage.transports.registry import RegistrySink
 
-    location = parse_location(text, "docker")
+    location = parse_location(_text(reference, "reference"), "docker")
     if location.reference is None or not location.is_registry:
-        raise UsageError(f"--cache-from takes a registry reference, not {text!r}")
+        raise UsageError(f"check-auth takes a registry reference, not {reference!r}")
+    sink = RegistrySink([location.reference], _texts(insecure_registry, "insecure_registry"))
+    try:
+        sink.check_push_access()
+    finally:
+        sink.discard()
     return location.reference
 
 
-def _pull(policy: str) -> Literal["always", "missing", "never"]:
-    if policy not in ("always", "missing", "never"):
-        raise UsageError(f"--pull {policy!r}: choose always, missing or never")
-    return policy  # type: ignore[return-value]
+# -- helpers -------------------------------------------------------------------------------------
 
 
-def _target(target: str | None) -> Literal["lambda"] | None:
-    if target is None or target == "lambda":
-        return target  # type: ignore[return-value]
-    raise UsageError(f"unknown target {target!r}: the one target is lambda (AWS Lambda)")
+@contextmanager
+def _opened(source: PathLike, insecure: Sequence[str], store: BlobStore | None) -> Iterator[Source]:
+    """The source a caller names, closed on leaving; a registry error about a source given
+    without a transport says which local transports were meant."""
+    from zeroimage.transports import TransportOptions, open_source, parse_source
+    from zeroimage.transports.locations import hinted
+
+    text = os.fspath(source) if isinstance(source, os.PathLike) else source
+    location = parse_source(_text(text, "source"))
+    options = TransportOptions(insecure_registries=_texts(insecure, "insecure_registry"), store=store)
+    with hinted(location):
+        opened = open_source(location, options)
+        try:
+            yield opened
+        finally:
+            opened.close()
+            options.close()
 
 
-def _pairs(values: Mapping[str, str] | Sequence[str] | None) -> list[str]:
-    if values is None:
-        return []
-    if isinstance(values, Mapping):
-        return [f"{key}={value}" for key, value in values.items()]
-    if isinstance(values, str):
-        raise UsageError(f"expected KEY=VALUE strings or a mapping, not the string {values!r}")
-    return list(values)
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        raise UsageError(f"{name}: expected a str without NUL characters, not {type(value).__name__} {value!r:.60}")
+    return value
 
 
-def _pair_platforms(values: Iterable[str], programs: list[str]) -> list[tuple[Path, Any]]:
-    """Pair each program with its explicit platform: ``OS/ARCH`` (one program) or
-    ``OS/ARCH=PATH`` (any number; one file may serve several platforms, e.g. a script)."""
-    from zeroimage.platform import parse_platform
-
-    explicit: list[tuple[Path, Any]] = []
-    bare: list[Any] = []
-    for value in values:
-        text, sep, path = value.partition("=")
-        if sep:
-            explicit.append((Path(path), parse_platform(text)))
-        else:
-            bare.append(parse_platform(text))
-    if bare and (len(bare) > 1 or len(programs) > 1):
-        raise UsageError("with several binaries, give each its platform as --platform OS/ARCH[/VARIANT]=PATH")
-    named = {os.path.normpath(path) for path, _ in explicit}
-    pairs = [(Path(p), bare[0] if bare else None) for p in programs if os.path.normpath(p) not in named]
-    pairs += explicit
-    if not pairs:
-        raise UsageError("no program given: zeroimage build [OPTIONS] PROGRAM")
-    return pairs
+def _texts(values: object, name: str) -> tuple[str, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise UsageError(f"{name}: expected a list of str, not {type(values).__name__} {values!r:.60}")
+    return tuple(_text(value, name) for value in values)
 
 
-def _source_date_epoch(given: int | None) -> int | None:
-    if given is not None:
-        if given < 0:
-            raise UsageError(f"SOURCE_DATE_EPOCH must not be negative, not {given}")
-        return given
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return None
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}")
-    return int(value)
+# -- build's keywords, made from the options' declaration, for help() and IDEs -------------------
+
+_TYPES: Mapping[str, Any] = {
+    "text": "str | None",
+    "path": "str | os.PathLike[str] | None",
+    "number": "int | None",
+    "switch": "bool",
+    "texts": "Sequence[str]",
+    "paths": "Sequence[str | os.PathLike[str]]",
+    "pairs": "Mapping[str, str] | Sequence[str]",
+}
+
+
+def _flag(name: str, spec: Declared) -> str:
+    if not spec.flags:
+        return "(Python only)"
+    long = max(spec.flags, key=len)
+    return f"{long} {spec.metavar}" if spec.metavar else long
+
+
+def _document(function: Callable[..., Any]) -> None:
+    """Give ``function`` the signature and the parameter list of every build option."""
+    parameters = [
+        _inspect.Parameter(
+            "programs", _inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str | os.PathLike[str] | Sequence[...]"
+        )
+    ]
+    lines = ["", "Parameters (each is the ``zeroimage build`` flag shown):", ""]
+    for name, spec, default in options_fields():
+        if name == "programs":
+            lines.append(f"programs : {spec.accepts}\n    {spec.help}")
+            continue
+        shown = list(default) if isinstance(default, tuple) else default
+        parameters.append(
+            _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=shown, annotation=_TYPES[spec.kind])
+        )
+        lines.append(f"{name} : {spec.accepts}  — {_flag(name, spec)}\n    {spec.help}")
+    for name, annotation in (("reporter", "Reporter | None"), ("progress", "Callable[[Event], None] | None")):
+        parameters.append(
+            _inspect.Parameter(name, _inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        )
+    function.__signature__ = _inspect.Signature(parameters, return_annotation="BuildResult")  # type: ignore[attr-defined]
+    function.__doc__ = (function.__doc__ or "") + "\n    ".join(["", *"\n".join(lines).splitlines()]) + "\n"
+
+
+_document(build)

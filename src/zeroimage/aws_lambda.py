@@ -1,4 +1,5 @@
-"""What AWS Lambda accepts of a container image, known before the upload (``--target lambda``).
+"""What AWS Lambda accepts of a container image, known before the upload (``--target lambda``):
+the :class:`AwsLambda` target policy the build consults (see :mod:`zeroimage.targets`).
 
 Lambda is stricter than Docker, containerd or Podman, and says so only at deployment time:
 
@@ -20,14 +21,21 @@ import mmap
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from zeroimage.errors import UsageError
+from zeroimage import runcheck
+from zeroimage.elf import BinaryInfo
+from zeroimage.errors import InputError, UsageError
 from zeroimage.image import BaseImage, Source, candidates, load_image
 from zeroimage.layers.entries import Entry
-from zeroimage.oci import Platform
+from zeroimage.oci import Descriptor, Platform
 from zeroimage.oci import mediatypes as mt
 from zeroimage.rootfs import FileTree, ListingCache
 from zeroimage.runcheck import access_problem
+from zeroimage.targets import Target
+
+if TYPE_CHECKING:
+    from zeroimage.options import BuildOptions
 
 #: Lambda's names for the platforms it runs.
 ARCHITECTURES = {"amd64": "x86_64", "arm64": "arm64"}
@@ -41,20 +49,73 @@ RUNTIME_CLIENTS = ("/lambda-entrypoint.sh",)
 GZIP_LAYERS = frozenset({mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_GZIP})
 
 
-def check_request(programs: int, compression: str) -> None:
-    """What a build for Lambda cannot be, known from its flags alone."""
-    if programs != 1:
-        raise UsageError(
-            f"--target lambda: a Lambda function runs one platform, and this build has {programs} programs; "
-            "build one image per architecture (x86_64 and arm64 are separate functions)"
-        )
-    if compression != "gzip":
-        raise UsageError(f"--target lambda: Lambda accepts only gzip layers, not {compression}; drop --compression")
+class AwsLambda(Target):
+    """AWS Lambda's rules, checked before anything is uploaded."""
+
+    name = "lambda"
+    makes_layers_early = False  # an error before any upload: nothing is made before every check
+    runs_as = FUNCTION_USER  # Lambda runs the function as a user of its own, never root
+
+    def check_request(self, options: BuildOptions) -> None:
+        programs = len(options.requests)
+        if programs != 1:
+            raise UsageError(
+                f"--target lambda: a Lambda function runs one platform, and this build has {programs} programs; "
+                "build one image per architecture (x86_64 and arm64 are separate functions)"
+            )
+        if options.compression != "gzip":
+            raise UsageError(
+                f"--target lambda: Lambda accepts only gzip layers, not {options.compression}; drop --compression"
+            )
+
+    def check_platform(self, platform: Platform) -> None:
+        if platform.os != "linux" or platform.architecture not in ARCHITECTURES:
+            raise UsageError(
+                f"--target lambda: Lambda runs linux/amd64 (x86_64) and linux/arm64 programs, not {platform}"
+            )
+
+    def check_base(self, base: BaseImage) -> None:
+        refused = layer_problems([b.descriptor.media_type for b in base.layers], f"the base {base.where}")
+        if refused:
+            raise InputError(refused[0])
+
+    def adjust(self, entries: Sequence[Entry], program: str) -> tuple[list[Entry], list[str]]:
+        return widen(entries, program)
+
+    def adjusted(self, changed: Sequence[str]) -> str:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        return f"for Lambda's unprivileged user, made readable by all (the program executable): {shown}"
+
+    def check_plan(self, program: Path, info: BinaryInfo, entrypoint: str, tree: FileTree) -> list[str]:
+        """What Lambda would never run that the build cannot change: base files the program
+        needs that Lambda's user cannot read, a program that does not speak the Runtime API on a
+        base without a runtime client."""
+        warnings = []
+        unreadable = runcheck.unreadable(info, entrypoint, tree, FUNCTION_USER)
+        if unreadable:
+            warnings.append(f"{entrypoint} needs {', '.join(unreadable)}, which Lambda's unprivileged user cannot read")
+        if not has_runtime_client(tree) and not speaks_runtime_api(program):
+            warnings.append(
+                f"{program} never mentions AWS_LAMBDA_RUNTIME_API and the base has no runtime interface "
+                "client (/lambda-entrypoint.sh): it will not answer invocations (use aws-lambda-go, Rust's "
+                "lambda_runtime or the C++ runtime, or a public.ecr.aws/lambda/provided base)"
+            )
+        return warnings
+
+    def check_size(self, uncompressed: int) -> None:
+        problem = size_problem(uncompressed)
+        if problem:
+            raise InputError(f"--target lambda: {problem}")
+
+    def check_result(self, root: Descriptor) -> None:
+        if root.media_type not in mt.MANIFESTS:
+            raise UsageError(f"--target lambda: Lambda takes one image manifest, not {root.media_type}")
+
+    def problems(self, source: Source, listings: ListingCache) -> list[str]:
+        return problems_of(source, listings)
 
 
-def check_platform(platform: Platform) -> None:
-    if platform.os != "linux" or platform.architecture not in ARCHITECTURES:
-        raise UsageError(f"--target lambda: Lambda runs linux/amd64 (x86_64) and linux/arm64 programs, not {platform}")
+AWS_LAMBDA = AwsLambda()
 
 
 def layer_problems(media_types: Sequence[str], where: str) -> list[str]:

@@ -340,8 +340,13 @@ def apply_changes(config: ImageConfig, changes: ConfigChanges, tree: FileTree | 
                 value = expand_env(raw, values)
             except UsageError as exc:
                 raise UsageError(f"--env {key}: {exc.message}") from None
-            env = [item for item in env if item.partition("=")[0] != key]
-            env.append(f"{key}={value}")
+            # As BuildKit's ENV: a variable the image has keeps its place (its first, should the
+            # base list it twice), with its new value; a new one goes at the end.
+            keys = [item.partition("=")[0] for item in env]
+            if key in keys:
+                env[keys.index(key)] = f"{key}={value}"
+            else:
+                env.append(f"{key}={value}")
             values[key] = value
         fields["Env"] = env
     if changes.labels:

@@ -149,6 +149,8 @@ class Source(Protocol):
     """Somewhere an image can be read from."""
 
     description: str
+    #: What the image is called, for messages: a registry reference, or the location as given.
+    name: str
 
     def root(self) -> Descriptor:
         """The descriptor of the image's top document (an index or a manifest)."""
@@ -167,19 +169,25 @@ class Source(Protocol):
 class WriteResult:
     """What a sink wrote, for one reference: where (as given, tag included), and the digest of
     what it holds there — the root document's, or for Docker outputs the image ID (the config's
-    digest), which is what Docker shows. ``location`` is what to print before ``@digest`` when it
-    differs from ``reference`` (a registry: the repository, since a tag and a digest together do
-    not open in skopeo). For a registry, ``blobs`` counts those uploaded, mounted, or found."""
+    digest, ``image_id``), which is what Docker shows. ``location`` is the repository of a
+    registry (a tag and a digest together open nowhere). For a registry, ``blobs`` counts those
+    uploaded, mounted, or found."""
 
     reference: str
     digest: str
     blobs: Mapping[str, int] | None = None
     location: str = ""
+    image_id: bool = False
 
     @property
-    def pinned(self) -> str:
-        """``WHERE@sha256:…``: the line the CLI prints, which skopeo opens."""
-        return f"{self.location or self.reference}@{self.digest}"
+    def line(self) -> str:
+        """The line the CLI prints. A registry's is ``REPOSITORY@sha256:…``: what ``docker pull``,
+        Kubernetes and Lambda take (skopeo: after ``docker://``). Any other is the output as
+        written, which skopeo and podman open as printed (neither opens an archive or a layout
+        by digest), then the digest after a shell comment: pasted into a command, it is left out."""
+        if self.location:
+            return f"{self.location}@{self.digest}"
+        return f"{self.reference}  # {'image ID ' if self.image_id else ''}{self.digest}"
 
 
 class LayerTap(Protocol):
@@ -217,6 +225,11 @@ class Sink(Protocol):
         """A tap that takes one new layer while it is made, or None if the sink cannot."""
         ...
 
+    def layer_sources(self) -> Sequence[Source]:
+        """The images this sink holds already under the names it will write (a registry's, under
+        the tags it pushes to): a new layer found in one is not made again. None for most."""
+        ...
+
     def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
         """Write the image; one result per reference the sink was given."""
         ...
@@ -246,7 +259,8 @@ class BaseImage:
     config: ImageConfig
     layers: tuple[Blob, ...]
     platform: Platform
-    name: str = ""  # how the user named the base (for the base.name annotation)
+    name: str = ""  # the base's registry reference (the base.name annotation), or "" for a local one
+    where: str = ""  # where it was read, for messages
 
 
 def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate]:
@@ -281,7 +295,7 @@ def candidates(source: Source, root: Descriptor | None = None) -> list[Candidate
     return found
 
 
-def load_base(source: Source, want: Platform, name: str = "") -> BaseImage:
+def load_base(source: Source, want: Platform, name: str = "", where: str = "") -> BaseImage:
     """Resolve the member of ``source`` that serves platform ``want`` (containerd's matching)."""
     found = candidates(source)
     if len(found) == 1 and found[0].platform is None:
@@ -295,13 +309,13 @@ def load_base(source: Source, want: Platform, name: str = "") -> BaseImage:
                 f"{source.description} has no image for platform {want}; it has: {', '.join(have) or 'none'}"
             )
         chosen = found[index]
-    image = load_image(source, chosen, name)
+    image = load_image(source, chosen, name, where)
     if chosen.platform is None and match_rank(want, image.platform) is None:
         raise PlatformError(f"{source.description} is an image for {image.platform}, not for {want}")
     return image
 
 
-def load_image(source: Source, chosen: Candidate, name: str = "") -> BaseImage:
+def load_image(source: Source, chosen: Candidate, name: str = "", where: str = "") -> BaseImage:
     """The image ``chosen`` names: its manifest and config read and checked, its layers as blobs."""
     raw = source.document(chosen.descriptor)
     manifest = parse_document(raw, f"{source.description} manifest {chosen.descriptor.digest}")
@@ -321,6 +335,7 @@ def load_image(source: Source, chosen: Candidate, name: str = "") -> BaseImage:
         layers=tuple(source.blob(layer) for layer in manifest.layers),
         platform=chosen.platform or config.platform,
         name=name,
+        where=where or source.description,
     )
 
 
@@ -346,8 +361,8 @@ def append(
     list the base's and the new layers' diff_ids, in order — in the media types of ``fmt``.
 
     The base's layers are named as they are (converted to ``fmt``'s media types); OCI manifests
-    carry ``annotations`` plus ``created`` and, on a base, its name and digest. Docker manifests
-    carry no annotations."""
+    carry ``annotations`` plus ``created`` and, on a base, its digest and (from a registry) its
+    name. Docker manifests carry no annotations."""
     base_layers = base.layers if base else ()
     expected = [*(base.config.diff_ids if base else ()), *(layer.diff_id for layer in layers)]
     if config.diff_ids != expected:
@@ -367,8 +382,9 @@ def append(
     if not docker:
         if config.data.get("created"):
             notes[CREATED] = str(config.data["created"])
-        if base is not None and base.name:
-            notes[BASE_NAME] = base.name
+        if base is not None:
+            if base.name:
+                notes[BASE_NAME] = base.name
             notes[BASE_DIGEST] = base.descriptor.digest
         notes.update(annotations or {})
     manifest = Manifest(

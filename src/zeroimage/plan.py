@@ -31,8 +31,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
-class Target:
-    """A program and the platform its image is for (its own: from --platform or its ELF header)."""
+class Member:
+    """One platform's member of the image: a program and the platform its image is for (its
+    own: from --platform or its ELF header)."""
 
     path: str  # the program on the host, as given
     name: str

@@ -96,10 +96,12 @@ def test_build_push_and_inspect_through_the_api(
     assert peers.digest_of(pushed) == result.digest
     assert peers.digest_of(peers.skopeo_inspect(f"oci-archive:{archive}", raw=True)) == result.digest
 
-    assert inspected["digest"] == result.digest and inspected["document"] == json.loads(pushed)
-    (image,) = inspected["images"]
-    assert image["platform"] == "linux/amd64"
-    config = image["config"]["config"]  # nonroot, resolved in the /etc/passwd the image gets
+    assert isinstance(inspected, zeroimage.Inspection)
+    assert inspected.digest == result.digest and inspected.document == json.loads(pushed)
+    assert inspected.raw == pushed == zeroimage.raw_manifest(f"docker://{registry.host}/app:v1")
+    (image,) = inspected.images
+    assert image.platform == zeroimage.Platform("linux", "amd64")
+    config = image.config["config"]  # nonroot, resolved in the /etc/passwd the image gets
     assert config["Entrypoint"] == ["/app"] and config["User"] == "65532:65532" and "GREETING=hi" in config["Env"]
 
     pulled = tmp_path / "pulled.tar"  # what the registry holds, as another client gets it
@@ -115,7 +117,7 @@ def test_failures_are_exceptions_never_prints_or_exits(
     with pytest.raises(zeroimage.InputError, match="does not exist") as missing:
         zeroimage.build([tmp_path / "no-such-program"])
     with pytest.raises(zeroimage.UsageError, match="notanarch") as platform:
-        zeroimage.build([static_binary], platform="linux/notanarch")
+        zeroimage.build([static_binary], platform=["linux/notanarch"])
     with pytest.raises(zeroimage.UsageError, match="reporter or a progress function"):
         zeroimage.build([static_binary], reporter=zeroimage.NullReporter(), progress=print)
     with pytest.raises(zeroimage.InputError):

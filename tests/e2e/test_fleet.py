@@ -30,7 +30,7 @@ from tests.support.fleet import (
     requests_since,
     statuses_since,
 )
-from tests.support.outcomes import fingerprint, refused
+from tests.support.outcomes import digest_in, fingerprint, refused
 from tests.support.registry import Registry, seed, start_registry
 
 #: Every build of a fleet fixes the time it writes, as reproducible CI does.
@@ -285,7 +285,7 @@ def test_builds_sharing_one_cache_at_once_all_succeed_and_leave_no_wrong_blob(
     results = {name: cli.finish(proc) for name, proc in started.items()}
     for result in results.values():
         assert result.returncode == 0, result.describe()
-    digests = {name: {line.rsplit("@", 1)[1] for line in r.stdout.splitlines()} for name, r in results.items()}
+    digests = {name: {digest_in(line) for line in r.stdout.splitlines()} for name, r in results.items()}
     assert digests["a1"] == digests["a2"] == digests["a-push"] and len(digests["a1"]) == 1
     assert digests["b1"] == digests["b-push"] == digests["b-both"] and len(digests["b1"]) == 1
     assert digests["a1"] != digests["b1"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.conftest import ARM64_ONLY, MULTIARCH, Zeroimage
 from tests.support import peers
 from tests.support.dockerd import Dockerd
+from tests.support.outcomes import digest_in
 from tests.support.registry import start_registry
 
 
@@ -167,7 +168,7 @@ def test_multi_platform_push(zeroimage: Zeroimage, static_binary: Path, busybox_
             str(static_binary),
             str(busybox_arm64),
         )
-        digest = proc.stdout.strip().split("@")[1]
+        digest = digest_in(proc.stdout)
         raw = peers.skopeo_inspect(f"docker://{registry.host}/multi:v1", raw=True)
         assert peers.digest_of(raw) == digest
         index = json.loads(raw)

@@ -29,6 +29,7 @@ from tests.support import peers
 from tests.support.containerd import Containerd
 from tests.support.daemon import Daemon, PeerUnavailable, private_folder
 from tests.support.dockerd import Dockerd
+from tests.support.outcomes import digest_in
 from tests.support.podman import Podman
 from tests.support.registry import AuthMode, Registry, RegistryError, seed, start_registry
 from tests.support.tokenserver import decode_jwt_unverified
@@ -456,7 +457,7 @@ def test_containerd_runs_an_image_zeroimage_built(
     """ctr imports the archive under the digest zeroimage printed, and runs the image's own
     command, or the one given, with the image's Env and the variables given."""
     printed = zeroimage("build", "-o", "hello.tar", str(static_binary)).stdout
-    digest = printed.strip().split("@")[1]
+    digest = digest_in(printed)
     assert containerd.import_archive(tmp_path / "hello.tar", name="zi/hello") == {"zi/hello:latest": digest}
     assert containerd.run("zi/hello:latest").stdout == HELLO
     assert containerd.run("zi/hello:latest", "/hello", "from-ctr").stdout == HELLO + "argument 1: from-ctr\n"

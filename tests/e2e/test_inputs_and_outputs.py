@@ -24,7 +24,7 @@ from tests.support import images, peers
 from tests.support.cli import Home, Result, finish
 from tests.support.dockerd import Dockerd
 from tests.support.images import directory, text_file
-from tests.support.outcomes import fingerprint, refused, requests_for
+from tests.support.outcomes import digest_in, fingerprint, refused, requests_for
 from tests.support.registry import Registry, start_registry
 
 OCI_MANIFEST = images.OCI_MANIFEST
@@ -258,10 +258,10 @@ def test_o_dash_writes_the_oci_archive_it_prints(zeroimage: Zeroimage, tmp_path:
     what stdout carried."""
     images.tiny_program(tmp_path / "app")
     result = zeroimage("build", "-o", "-", "app")
-    (printed,) = [line for line in result.stderr.splitlines() if "@sha256:" in line]
+    (printed,) = [line for line in result.stderr.splitlines() if "# sha256:" in line]
     (tmp_path / "piped.tar").write_bytes(result.stdout_bytes)
     raw = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'piped.tar'}:latest", raw=True)
-    assert printed == f"oci-archive:-:latest@{peers.digest_of(raw)}"
+    assert printed == f"oci-archive:-:latest  # {peers.digest_of(raw)}"
 
 
 def test_archive_on_stdout_pipes_into_docker_load(dockerd: Dockerd, static_binary: Path, tmp_path: Path) -> None:
@@ -278,9 +278,9 @@ def test_archive_on_stdout_pipes_into_docker_load(dockerd: Dockerd, static_binar
     build.stdout.close()
     done = finish(build, timeout=120)
     assert done.returncode == 0 and load.returncode == 0, (done.describe(), load.stderr)
-    (printed,) = [line for line in done.stderr.splitlines() if "@sha256:" in line]
-    assert printed.startswith("docker-archive:-@sha256:")
-    image_id = printed.split("@")[1]
+    (printed,) = [line for line in done.stderr.splitlines() if "# image ID sha256:" in line]
+    assert printed.startswith("docker-archive:-  # image ID sha256:")
+    image_id = digest_in(printed)
     assert load.stdout.strip() == f"Loaded image ID: {image_id}"
     assert dockerd.inspect(image_id)["Id"] == image_id
     assert "Hello from a FROM-scratch image" in dockerd.run(image_id).stdout
@@ -293,57 +293,47 @@ def test_docker_daemon_output_prints_the_image_id(
     zeroimage: Zeroimage, dockerd: Dockerd, static_binary: Path, tmp_path: Path
 ) -> None:
     result = zeroimage("build", "-o", "docker-daemon:zi/printed:v1", str(static_binary), env=dockerd.env)
-    where, _, image_id = result.stdout.strip().partition("@")
+    where, _, image_id = result.stdout.strip().partition("  # image ID ")
     assert where == "docker-daemon:zi/printed:v1"
     assert dockerd.inspect("zi/printed:v1")["Id"] == image_id
 
 
 @pytest.mark.parametrize("image_format", ["oci", "docker"])
-def test_printed_references_open_in_skopeo_and_umoci(
+def test_printed_lines_open_as_printed_in_skopeo_and_umoci(
     zeroimage: Zeroimage,
     registry: Registry,
     tmp_path: Path,
     image_format: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each output prints ``WHERE@sha256:…``; given WHERE, skopeo finds that very digest (the
-    image ID for a docker-archive), and umoci unpacks the OCI outputs. OCI archives and
-    layouts hold OCI media types whatever ``--format``; a push holds the format asked for."""
+    """Each output prints one line. Pasted as it is after ``skopeo inspect`` in a shell, a local
+    output's line opens that output (the digest follows as a shell comment: skopeo 1.9 opens no
+    archive or layout by digest), and skopeo finds there the very digest printed (the image ID
+    for a docker-archive); a push's line is ``REPOSITORY@sha256:…``, which skopeo opens after
+    ``docker://``. umoci unpacks the OCI outputs by the tag printed. OCI archives and layouts
+    hold OCI media types whatever ``--format``; a push holds the format asked for."""
     images.tiny_program(tmp_path / "app")
     repository = f"printed-{image_format}"
-    result = zeroimage(
-        "build",
-        "--format",
-        image_format,
-        "-o",
-        "oci-archive:x.tar:v9",
-        "-o",
-        "oci:lay:v9",
-        "-o",
-        "docker-archive:d.tar:zi/app:v9",
-        "--push",
-        f"{registry.host}/{repository}:v9",
-        "app",
-    )
-    printed = dict(line.split("@") for line in result.stdout.splitlines())
-    assert list(printed) == [
-        "oci-archive:x.tar:v9",
-        "oci:lay:v9",
-        "docker-archive:d.tar:zi/app:v9",
-        f"{registry.host}/{repository}",
-    ]
-    monkeypatch.chdir(tmp_path)  # WHERE names its files relative to where zeroimage ran
-    for where in ("oci-archive:x.tar:v9", "oci:lay:v9"):
-        raw = peers.skopeo_inspect(where, raw=True)
-        assert peers.digest_of(raw) == printed[where], where
-        assert json.loads(raw)["mediaType"] == OCI_MANIFEST, where
-    peers.umoci_unpack(Path("x.tar"), "v9", tmp_path / "bundle-archive")
-    peers.umoci_unpack(Path("lay"), "v9", tmp_path / "bundle-layout")
-    config = peers.skopeo_inspect("docker-archive:d.tar:zi/app:v9", raw=True, config=True)
-    assert peers.digest_of(config) == printed["docker-archive:d.tar:zi/app:v9"]  # the image ID
-    pinned = f"{registry.host}/{repository}@{printed[f'{registry.host}/{repository}']}"
-    raw = peers.skopeo_inspect(f"docker://{pinned}", raw=True)
-    assert peers.digest_of(raw) == printed[f"{registry.host}/{repository}"]
+    outputs = ["oci-archive:x.tar:v9", "oci:lay:v9", "docker-archive:d.tar:zi/app:v9"]
+    args = ["build", "--format", image_format, *(a for o in outputs for a in ("-o", o))]
+    result = zeroimage(*args, "--push", f"{registry.host}/{repository}:v9", "app")
+    *local, pushed = result.stdout.splitlines()
+    digests = {o["reference"]: o["digest"] for o in json.loads(zeroimage(*args, "--json", "app").stdout)["outputs"]}
+
+    def skopeo(line: str, *flags: str) -> bytes:
+        shell = f"skopeo inspect --raw {' '.join(flags)} {line}"  # the line as printed, comment and all
+        return subprocess.run(["sh", "-c", shell], cwd=tmp_path, check=True, capture_output=True).stdout
+
+    assert [line.split()[0] for line in local] == outputs
+    for output, line in zip(outputs[:2], local, strict=False):
+        raw = skopeo(line)
+        assert line == f"{output}  # {peers.digest_of(raw)}" and digests[f"{output}"] == peers.digest_of(raw)
+        assert json.loads(raw)["mediaType"] == OCI_MANIFEST, line
+    config = skopeo(local[2], "--config")
+    assert local[2] == f"{outputs[2]}  # image ID {peers.digest_of(config)}"
+    peers.umoci_unpack(tmp_path / "x.tar", "v9", tmp_path / "bundle-archive")
+    peers.umoci_unpack(tmp_path / "lay", "v9", tmp_path / "bundle-layout")
+    raw = skopeo(f"docker://{pushed}", "--tls-verify=false")
+    assert pushed == f"{registry.host}/{repository}@{peers.digest_of(raw)}"
     assert json.loads(raw)["mediaType"] == (DOCKER_MANIFEST if image_format == "docker" else OCI_MANIFEST)
 
 
@@ -368,8 +358,8 @@ def test_default_builds_are_reproducible_and_dated_by_their_inputs(zeroimage: Ze
     extra.write_text("x\n")
     os.utime(program, (1_650_000_000, 1_650_000_000))
     os.utime(extra, (1_640_000_000, 1_640_000_000))
-    first = zeroimage("build", "-o", "one.tar", "app").stdout.split("@")[1]
-    second = zeroimage("build", "--no-cache", "-o", "two.tar", "app").stdout.split("@")[1]
+    first = digest_in(zeroimage("build", "-o", "one.tar", "app").stdout)
+    second = digest_in(zeroimage("build", "--no-cache", "-o", "two.tar", "app").stdout)
     assert first == second
     assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
     assert _created(tmp_path / "one.tar") == "2022-04-15T05:20:00Z"  # the program's mtime

@@ -451,7 +451,8 @@ def test_inspect_finds_a_layer_without_parents(
     digest = image.manifest["layers"][0]["digest"]
     assert digest in problem
     api = inspect_api(source, insecure_registry=[registry.host], target="lambda")
-    assert api["lambda"] == {"problems": problems}
+    assert api.target == "lambda" and list(api.problems) == problems
+    assert api.to_json()["lambda"] == {"problems": problems}
 
 
 def test_inspect_names_an_index_and_the_platforms_lambda_does_not_run(zeroimage: Zeroimage) -> None:
@@ -480,7 +481,7 @@ def test_inspect_passes_a_lambda_image_and_not_a_0700_program(
     text = zeroimage("inspect", "--target", "lambda", "lambda.tar")
     assert "AWS Lambda: nothing it would refuse" in text.stdout
     assert lambda_problems(zeroimage, "lambda.tar")[1] == []
-    assert inspect_api(str(tmp_path / "lambda.tar"), target="lambda")["lambda"] == {"problems": []}
+    assert inspect_api(str(tmp_path / "lambda.tar"), target="lambda").problems == ()
     _, problems = lambda_problems(zeroimage, "plain.tar")
     (problem,) = problems
     assert "/fn (mode 0700, owner 0:0) cannot be executed by user 993:990" in problem

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import MULTIARCH, Zeroimage
 from tests.support import peers
+from tests.support.outcomes import digest_in
 from tests.support.registry import Registry, seed, start_registry
 
 SETUPS = {
@@ -68,7 +69,7 @@ def test_pull_build_push_then_peers_read_and_run_it(
     )
     pushed = proc.stdout.strip()
     assert pushed.startswith(f"{registry.host}/app@sha256:")  # what skopeo opens (no tag beside a digest)
-    digest = pushed.split("@")[1]
+    digest = digest_in(pushed)
     peers.skopeo_inspect(f"docker://{pushed}", raw=True, extra=skopeo_creds(registry))
     raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True, extra=skopeo_creds(registry))
     assert peers.digest_of(raw) == digest
@@ -101,7 +102,7 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         requests = len(registry.access_log())
         result = json.loads(zeroimage(*args, "--json", env=env).stdout)
         after = [line.split('"')[1] for line in registry.access_log()[requests:]]
-        assert [o["digest"] for o in result["outputs"]] == [first.strip().split("@")[1]]
+        assert [o["digest"] for o in result["outputs"]] == [digest_in(first)]
         assert result["outputs"][0]["blobs"] == {"uploaded": 0, "mounted": 0, "existing": 0}
         assert [layer["origin"] for layer in result["platforms"][0]["layers"]] == ["cache"]
         # the tag already names this image: one HEAD, nothing written
@@ -113,7 +114,7 @@ def test_unchanged_repush_uploads_nothing(zeroimage: Zeroimage, tmp_path: Path, 
         assert third == first  # the same image (printed as REPOSITORY@DIGEST), now under the new tag too
         assert not [r for r in after if "/blobs/" in r]
         assert [r for r in after if r.startswith("PUT ")] == ["PUT /v2/app/manifests/v2 HTTP/1.1"]
-        digest = first.strip().split("@")[1]
+        digest = digest_in(first)
         for tag in ("v1", "v2"):
             raw = peers.skopeo_inspect(f"docker://{registry.host}/app:{tag}", raw=True, extra=["--tls-verify=false"])
             assert peers.digest_of(raw) == digest
@@ -130,7 +131,7 @@ def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(
         # unchanged, to a registry that lacks the layer: the same bytes are made again and verified
         proc = zeroimage("build", "-v", "--push", f"{second.host}/app:v1", str(static_binary), env=env)
         assert "unchanged (cache)" in proc.stderr
-        assert proc.stdout.split("@")[1] == pushed.split("@")[1]
+        assert digest_in(proc.stdout) == digest_in(pushed)
         assert len(list(blobs.iterdir())) == 1  # now kept, for the upload
         for registry in (first, second):
             peers.run(
@@ -144,7 +145,7 @@ def test_a_push_keeps_only_the_layer_identity_and_remakes_its_bytes_when_needed(
             )
         # an archive needs the bytes locally: a hit now (the layer is kept), so nothing is compressed
         proc = zeroimage("build", "-v", "-o", "out.tar", str(static_binary), env=env)
-        assert "unchanged (cache)" in proc.stderr and proc.stdout.split("@")[1] == pushed.split("@")[1]
+        assert "unchanged (cache)" in proc.stderr and digest_in(proc.stdout) == digest_in(pushed)
 
 
 def test_several_tags_and_repositories_share_one_upload(
@@ -154,7 +155,7 @@ def test_several_tags_and_repositories_share_one_upload(
         host = registry.host
         refs = [f"{host}/app:v1", f"{host}/app:latest", f"{host}/mirror:v1"]
         proc = zeroimage("build", "-v", *[arg for ref in refs for arg in ("--push", ref)], str(static_binary))
-        digests = {line.split("@")[1] for line in proc.stdout.split()}
+        digests = {digest_in(line) for line in proc.stdout.splitlines()}
         assert len(digests) == 1
         requests = [line.split('"')[1] for line in registry.access_log()]
         assert len([r for r in requests if r.startswith("PATCH ")]) == 1  # the layer, streamed once
@@ -168,14 +169,12 @@ def test_several_tags_and_repositories_share_one_upload(
 def test_archive_and_push_together(zeroimage: Zeroimage, tmp_path: Path, static_binary: Path) -> None:
     with start_registry(tmp_path / "reg") as registry:
         proc = zeroimage("build", "-o", "out.tar", "--push", f"{registry.host}/app:v1", str(static_binary))
-        lines = proc.stdout.split()
+        lines = proc.stdout.splitlines()
         assert len(lines) == 2
-        assert lines[0].split("@")[1] == lines[1].split("@")[1]
+        assert digest_in(lines[0]) == digest_in(lines[1])
         archived = peers.skopeo_inspect(f"oci-archive:{tmp_path / 'out.tar'}", raw=True)
         pushed = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)
-        assert (
-            peers.digest_of(archived) == peers.digest_of(pushed) == lines[0].split("@")[1]
-        )  # one image in both places
+        assert peers.digest_of(archived) == peers.digest_of(pushed) == digest_in(lines[0])  # one image in both places
         # --push alone writes no archive
         proc = zeroimage("build", "--push", f"{registry.host}/app:v2", str(static_binary))
         assert not (tmp_path / "hello.tar").exists()
@@ -321,4 +320,4 @@ def test_private_ca_from_a_certs_d_folder(zeroimage: Zeroimage, tmp_path: Path, 
         assert proc.stdout.startswith(f"{registry.host}/app@sha256:")
         # it is there, as skopeo sees it over TLS with that CA alone
         raw = peers.skopeo_inspect(registry.ref("app:v1"), raw=True, extra=registry.skopeo_args())
-        assert peers.digest_of(raw) == proc.stdout.strip().split("@")[1]
+        assert peers.digest_of(raw) == digest_in(proc.stdout)

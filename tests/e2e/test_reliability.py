@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.conftest import MULTIARCH, Zeroimage
 from tests.support import peers
 from tests.support.faultproxy import FaultProxy
+from tests.support.outcomes import digest_in
 from tests.support.registry import seed, start_registry
 from tests.support.waiting import Background, wait_for
 
@@ -28,7 +29,7 @@ def test_full_pull_build_push_through_a_flaky_proxy(zeroimage: Zeroimage, static
         )
         assert proxy.faults >= 6, proxy.requests  # every request's first try failed: 503s and cut replies
         assert proxy.fault_count("flaky-503") and proxy.fault_count("flaky-cut")
-        digest = proc.stdout.split()[-1].split("@")[1]
+        digest = digest_in(proc.stdout.split()[-1])
         raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)  # straight to the registry
         assert peers.digest_of(raw) == digest
         pulled = tmp_path / "pulled.tar"
@@ -87,7 +88,7 @@ def test_registry_stopped_mid_push_then_restarted(zeroimage: Zeroimage, tmp_path
         assert inspect.returncode != 0 and "manifest unknown" in inspect.stderr, inspect.stderr  # nothing tagged
         proc = zeroimage("build", "--push", f"{registry.host}/app:v1", str(big))
         raw = peers.skopeo_inspect(f"docker://{registry.host}/app:v1", raw=True)
-        assert peers.digest_of(raw) == proc.stdout.strip().split("@")[1]
+        assert peers.digest_of(raw) == digest_in(proc.stdout)
         peers.run(
             [
                 "skopeo",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def fingerprint(root: Path, skip: Iterable[str] = PRIVATE) -> dict[str, str]:
             else:
                 found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def digest_in(line: str) -> str:
+    """The digest an output's printed line ends with: ``REPOSITORY@sha256:…`` for a push,
+    ``WHERE  # sha256:…`` (``# image ID sha256:…`` for Docker) for any other output."""
+    found = re.findall(r"sha256:[0-9a-f]{64}", line)
+    assert found, f"no digest in {line!r}"
+    return str(found[-1])
 
 
 def refused(result: Result, code: int, *words: str) -> None:

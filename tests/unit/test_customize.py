@@ -160,7 +160,15 @@ def test_env_extends_the_base() -> None:
     config = apply_changes(
         base_config("PATH=/usr/bin:/bin", "HOME=/root"), ConfigChanges(env=(("PATH", "/opt/bin:$PATH"),)), None
     )
-    assert env_of(config) == ["HOME=/root", "PATH=/opt/bin:/usr/bin:/bin"]
+    assert env_of(config) == ["PATH=/opt/bin:/usr/bin:/bin", "HOME=/root"]  # in its place, as BuildKit's ENV
+
+
+def test_env_replaces_a_base_variable_where_it_stands_and_adds_a_new_one_last() -> None:
+    """BuildKit's ENV (dockerfile2llb addEnv): the first entry of the key takes the new value in
+    its place; a key the image lacks goes at the end."""
+    base = base_config("A=1", "B=2", "C=3", "B=dup")
+    config = apply_changes(base, ConfigChanges(env=(("B", "x"), ("D", "4"), ("A", "$B"))), None)
+    assert env_of(config) == ["A=x", "B=x", "C=3", "B=dup", "D=4"]
 
 
 def test_each_env_sees_the_ones_before_it() -> None:
@@ -170,7 +178,7 @@ def test_each_env_sees_the_ones_before_it() -> None:
 
 def test_a_key_given_twice_replaces_and_sees_its_earlier_value() -> None:
     changes = ConfigChanges(env=(("A", "1"), ("B", "b"), ("A", "$A:2")))
-    assert env_of(apply_changes(base_config("A=0", "Z=z"), changes, None)) == ["Z=z", "B=b", "A=1:2"]
+    assert env_of(apply_changes(base_config("A=0", "Z=z"), changes, None)) == ["A=1:2", "Z=z", "B=b"]
 
 
 def test_base_env_entries_without_a_value() -> None:

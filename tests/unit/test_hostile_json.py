@@ -160,7 +160,7 @@ def docker_archive(path: Path, documents: dict[str, Any]) -> Source:
 def read_as_build_and_inspect(source: Source) -> None:
     """What ``inspect --json`` and ``build --from SOURCE --env ... --user 0`` read of a base and
     do with its config (the steps, as this test owns neither the CLI nor the build pipeline)."""
-    json.dumps(describe(source), indent=2)
+    json.dumps(describe(source).to_json(), indent=2)
     base = load_base(source, Platform("linux", "amd64"))
     config = (
         base.config.with_platform(base.platform)

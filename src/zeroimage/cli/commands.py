@@ -17,16 +17,21 @@ import sys
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec
 
 import click
+from click.core import ParameterSource
 
 from zeroimage import __version__
 from zeroimage.cli.reporters import human, say
+from zeroimage.cli.text import json_text, printable
 from zeroimage.errors import Interrupted, UsageError, ZeroimageError
 
 if TYPE_CHECKING:
+    from zeroimage.describe import Inspection
     from zeroimage.pipeline import BuildResult
+
+DEFAULT = ParameterSource.DEFAULT
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 P = ParamSpec("P")
@@ -124,215 +129,74 @@ def main() -> None:
 
 # -- build ---------------------------------------------------------------------------------------
 
+BUILD_HELP = """Build an image holding PROGRAM as its entrypoint (like FROM base; COPY PROGRAM /; ENTRYPOINT).
 
-@main.command(context_settings=CONTEXT)
-@click.argument("programs", nargs=-1, metavar="PROGRAM...")
-@click.option(
-    "--from",
-    "base",
-    metavar="SOURCE",
-    help="Base image: REF, docker://REF, oci:DIR[:TAG], "
-    "oci-archive:PATH[:TAG] or docker-archive:PATH. Default: FROM scratch.",
-)
-@click.option(
-    "--from-archive", metavar="PATH", help="Base image from an OCI archive (same as --from oci-archive:PATH)."
-)
-@click.option(
-    "--platform",
-    "platforms",
-    multiple=True,
-    metavar="OS/ARCH[/VARIANT][=PROGRAM]",
-    help="Platform of the program when its ELF header cannot tell (default: from the header). Repeatable.",
-)
-@click.option(
-    "-o",
-    "--output",
-    "outputs",
-    multiple=True,
-    metavar="DEST",
-    help="Write the image: PATH or oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH[:NAME:TAG], "
-    "docker-daemon:NAME:TAG; - (or docker-archive:-) for standard output. Repeatable. "
-    "Default: ./PROGRAM.tar unless --push is given.",
-)
-@click.option("--push", "pushes", multiple=True, metavar="REF", help="Push the image to a registry. Repeatable.")
-@click.option(
-    "--entrypoint-path",
-    metavar="PATH",
-    help="Path of the program in the image (default: /NAME); a PATH ending in / or naming a directory "
-    "of the base takes the program inside it, as COPY does.",
-)
-@click.option(
-    "--format",
-    "image_format",
-    type=click.Choice(["oci", "docker"]),
-    default="oci",
-    show_default=True,
-    help="Media types of a push and of Docker outputs: OCI, or Docker v2s2 for registries that display "
-    "OCI poorly (OCI archives and layouts are always OCI).",
-)
-@click.option(
-    "--compression",
-    type=click.Choice(["gzip", "zstd", "none"]),
-    default="gzip",
-    show_default=True,
-    help="Compression of the new layer.",
-)
-@click.option("--compression-level", type=int, metavar="N", help="gzip 0-3 (ISA-L, default 1), zstd 1-19 (default 3).")
-@_insecure_option
-@click.option(
-    "--env",
-    "envs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Set an environment variable; $VAR and ${VAR} expand as ENV does ('PATH=/opt/bin:$PATH'). Repeatable.",
-)
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a config label. Repeatable.")
-@click.option(
-    "--annotation",
-    "annotations",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Set a manifest (and index) annotation. Repeatable.",
-)
-@click.option("--workdir", metavar="DIR", help="Working directory of the container (made if the base lacks it).")
-@click.option("--user", metavar="USER[:GROUP]", help="User to run as; names are resolved in the image's /etc/passwd.")
-@click.option("--cmd", "cmds", multiple=True, metavar="ARG", help="Default argument after the entrypoint. Repeatable.")
-@click.option("--expose", "exposes", multiple=True, metavar="PORT[/PROTO]", help="Declare a port. Repeatable.")
-@click.option("--stop-signal", metavar="SIGNAL", help="Signal that stops the container (e.g. SIGINT).")
-@click.option(
-    "--add",
-    "adds",
-    multiple=True,
-    metavar="SRC:DEST",
-    help="Add a file or directory tree (in a layer of its own). Repeatable.",
-)
-@click.option("--chown", metavar="UID[:GID]", help="Owner of the files from --add (default 0:0).")
-@click.option(
-    "--with",
-    "essentials",
-    multiple=True,
-    metavar="LIST",
-    help="Essentials for FROM-scratch images: ca-certs, tzdata, users, tmp, or all (comma-separated).",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["lambda"]),
-    help="Make and check the image for where it will run: lambda (AWS Lambda: one platform, gzip, "
-    "files readable by its unprivileged user, at most 10 GiB).",
-)
-@click.option(
-    "--pull",
-    type=click.Choice(["always", "missing", "never"]),
-    default="missing",
-    show_default=True,
-    help="When to ask the registry for a base seen before: always; missing (one request resolves the tag, "
-    "the rest comes from the cache); never (offline, from the cache alone).",
-)
-@click.option(
-    "--cache-from",
-    "cache_from",
-    multiple=True,
-    metavar="REF",
-    help="An image whose layers a push may reuse, by content, instead of compressing and uploading them "
-    "(the tags pushed to are always looked at). Repeatable.",
-)
-@click.option("--strict", is_flag=True, help="Fail, instead of warning, when the program could not start in the image.")
-@click.option("--no-cache", is_flag=True, help="Do not reuse or keep layers in the local cache.")
-@click.option("--digest-file", metavar="FILE", help="Write the image digest to this file.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the result, nothing else.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_verbose_option
+Give several PROGRAMs (one per platform, read from their ELF headers) for a multi-platform image.
+
+\b
+Examples:
+  zeroimage build ./app                                     # FROM scratch, writes ./app.tar
+  zeroimage build --from-archive base.tar -o out.tar ./app
+  zeroimage build --from alpine:3.20 --push localhost:5000/app:v1 ./app
+  zeroimage build --platform linux/arm/v7=./app-armv7 ./app-amd64 ./app-arm64 --push REG/app:v1
+  zeroimage build --with all --user nonroot --env TZ=Europe/Paris ./app
+"""
+
+
+def _build_params() -> list[click.Parameter]:
+    """The build command's flags, made from the declaration of the build's options, then the
+    flags about what the command prints."""
+    from zeroimage.options import REPEATED, options_fields
+
+    params: list[click.Parameter] = [click.Argument(["programs"], nargs=-1, metavar="PROGRAM...")]
+    for name, spec, default in options_fields():
+        if not spec.flags:
+            continue  # programs (the argument above), and what only Python callers set
+        settings: dict[str, Any] = {"help": spec.help, "metavar": spec.metavar}
+        if spec.kind == "switch":
+            settings["is_flag"] = True
+        elif spec.kind in REPEATED:
+            settings["multiple"] = True
+        elif spec.kind == "number":
+            settings["type"] = int
+        if spec.choices:
+            settings["type"] = click.Choice(spec.choices)
+        if spec.show_default:
+            settings.update(default=default, show_default=True)
+        params.append(click.Option([*spec.flags, name], **settings))
+    params += [
+        click.Option(
+            ["--json", "as_json"], is_flag=True, help="Print one JSON document describing the result, nothing else."
+        ),
+        click.Option(["-q", "--quiet"], is_flag=True, help="No progress output."),
+        click.Option(["-v", "--verbose"], is_flag=True, help="Say what is being done."),
+    ]
+    return params
+
+
 @_handled
-def build(
-    programs: tuple[str, ...],
-    base: str | None,
-    from_archive: str | None,
-    platforms: tuple[str, ...],
-    outputs: tuple[str, ...],
-    pushes: tuple[str, ...],
-    entrypoint_path: str | None,
-    image_format: Literal["oci", "docker"],
-    compression: Literal["gzip", "zstd", "none"],
-    compression_level: int | None,
-    insecure: tuple[str, ...],
-    envs: tuple[str, ...],
-    labels: tuple[str, ...],
-    annotations: tuple[str, ...],
-    workdir: str | None,
-    user: str | None,
-    cmds: tuple[str, ...],
-    exposes: tuple[str, ...],
-    stop_signal: str | None,
-    adds: tuple[str, ...],
-    chown: str | None,
-    essentials: tuple[str, ...],
-    target: Literal["lambda"] | None,
-    pull: Literal["always", "missing", "never"],
-    cache_from: tuple[str, ...],
-    strict: bool,
-    no_cache: bool,
-    digest_file: str | None,
-    as_json: bool,
-    quiet: bool,
-    verbose: bool,
-) -> None:
-    """Build an image holding PROGRAM as its entrypoint (like FROM base; COPY PROGRAM /; ENTRYPOINT).
-
-    Give several PROGRAMs (one per platform, read from their ELF headers) for a multi-platform image.
-
-    \b
-    Examples:
-      zeroimage build ./app                                     # FROM scratch, writes ./app.tar
-      zeroimage build --from-archive base.tar -o out.tar ./app
-      zeroimage build --from alpine:3.20 --push localhost:5000/app:v1 ./app
-      zeroimage build --platform linux/arm/v7=./app-armv7 ./app-amd64 ./app-arm64 --push REG/app:v1
-      zeroimage build --with all --user nonroot --env TZ=Europe/Paris ./app
-    """
+def _build(programs: tuple[str, ...], as_json: bool, quiet: bool, verbose: bool, **given: Any) -> None:
     from zeroimage import api
     from zeroimage.cli.reporters import CliReporter
     from zeroimage.transports import parse_output
 
-    to_stdout = any(parse_output(output).is_stdout for output in outputs)
+    context = click.get_current_context()
+    chosen = {name: value for name, value in given.items() if context.get_parameter_source(name) != DEFAULT}
+    to_stdout = any(parse_output(output).is_stdout for output in chosen.get("outputs", ()))
     if to_stdout and as_json:
         raise UsageError("--json and an archive on standard output (-o -) cannot share it: write the archive to a file")
     reporter = CliReporter(quiet=quiet or as_json, verbose=verbose)
     with reporter.live():
-        result = api.build(
-            programs,
-            base=base,
-            from_archive=from_archive,
-            platform=platforms,
-            outputs=outputs,
-            push=pushes,
-            entrypoint_path=entrypoint_path,
-            format=image_format,
-            compression=compression,
-            compression_level=compression_level,
-            insecure_registry=insecure,
-            env=envs,
-            labels=labels,
-            annotations=annotations,
-            workdir=workdir,
-            user=user,
-            cmd=cmds,
-            expose=exposes,
-            stop_signal=stop_signal,
-            add=adds,
-            chown=chown,
-            essentials=essentials,
-            target=target,
-            pull=pull,
-            cache_from=cache_from,
-            strict=strict,
-            no_cache=no_cache,
-            digest_file=digest_file,
-            reporter=reporter,
-        )
+        result = api.build(programs, reporter=reporter, **chosen)
     if as_json:
-        click.echo(json.dumps(_result_json(result), indent=2, ensure_ascii=False))
+        click.echo(json_text(_result_json(result)))
         return
     for written in result.outputs:
-        click.echo(written.pinned, err=to_stdout)  # stdout carries the archive
+        click.echo(printable(written.line), err=to_stdout)  # stdout carries the archive
+
+
+build = click.Command("build", callback=_build, params=_build_params(), help=BUILD_HELP, context_settings=CONTEXT)
+main.add_command(build)
 
 
 def _result_json(result: BuildResult) -> dict[str, Any]:
@@ -385,7 +249,7 @@ def inspect(
     source: str,
     as_json: bool,
     raw: bool,
-    target: Literal["lambda"] | None,
+    target: str | None,
     insecure: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -397,61 +261,57 @@ def inspect(
     \b
       zeroimage inspect --target lambda docker://123456789012.dkr.ecr.eu-west-1.amazonaws.com/fn:v1
     """
-    if raw:
-        from zeroimage.transports import TransportOptions, open_source, parse_source
-        from zeroimage.transports.locations import hinted
-
-        location = parse_source(source)
-        with hinted(location):
-            opened = open_source(location, TransportOptions(insecure_registries=insecure))
-            try:
-                sys.stdout.buffer.write(opened.document(opened.root()))
-                sys.stdout.flush()
-            finally:
-                opened.close()
-        return
     from zeroimage import api
 
+    if raw:
+        sys.stdout.buffer.write(api.raw_manifest(source, insecure_registry=insecure))
+        sys.stdout.flush()
+        return
     info = api.inspect(source, insecure_registry=insecure, target=target)
     if as_json:
-        click.echo(json.dumps(info, indent=2, ensure_ascii=False))
+        click.echo(json_text(info.to_json()))
     else:
         _print_description(info)
-    if target == "lambda":
-        problems = info["lambda"]["problems"]
+    if info.target:
+        problems = info.problems
         if not as_json:
-            click.echo("  AWS Lambda: " + ("would refuse it:" if problems else "nothing it would refuse"))
+            _echo("  AWS Lambda: " + ("would refuse it:" if problems else "nothing it would refuse"))
             for problem in problems:
-                click.echo(f"    - {problem}")
+                _echo(f"    - {problem}")
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) > 1 else "")
-            raise ZeroimageError(f"AWS Lambda would refuse {info['source']} ({count})")
+            raise ZeroimageError(f"AWS Lambda would refuse {info.source} ({count})")
 
 
-def _print_description(info: dict[str, Any]) -> None:
-    click.echo(f"{info['source']}")
-    click.echo(f"  digest:     {info['digest']}")
-    click.echo(f"  media type: {info['mediaType']}")
-    for image in info["images"]:
-        config = image["config"]
+def _echo(line: str) -> None:
+    """A line for people on stdout: what came from outside is shown, never obeyed."""
+    click.echo(printable(line))
+
+
+def _print_description(info: Inspection) -> None:
+    _echo(info.source)
+    _echo(f"  digest:     {info.digest}")
+    _echo(f"  media type: {info.media_type}")
+    for image in info.images:
+        config = image.config
         container = config.get("config") or {}
         os_version = config.get("os.version")
-        click.echo(f"  {image['platform']}" + (f" (os.version {os_version})" if os_version else ""))
-        click.echo(f"    manifest:   {image['digest']}")
-        click.echo(f"    image id:   {image['id']}")
-        click.echo(f"    size:       {human(image['size'])}")
+        _echo(f"  {image.platform}" + (f" (os.version {os_version})" if os_version else ""))
+        _echo(f"    manifest:   {image.digest}")
+        _echo(f"    image id:   {image.id}")
+        _echo(f"    size:       {human(image.size)}")
         if config.get("created"):
-            click.echo(f"    created:    {config['created']}")
+            _echo(f"    created:    {config['created']}")
         for key, label in (("Entrypoint", "entrypoint"), ("Cmd", "cmd")):
             if container.get(key):
-                click.echo(f"    {label + ':':<11} {json.dumps(container[key], ensure_ascii=False)}")
+                _echo(f"    {label + ':':<11} {json.dumps(container[key], ensure_ascii=False)}")
         for key, label in (("User", "user"), ("WorkingDir", "workdir")):
             if container.get(key):
-                click.echo(f"    {label + ':':<11} {container[key]}")
-        layers = image["manifest"].get("layers", [])
-        click.echo(f"    layers:     {len(layers)}")
+                _echo(f"    {label + ':':<11} {container[key]}")
+        layers = image.manifest.get("layers", [])
+        _echo(f"    layers:     {len(layers)}")
         for layer in layers:
-            click.echo(f"      {layer['digest']}  {human(layer['size']):>9}  {layer.get('mediaType', '')}")
+            _echo(f"      {layer['digest']}  {human(layer['size']):>9}  {layer.get('mediaType', '')}")
 
 
 # -- completion ----------------------------------------------------------------------------------
@@ -493,9 +353,8 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
     \b
       echo "$TOKEN" | zeroimage login -u ci-bot --password-stdin ghcr.io
     """
+    from zeroimage import api
     from zeroimage.reference import parse_registry
-    from zeroimage.transports.registry import client_for
-    from zeroimage.transports.registry.credentials import Credential, CredentialStore
 
     name = parse_registry(registry)
     interactive = sys.stdin.isatty()
@@ -510,16 +369,7 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
         password = click.prompt("Password", hide_input=True, err=True)
     else:
         raise UsageError("no password: pipe it in with --password-stdin")
-    if not password:
-        raise UsageError("the password is empty")
-    credential = Credential(username=user, password=password)
-    client = client_for(name, insecure)
-    try:
-        client.set_credential(credential)
-        client.login_check()
-    finally:
-        client.close()
-    where = CredentialStore().store(name, credential)
+    where = api.login(name, username=user, password=password, insecure_registry=insecure)
     say(f"credentials for {name} stored in {where}")
     click.echo("Login Succeeded")
 
@@ -530,12 +380,12 @@ def login(registry: str, username: str | None, password_stdin: bool, insecure: t
 @_handled
 def logout(registry: str, verbose: bool) -> None:
     """Remove the stored credentials for REGISTRY (default docker.io)."""
+    from zeroimage import api
     from zeroimage.reference import parse_registry
-    from zeroimage.transports.registry.credentials import CredentialStore
 
     name = parse_registry(registry)
-    if CredentialStore().erase(name):
-        click.echo(f"Removed login credentials for {name}")
+    if api.logout(name):
+        _echo(f"Removed login credentials for {name}")
     else:
         say(f"not logged in to {name}")
 
@@ -554,22 +404,12 @@ def check_auth(reference: str | None, push: str | None, insecure: tuple[str, ...
     \b
       zeroimage check-auth ghcr.io/me/app
     """
-    from zeroimage.transports import parse_location
-    from zeroimage.transports.registry import RegistrySink
+    from zeroimage import api
 
     if (reference is None) == (push is None):
         raise UsageError("give the repository to check once: zeroimage check-auth REF")
-    push = reference or push
-    assert push is not None
-    location = parse_location(push, "docker")
-    if location.reference is None or not location.is_registry:
-        raise UsageError(f"--push takes a registry reference, not {push!r}")
-    sink = RegistrySink([location.reference], insecure)
-    try:
-        sink.check_push_access()
-    finally:
-        sink.discard()
-    click.echo(f"push access to {location.reference.name} OK")
+    checked = api.check_auth(reference or push or "", insecure_registry=insecure)
+    _echo(f"push access to {checked.name} OK")
 
 
 if __name__ == "__main__":

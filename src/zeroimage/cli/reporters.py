@@ -1,5 +1,6 @@
 """How the CLI shows a build's warnings, steps and progress on stderr: bars on a terminal, one
-plain line per finished step otherwise (logs, CI), nothing but warnings with ``-q``."""
+plain line per finished step otherwise (logs, CI), nothing but warnings with ``-q``. Every line
+is :func:`~zeroimage.cli.text.printable`: what came from outside is shown, never obeyed."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 
 import click
 
+from zeroimage.cli.text import printable
+
 
 def say(message: str) -> None:
     """One line on stderr, as every message of zeroimage's begins."""
-    click.echo(f"zeroimage: {message}", err=True)
+    click.echo(f"zeroimage: {printable(message)}", err=True)
 
 
 def human(size: float) -> str:
@@ -49,7 +52,7 @@ class CliReporter:
     def _print(self, line: str) -> None:
         with self._lock:
             if self._progress is not None:
-                self._progress.console.print(f"zeroimage: {line}", markup=False, highlight=False)
+                self._progress.console.print(f"zeroimage: {printable(line)}", markup=False, highlight=False)
             else:
                 say(line)
 
@@ -68,7 +71,7 @@ class CliReporter:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
@@ -101,7 +104,7 @@ class _PlainTask:
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
         seconds = max(time.monotonic() - self.started, 1e-6)
-        if kind is None and self.show and (self.done >= 1_000_000 or seconds >= 0.5):
+        if kind is None and self.show:
             rate = human(self.done / seconds)
             self.reporter._print(f"{self.description}: {human(self.done)} in {seconds:.2f} s ({rate}/s)")
 
@@ -116,7 +119,7 @@ class _RichTask:
     def __enter__(self) -> _RichTask:
         progress = self.reporter._progress
         if progress is not None:
-            self.id = progress.add_task(self.description, total=self.total)
+            self.id = progress.add_task(printable(self.description), total=self.total)
         return self
 
     def advance(self, amount: int) -> None:

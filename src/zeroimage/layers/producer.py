@@ -39,9 +39,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import InputError, OutputError, ZeroimageError
@@ -50,6 +50,8 @@ from zeroimage.image import Blob, LayerTap
 from zeroimage.layers.compress import BuiltLayer, LayerOptions, diff_id_of, stream_layer
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.feed import GrowingFile, MemoryPipe
+from zeroimage.layers.reuse import RemoteLayers, acceptable
+from zeroimage.layers.tar import tar_size
 from zeroimage.oci import Descriptor, Platform
 from zeroimage.progress import Reporter
 from zeroimage.store import BlobStore
@@ -70,24 +72,6 @@ class MadeLayer:
     origin: Origin
     remote: Blob | None = None
     reused_from: str = ""
-
-
-@dataclass(frozen=True)
-class RemoteLayer:
-    """A layer a registry holds, listed by an image there (``reference``)."""
-
-    blob: Blob  # as the registry has it: its descriptor, and how to mount or read it
-    reference: str
-
-
-class RemoteLayers(Protocol):
-    """The layers that images the build pushes to (and its --cache-from images) already hold."""
-
-    def layers(self, platform: Platform, media_type: str, cancel: Cancellation) -> Mapping[str, RemoteLayer]:
-        """By diff_id, those of ``media_type``'s compression in the images for ``platform``;
-        waits for the registries' answers (asked for once), unless ``cancel`` is set
-        (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
-        ...
 
 
 class LayerProducer:
@@ -189,9 +173,14 @@ class LayerProducer:
                     self.store.touch(found.descriptor.digest)
                 return self._cached(found, entries, told)
         layer = remote.get(diff_id)
-        if layer is not None:
-            desc = layer.blob.descriptor
-            return MadeLayer(BuiltLayer(desc, diff_id), entries, "registry", layer.blob, layer.reference)
+        desc = (
+            acceptable(layer.blob.descriptor, self.options.media_type, tar_size(entries, self.options.mtime))
+            if layer
+            else None
+        )
+        if layer is not None and desc is not None:
+            blob = replace(layer.blob, descriptor=desc)
+            return MadeLayer(BuiltLayer(desc, diff_id), entries, "registry", blob, layer.reference)
         return diff_id
 
     def blob(self, layer: MadeLayer) -> Blob:

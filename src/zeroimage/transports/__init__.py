@@ -15,6 +15,7 @@ from zeroimage.image import DocumentBudget, Sink, Source
 from zeroimage.reference import Reference
 from zeroimage.store import BlobStore
 from zeroimage.transports.locations import Location, parse_location, parse_output, parse_source
+from zeroimage.transports.registry.pool import ClientPool
 
 __all__ = [
     "Location",
@@ -44,6 +45,12 @@ class TransportOptions:
     #: Where a registry base's documents and layers are kept for the builds to come.
     store: BlobStore | None = None
     pull: PullPolicy = "missing"
+    #: The build's registry clients, one per registry, shared by its sources and sinks.
+    clients: ClientPool = field(default_factory=ClientPool)
+
+    def close(self) -> None:
+        """Close what the build's transports share (its registry clients)."""
+        self.clients.close()
 
 
 def open_source(location: Location, options: TransportOptions) -> Source:
@@ -67,6 +74,7 @@ def open_source(location: Location, options: TransportOptions) -> Source:
         return RegistrySource(
             location.reference,
             options.insecure_registries,
+            options.clients.get(location.reference.registry, options.insecure_registries),
             budget=options.budget,
             store=options.store,
             pull=options.pull,
@@ -93,7 +101,11 @@ def open_sinks(locations: Sequence[Location], options: TransportOptions) -> list
         if isinstance(item, str):
             from zeroimage.transports.registry import RegistrySink
 
-            sinks.append(RegistrySink(by_registry[item], options.insecure_registries))
+            sinks.append(
+                RegistrySink(
+                    by_registry[item], options.insecure_registries, clients=options.clients, budget=options.budget
+                )
+            )
         else:
             sinks.append(_open_sink(item, options))
     return sinks

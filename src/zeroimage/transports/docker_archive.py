@@ -18,7 +18,7 @@ from typing import Any
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable, VerifyingReader
-from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.oci import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.descriptor import parse_json
@@ -42,7 +42,7 @@ def familiar_name(reference: Reference) -> str:
 
 class DockerArchiveSource:
     def __init__(self, path: Path, reference: Reference | None, budget: DocumentBudget | None = None) -> None:
-        self.description = f"docker-archive:{path}"
+        self.description = self.name = f"docker-archive:{path}"
         self.files = TarFiles(path)
         self.budget = budget or DocumentBudget()
         self._documents: dict[str, bytes] = {}
@@ -200,6 +200,9 @@ class DockerArchiveSink:
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return self._staged.layer_tap()
 
+    def layer_sources(self) -> list[Source]:
+        return []
+
     def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
@@ -208,4 +211,4 @@ class DockerArchiveSink:
         with self._staged.output(graph) as (tar, written):
             _write_rest(graph, tar, written, self.reference, reporter, self.description)
         where = self.description + (f":{familiar_name(self.reference)}" if self.reference else "")
-        return [WriteResult(where, manifest.config.digest)]  # the image ID, as Docker shows it
+        return [WriteResult(where, manifest.config.digest, image_id=True)]  # as Docker shows it

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from zeroimage.errors import NetworkError, RegistryError, UsageError
-from zeroimage.image import ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.docker_archive import familiar_name, single_image, write_docker_archive
@@ -62,6 +62,9 @@ class DockerDaemonSink:
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return None
 
+    def layer_sources(self) -> list[Source]:
+        return []
+
     def discard(self) -> None:
         pass  # its temporary archive is removed by write() itself
 
@@ -101,7 +104,7 @@ class DockerDaemonSink:
                 continue
             if isinstance(message, dict) and message.get("error"):
                 raise RegistryError(f"Docker daemon at {where} refused the image: {str(message['error'])[:200]}")
-        return [WriteResult(self.description, manifest.config.digest)]  # the image ID, as Docker shows it
+        return [WriteResult(self.description, manifest.config.digest, image_id=True)]  # as Docker shows it
 
 
 def _chunks(body: object) -> Iterator[bytes]:

@@ -26,7 +26,7 @@ from zeroimage.files import (
     copy_stream,
     describe_os_error,
 )
-from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.oci import (
     MAX_CONFIG_SIZE,
     MAX_DOCUMENT_SIZE,
@@ -54,7 +54,7 @@ class LayoutSource:
     def __init__(self, files: Files, tag: str | None, description: str, budget: DocumentBudget | None = None) -> None:
         self.files = files
         self.tag = tag
-        self.description = description
+        self.description = self.name = description
         self.budget = budget or DocumentBudget()
         self._synthetic: dict[str, bytes] = {}
 
@@ -184,6 +184,9 @@ class OciArchiveSink:
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return self._staged.layer_tap()
 
+    def layer_sources(self) -> list[Source]:
+        return []
+
     def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
@@ -234,6 +237,9 @@ class OciDirSink:
 
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         return None
+
+    def layer_sources(self) -> list[Source]:
+        return []
 
     def discard(self) -> None:
         pass  # a failed write removes what it began itself

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from zeroimage import cancel
 from zeroimage.errors import DigestError, RegistryError
 from zeroimage.files import CHUNK, Readable
-from zeroimage.image import Blob, ImageFormat, ImageGraph, LayerTap, WriteResult
+from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.layers.feed import LayerAbandoned
 from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
-from zeroimage.transports.registry.source import MANIFEST_ACCEPT
+from zeroimage.transports.registry.source import MANIFEST_ACCEPT, RegistrySource
 from zeroimage.transports.registry.upload import OpenSessions, UploadSession, push_scopes, upload_blob
+
+if TYPE_CHECKING:
+    from zeroimage.transports.registry.pool import ClientPool
 
 #: Blobs uploaded at once to one repository.
 UPLOAD_CONCURRENCY = 4
@@ -59,6 +62,9 @@ class RegistrySink:
         references: Sequence[Reference],
         insecure_registries: tuple[str, ...] = (),
         client: RegistryClient | None = None,
+        *,
+        clients: ClientPool | None = None,
+        budget: DocumentBudget | None = None,
     ) -> None:
         if not references:
             raise ValueError("a RegistrySink needs a reference")
@@ -72,8 +78,10 @@ class RegistrySink:
         #: The repositories, in order; new layers are streamed to the first.
         self.repositories = tuple(dict.fromkeys(r.repository for r in self.references))
         self._client = client
-        self._owns_client = client is None
+        self._clients = clients
+        self._owns_client = client is None and clients is None
         self._insecure_registries = insecure_registries
+        self._budget = budget or DocumentBudget()
         self._lock = threading.Lock()
         self._streamed: dict[str, _StreamedUpload] = {}  # layers uploaded while compressed, by digest
         self._sessions = OpenSessions()
@@ -84,8 +92,21 @@ class RegistrySink:
         the compressor, so setting up HTTP and TLS overlaps compression."""
         with self._lock:
             if self._client is None:
-                self._client = client_for(self.registry, self._insecure_registries)
+                if self._clients is not None:
+                    self._client = self._clients.get(self.registry, self._insecure_registries)
+                else:
+                    self._client = client_for(self.registry, self._insecure_registries)
             return self._client
+
+    def layer_sources(self) -> list[Source]:
+        """The images under the tags this sink pushes to: what a new layer may be found in,
+        read with the build's client of this registry (the sink's own, warm for the upload), made
+        when they are first asked for — in the thread that asks."""
+        return [
+            RegistrySource(ref, self._insecure_registries, clients=self._clients, budget=self._budget, pull="always")
+            for ref in self.references
+            if not ref.digest
+        ]
 
     # -- new layers while they are made ---------------------------------------------------------------
 

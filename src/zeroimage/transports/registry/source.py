@@ -23,6 +23,7 @@ from zeroimage.reference import Reference
 
 if TYPE_CHECKING:
     from zeroimage.store import BlobStore
+    from zeroimage.transports.registry.pool import ClientPool
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import (
@@ -147,14 +148,17 @@ class RegistrySource:
         insecure_registries: tuple[str, ...] = (),
         client: RegistryClient | None = None,
         *,
+        clients: ClientPool | None = None,
         budget: DocumentBudget | None = None,
         store: BlobStore | None = None,
         pull: Literal["always", "missing", "never"] = "always",
     ) -> None:
         self.reference = reference
         self.description = f"docker://{reference}"
-        self._owns_client = client is None
+        self.name = str(reference)
+        self._owns_client = client is None and clients is None
         self._client = client
+        self._clients = clients
         self._insecure_registries = insecure_registries
         self.origin = MountSource(reference.registry, reference.repository)
         self.budget = budget or DocumentBudget()
@@ -165,9 +169,14 @@ class RegistrySource:
 
     @property
     def client(self) -> RegistryClient:
-        """Made on first use: a build that finds all it needs in the store makes none."""
+        """Made on first use (or taken from the build's pool): a build that finds all it needs in
+        the store makes none."""
         if self._client is None:
-            self._client = client_for(self.reference.registry, self._insecure_registries)
+            registry = self.reference.registry
+            if self._clients is not None:
+                self._client = self._clients.get(registry, self._insecure_registries)
+            else:
+                self._client = client_for(registry, self._insecure_registries)
         return self._client
 
     def _scopes(self) -> tuple[str, ...]:
