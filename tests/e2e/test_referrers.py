@@ -402,16 +402,24 @@ def test_a_huge_referrers_reply_is_refused_in_bounded_memory(registry: Registry,
     assert peak < MAX_REFERRERS_BYTES < size  # read up to the bound (or not at all), never the whole
 
 
-def test_credentials_reach_the_registry_through_the_api_and_an_unauthorized_list_is_no_fallback(
-    tmp_path: Path,
+@pytest.mark.parametrize("auth", ["htpasswd", "token"])
+def test_credentials_reach_the_registry_through_the_api_and_refused_access_is_no_fallback(
+    tmp_path: Path, auth: str
 ) -> None:
-    with start_registry(tmp_path / "registry", auth="htpasswd") as registry:
+    with start_registry(tmp_path / "registry", auth=auth) as registry:  # type: ignore[arg-type]
         subject = push_subject(registry)
         with ReferrersRegistry(registry) as double:
             client = client_of(double.host, Credential(registry.username, registry.password))
             artifact = sbom(subject)
             assert push_artifact(client, "app", artifact) == "api"
             assert list_referrers(client, "app", subject.digest) == [artifact.descriptor]
-            with pytest.raises(AuthError):
-                list_referrers(client_of(double.host), "app", subject.digest)
+            anonymous = client_of(double.host)
+            if auth == "htpasswd":
+                with pytest.raises(AuthError):
+                    list_referrers(anonymous, "app", subject.digest)
+            else:  # the token server grants anonymous pulls, and nothing more
+                assert list_referrers(anonymous, "app", subject.digest) == [artifact.descriptor]
+                with pytest.raises(AuthError):
+                    push_artifact(anonymous, "app", signature(subject))
             assert not double.requested("GET", r"/manifests/sha256-")
+            assert not double.requested("PUT", r"/manifests/sha256-")

@@ -38,7 +38,8 @@ On purpose, to test clients (attributes, changeable at any time):
     the given bytes under that tag, as a second pusher racing the first would: the client's write
     is lost, and only a re-read shows it.
 
-``requests`` records ``(method, path, status)`` of every request answered.
+``requests`` records ``(method, path, status)`` of every request answered; ``errors`` the double's
+own failures (leaving its ``with`` block raises when there are any).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ import http.client
 import json
 import re
 import socketserver
+import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -120,7 +123,10 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client hanging up mid-reply (as one refusing a huge body does) is its right
+        # A client hanging up mid-reply (as one refusing a huge body does) is its right; anything
+        # else is a fault of the double, reported when it stops.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            self.double._note_error(traceback.format_exc())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -404,6 +410,8 @@ class ReferrersRegistry:
         self.huge_declared = huge_declared
         self.huge_sent = 0
         self.requests: list[tuple[str, str, int]] = []
+        #: The double's own failures (tracebacks): leaving the ``with`` block fails on any.
+        self.errors: list[str] = []
         self._entries: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._clobber: bytes | None = None
         self._lock = threading.Lock()
@@ -468,11 +476,17 @@ class ReferrersRegistry:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+        if exc is None and self.errors:
+            raise AssertionError("the referrers double failed:\n" + "\n".join(self.errors))
 
     # -- the handler's side -------------------------------------------------------------------------
 
     def _connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.upstream.port, timeout=60)
+
+    def _note_error(self, text: str) -> None:
+        with self._lock:
+            self.errors.append(text)
 
     def _record(self, method: str, path: str, status: int) -> None:
         with self._lock:
