@@ -118,6 +118,13 @@ def test_a_bad_later_page_is_an_error_not_a_fallback(second: httpx.Response) -> 
     assert not [r for r in reg.requests if r.url.path.endswith(TAG)]
 
 
+def test_a_digest_that_is_no_digest_is_refused_before_any_request() -> None:
+    reg = Registry()
+    with pytest.raises(DigestError, match="invalid digest"):
+        list_referrers(client(HOST, handler=reg), "app", "sha256:../../v2/other/manifests/latest")
+    assert reg.requests == []
+
+
 # -- what the answer says -------------------------------------------------------------------------
 
 

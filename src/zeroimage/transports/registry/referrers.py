@@ -48,7 +48,7 @@ from zeroimage.oci.artifact import (
     fallback_tag,
     referrers_index,
 )
-from zeroimage.oci.digest import verify_bytes
+from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes, read_at_most
@@ -113,6 +113,7 @@ def list_referrers(
     """The referrers of ``digest`` in ``repository`` (of ``artifact_type`` only, when given): by the
     Referrers API where the registry has it, else by the referrers tag schema (no index there:
     none). See the module docstring for what counts as "no API"."""
+    validate_digest(digest)
     listed = _list_by_api(client, repository, digest, artifact_type)
     if listed is None:
         index, _ = _read_tag_index(client, repository, digest)
@@ -134,8 +135,9 @@ def _list_by_api(
     budget = MAX_REFERRERS_BYTES
     for page in range(MAX_REFERRER_PAGES):
         first = page == 0
-        seen.add(target)
         response = client.open("GET", target, scopes=_pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
+        url = str(response.url)
+        seen.add(url)
         if response.status_code != 200:
             reply = client.reply_of(response)
             if first and reply.status in NO_API_STATUS:
@@ -144,7 +146,6 @@ def _list_by_api(
             raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
         declares_index = _content_type(response) == mt.OCI_INDEX
         links = response.headers.get_list("link")
-        url = str(response.url)
         data = _read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
         if data is None:
             if first and not declares_index:
