@@ -1,0 +1,416 @@
+"""An image's referrers in a registry (OCI distribution spec 1.1): list them, push one, read one back.
+
+Listing (:func:`list_referrers`) asks the Referrers API, ``GET /v2/<name>/referrers/<digest>``
+(with ``?artifactType=`` when filtering, following ``Link: <…>; rel="next"`` pages within a
+bound). A registry without the API — a 404 of any kind (distribution 2.8 answers a plain-text
+``404 page not found``), a 400, 405, 406 or 501, or a "false 200" whose body is not an OCI image
+index — is read through the referrers tag schema instead: the image index clients keep under the
+tag :func:`~zeroimage.oci.artifact.fallback_tag` names. Entries are validated as descriptors and
+filtered by ``artifactType`` here whatever ``OCI-Filters-Applied`` says (a registry's filter is
+taken as a saving, never trusted).
+
+Pushing (:func:`push_artifact`) puts every blob the artifact names into the repository first (the
+empty config included: registries check them; those present are skipped), then the manifest by
+digest — never under a tag. A registry that answers ``OCI-Subject: <subject>`` has recorded the
+referrer; otherwise the tag-schema index is read (absent: a new one), merged (every entry others
+put there stays, in order), written back, and read again. The spec has no conditional PUT, so two
+pushers merging at once can lose an entry: when the re-read lacks ours, the merge is done again, a
+bounded number of times. A race remains: a pusher that read the index before our write and writes
+after our re-read drops our entry, and nothing we can see tells. Pushing again restores it (the
+push is idempotent); a registry with the Referrers API has no such race.
+
+Reading back (:func:`fetch_artifact`) fetches an artifact manifest and its blobs by digest,
+bounded, each verified against its digest, and checks the subject it names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from zeroimage.errors import DigestError, InputError, NetworkError, RegistryError
+from zeroimage.oci import (
+    MAX_CONFIG_SIZE,
+    MAX_DOCUMENT_SIZE,
+    Descriptor,
+    Index,
+    Manifest,
+    parse_document,
+    sha256_digest,
+)
+from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.artifact import (
+    EMPTY_DIGEST,
+    EMPTY_JSON,
+    MAX_ARTIFACT_CONTENT,
+    Artifact,
+    fallback_tag,
+    referrers_index,
+)
+from zeroimage.oci.digest import validate_digest, verify_bytes
+from zeroimage.progress import NullReporter
+from zeroimage.transports.http import httpx
+from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes, read_at_most
+from zeroimage.transports.registry.upload import push_scopes, upload_blob
+
+#: Pages of a Referrers API answer followed, and the bytes read over all of them.
+MAX_REFERRER_PAGES = 32
+MAX_REFERRERS_BYTES = 4 * MAX_DOCUMENT_SIZE
+#: Times the tag-schema index is merged again when a re-read lacks our entry (another pusher's
+#: write crossed ours).
+MERGE_ATTEMPTS = 4
+#: Times a manifest is put again when the registry calls a blob it names unknown (as the sink does:
+#: a concurrent commit of the same blob can hide it for a moment).
+MANIFEST_BLOB_RETRIES = 4
+#: Entries of a tag-schema index checked when the registry refuses it for naming a manifest that is
+#: gone (one deleted without updating the index): those missing are dropped.
+MAX_PRUNE_CHECKS = 256
+#: The answers to a Referrers API request that mean "no such API here".
+NO_API_STATUS = frozenset({400, 404, 405, 406, 501})
+#: What a registry answers to a manifest it does not take (an artifact to a registry of before OCI 1.1).
+REFUSED_STATUS = frozenset({400, 415, 422})
+
+_INDEX_ACCEPT = mt.OCI_INDEX
+_MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
+_BLOB_MISSING_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+_REL_NEXT = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;"]+))""", re.IGNORECASE)
+
+#: How a pushed referrer was recorded: by the registry (``api``), or in the tag-schema index (``tag``).
+Recorded = Literal["api", "tag"]
+
+
+def _pull_scopes(repository: str) -> tuple[str, ...]:
+    return (f"repository:{repository}:pull",)
+
+
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
+def _read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes | None:
+    """The body of ``response``, or None when it is larger than ``limit`` (then left unread beyond
+    the bound); the response is closed."""
+    declared = response.headers.get("content-length", "")
+    try:
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        data, whole = read_at_most(response, limit)
+    except httpx.TransportError as exc:
+        raise NetworkError(f"reading {what} from {client.registry} failed: {str(exc)[:160]}") from None
+    finally:
+        response.close()
+    return data if whole else None
+
+
+# -- listing ----------------------------------------------------------------------------------------
+
+
+def list_referrers(
+    client: RegistryClient, repository: str, digest: str, artifact_type: str | None = None
+) -> list[Descriptor]:
+    """The referrers of ``digest`` in ``repository`` (of ``artifact_type`` only, when given): by the
+    Referrers API where the registry has it, else by the referrers tag schema (no index there:
+    none). See the module docstring for what counts as "no API"."""
+    validate_digest(digest)
+    listed = _list_by_api(client, repository, digest, artifact_type)
+    if listed is None:
+        index, _ = _read_tag_index(client, repository, digest)
+        listed = list(index.manifests) if isinstance(index, Index) else []
+    if artifact_type:
+        listed = [entry for entry in listed if entry.artifact_type == artifact_type]
+    return listed
+
+
+def _list_by_api(
+    client: RegistryClient, repository: str, digest: str, artifact_type: str | None
+) -> list[Descriptor] | None:
+    """Every entry the Referrers API lists over its pages; None when the registry has no such API."""
+    endpoint = f"/v2/{repository}/referrers/{digest}"
+    target = endpoint + (f"?{urlencode({'artifactType': artifact_type})}" if artifact_type else "")
+    what = f"the referrers of {digest} in {client.registry}/{repository}"
+    entries: list[Descriptor] = []
+    seen: set[str] = set()
+    budget = MAX_REFERRERS_BYTES
+    for page in range(MAX_REFERRER_PAGES):
+        first = page == 0
+        response = client.open("GET", target, scopes=_pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
+        url = str(response.url)
+        seen.add(url)
+        if response.status_code != 200:
+            reply = client.reply_of(response)
+            if first and reply.status in NO_API_STATUS:
+                return None
+            client.raise_for_status(reply, what, repository)
+            raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+        declares_index = _content_type(response) == mt.OCI_INDEX
+        links = response.headers.get_list("link")
+        data = _read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
+        if data is None:
+            if first and not declares_index:
+                return None  # a large page of something else: a "false 200"
+            raise RegistryError(
+                f"{what} is longer than zeroimage reads ({MAX_DOCUMENT_SIZE} bytes a page, "
+                f"{MAX_REFERRERS_BYTES} in all); refusing it"
+            )
+        budget -= len(data)
+        try:
+            index = parse_document(data, what, mt.OCI_INDEX)
+        except InputError:
+            index = None
+        if not isinstance(index, Index) or index.media_type != mt.OCI_INDEX:
+            if first:
+                return None  # a "false 200": the registry answers, but not with a referrers list
+            raise RegistryError(f"{client.registry}: a page of {what} is not an OCI image index")
+        entries.extend(index.manifests)
+        following = _next_link(links)
+        if following is None:
+            return entries
+        target = urljoin(url, following)
+        if urlsplit(target).path != endpoint:
+            raise RegistryError(f"{client.registry}: {what} points its next page elsewhere ({target[:120]!r})")
+        if target in seen:
+            raise RegistryError(f"{client.registry}: {what} pages round in a loop")
+    raise RegistryError(f"{what} has more than {MAX_REFERRER_PAGES} pages; refusing it")
+
+
+def _next_link(values: list[str]) -> str | None:
+    """The target of the ``rel="next"`` link among ``Link`` header values (RFC 8288), if any."""
+    for value in values:
+        for match in _LINK.finditer(value):
+            for rel in _REL_NEXT.finditer(match.group(2)):
+                if "next" in (rel.group(1) or rel.group(2) or "").lower().split():
+                    return match.group(1).strip()
+    return None
+
+
+# -- the tag schema ---------------------------------------------------------------------------------
+
+
+def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tuple[Index | str | None, str]:
+    """What the referrers tag of ``digest`` holds: its index (verified), None when the tag is
+    absent, or a text naming what else it holds; and the tag."""
+    tag = fallback_tag(digest)
+    what = f"{client.registry}/{repository}:{tag}"
+    response = client.open(
+        "GET",
+        f"/v2/{repository}/manifests/{tag}",
+        scopes=_pull_scopes(repository),
+        headers={"Accept": _MANIFEST_ACCEPT},
+    )
+    if response.status_code == 404:
+        client.reply_of(response)
+        return None, tag
+    if response.status_code != 200:
+        reply = client.reply_of(response)
+        client.raise_for_status(reply, f"referrers tag {tag}", repository)
+        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+    header = response.headers.get("docker-content-digest", "")
+    data = _read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
+    if data is None:
+        return f"a document larger than {MAX_DOCUMENT_SIZE} bytes", tag
+    if header.startswith("sha256:"):
+        verify_bytes(data, header, what)
+    try:
+        document = parse_document(data, what)
+    except InputError as exc:
+        return f"no valid manifest or index ({exc})", tag
+    if not isinstance(document, Index) or document.media_type != mt.OCI_INDEX:
+        return f"a {document.media_type or 'manifest'}, not an OCI image index", tag
+    return document, tag
+
+
+def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifact: Artifact) -> None:
+    """Merge ``artifact`` into the referrers tag of ``digest``, and check it stayed there."""
+    ours = artifact.descriptor
+    for attempt in range(1, MERGE_ATTEMPTS + 1):
+        existing, tag = _read_tag_index(client, repository, digest)
+        if isinstance(existing, str):
+            raise RegistryError(
+                f"{client.registry}/{repository}:{tag} holds {existing}; it is the referrers tag of "
+                f"{digest}, and zeroimage will not overwrite it"
+            )
+        listed = {entry.digest: entry for entry in (existing.manifests if existing is not None else ())}
+        if listed.get(ours.digest) != ours:
+            merged = referrers_index(existing, [ours])
+            _put_index(client, repository, tag, merged, ours.digest)
+            after, _ = _read_tag_index(client, repository, digest)
+            if not (isinstance(after, Index) and any(entry.digest == ours.digest for entry in after.manifests)):
+                client.pause(attempt)  # another pusher's write crossed ours: merge again
+                continue
+        return
+    raise RegistryError(
+        f"{client.registry}/{repository}: the referrers tag of {digest} kept changing while "
+        f"{ours.digest} was added to it ({MERGE_ATTEMPTS} tries); push again"
+    )
+
+
+def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: str) -> None:
+    """Put ``index`` under ``tag``. A registry that refuses it for naming a manifest that is gone
+    (distribution checks every entry exists) gets it again without the entries it lacks, once."""
+    reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    if reply.status not in (200, 201, 202) and _BLOB_MISSING_CODES & error_codes(reply):
+        present = _present_entries(client, repository, index, ours)
+        if present is not None:
+            index = Index(present, index.media_type, index.annotations, index.subject, index.artifact_type, index.extra)
+            reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    _check_put(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
+
+
+def _present_entries(client: RegistryClient, repository: str, index: Index, ours: str) -> tuple[Descriptor, ...] | None:
+    """The entries of ``index`` whose manifests the repository has (ours always); None when none
+    is missing, or there are too many to check."""
+    others = [entry for entry in index.manifests if entry.digest != ours]
+    if len(others) > MAX_PRUNE_CHECKS:
+        return None
+    missing: set[str] = set()
+    for entry in others:
+        reply = client.request(
+            "HEAD",
+            f"/v2/{repository}/manifests/{entry.digest}",
+            scopes=_pull_scopes(repository),
+            headers={"Accept": _MANIFEST_ACCEPT},
+        )
+        if reply.status == 404:
+            missing.add(entry.digest)
+    if not missing:
+        return None
+    return tuple(entry for entry in index.manifests if entry.digest not in missing)
+
+
+# -- pushing ----------------------------------------------------------------------------------------
+
+
+def push_artifact(client: RegistryClient, repository: str, artifact: Artifact) -> Recorded:
+    """Push ``artifact`` to ``repository`` as a referrer of its subject (see the module docstring):
+    ``api`` when the registry recorded it (``OCI-Subject``), ``tag`` when the tag-schema index
+    now lists it. A registry that does not take OCI artifacts is a RegistryError saying so; no tag
+    is written then."""
+    for desc in artifact.blob_descriptors:
+        if not _blob_exists(client, repository, desc):
+            upload_blob(client, repository, desc, artifact.blobs[desc.digest], NullReporter())
+    ours = artifact.descriptor
+    reply = _put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
+    if reply.status in REFUSED_STATUS and not (_BLOB_MISSING_CODES & error_codes(reply)):
+        codes = ", ".join(sorted(error_codes(reply)))[:80] or "no error code"
+        raise RegistryError(
+            f"{client.registry} does not take OCI artifacts: it refused the {artifact.artifact_type} "
+            f"manifest for {repository} (HTTP {reply.status}, {codes}); push to a registry that "
+            "supports OCI 1.1 artifacts, or push without attachments"
+        )
+    _check_put(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
+    if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest:
+        return "api"
+    _push_tag_index(client, repository, artifact.subject.digest, artifact)
+    return "tag"
+
+
+def _blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:
+    reply = client.request(
+        "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
+    )
+    if reply.status == 200:
+        length = reply.headers.get("content-length", "")
+        return not (length.isdigit() and int(length) != desc.size)
+    if reply.status == 404:
+        return False
+    client.raise_for_status(reply, f"blob {desc.digest}", repository)
+    return False
+
+
+def _put_manifest(
+    client: RegistryClient, repository: str, identifier: str, media_type: str, data: bytes, wait_for_blobs: bool = True
+) -> Reply:
+    """Put a manifest; with ``wait_for_blobs``, ask again a few times while the registry calls a
+    blob it names unknown."""
+    for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
+        reply = client.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{identifier}",
+            scopes=push_scopes(repository),
+            headers={"Content-Type": media_type},
+            body=data,
+        )
+        if not wait_for_blobs or attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
+            return reply
+        client.pause(attempt)
+    raise AssertionError("unreachable")
+
+
+def _check_put(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
+    if reply.status not in (200, 201, 202):
+        client.raise_for_status(reply, f"pushing {what}", repository)
+        raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} pushing {what}")
+    confirmed = reply.headers.get("docker-content-digest", "")
+    if confirmed and confirmed != sha256_digest(data):
+        raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {sha256_digest(data)}")
+
+
+# -- reading back -----------------------------------------------------------------------------------
+
+
+def fetch_artifact(
+    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
+) -> Artifact:
+    """The artifact ``descriptor`` names (an entry of :func:`list_referrers`), its manifest and
+    every blob it names fetched by digest, each bounded and verified. With ``subject``, the
+    artifact must name that digest as its subject (an entry in a tag-schema index is anyone's
+    word). The entry's own ``artifactType`` is not trusted: the value's is read from the manifest."""
+    what = f"artifact {descriptor.digest} in {client.registry}/{repository}"
+    if descriptor.media_type != mt.OCI_MANIFEST:
+        raise InputError(f"{what} is a {descriptor.media_type or 'document'}, not an OCI artifact manifest")
+    if descriptor.size > MAX_DOCUMENT_SIZE:
+        raise RegistryError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes; refusing it")
+    response = client.open(
+        "GET",
+        f"/v2/{repository}/manifests/{descriptor.digest}",
+        scopes=_pull_scopes(repository),
+        headers={"Accept": mt.OCI_MANIFEST},
+    )
+    if response.status_code != 200:
+        reply = client.reply_of(response)
+        client.raise_for_status(reply, what, repository)
+        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+    raw = _read_bounded(client, response, descriptor.size, what)
+    if raw is None or len(raw) != descriptor.size:
+        raise DigestError(f"{what} does not have the {descriptor.size} bytes its descriptor says")
+    verify_bytes(raw, descriptor.digest, what)
+    document = parse_document(raw, what, mt.OCI_MANIFEST)
+    if not isinstance(document, Manifest):
+        raise InputError(f"{what} is an image index, not an OCI artifact manifest")
+    if document.subject is None or (subject is not None and document.subject.digest != subject):
+        named = document.subject.digest if document.subject is not None else "nothing"
+        raise DigestError(f"{what} refers to {named}, not to {subject}")
+    blobs: dict[str, bytes] = {}
+    budget = MAX_ARTIFACT_CONTENT + MAX_CONFIG_SIZE
+    for desc in (document.config, *document.layers):
+        if desc.digest in blobs:
+            continue
+        if desc.size > budget:
+            raise RegistryError(f"{what} names {desc.digest} of {desc.size} bytes, more than zeroimage reads")
+        budget -= desc.size
+        blobs[desc.digest] = EMPTY_JSON if desc.digest == EMPTY_DIGEST else _fetch_blob(client, repository, desc)
+    return Artifact.from_parts(raw, blobs, what)
+
+
+def _fetch_blob(client: RegistryClient, repository: str, desc: Descriptor) -> bytes:
+    what = f"blob {desc.digest} of {client.registry}/{repository}"
+    response = client.open(
+        "GET", f"/v2/{repository}/blobs/{desc.digest}", scopes=_pull_scopes(repository), follow_redirects=True
+    )
+    if response.status_code != 200:
+        reply = client.reply_of(response)
+        client.raise_for_status(reply, what, repository)
+        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+    data = _read_bounded(client, response, desc.size, what)
+    if data is None or len(data) != desc.size:
+        raise DigestError(f"{what} does not have the {desc.size} bytes its descriptor says")
+    return verify_bytes(data, desc.digest, what)
+
+
+def fetch_artifact_content(
+    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
+) -> bytes:
+    """The document an artifact holds (its one layer), read and verified as :func:`fetch_artifact` does."""
+    return fetch_artifact(client, repository, descriptor, subject).content
