@@ -12,6 +12,8 @@ same inputs and key (ECDSA signatures are RFC 6979 where OpenSSL offers it).
   ``sha256-<hex>.sig`` image.
 - :mod:`~zeroimage.signing.intoto`: in-toto Statements and DSSE's encoding.
 - :mod:`~zeroimage.signing.provenance`: SLSA v1 provenance of a build, with the CI's identity.
+- :mod:`~zeroimage.signing.verification`: what ``zeroimage verify`` decides from what the
+  caller fetched (referrers, the ``.sig`` image): which signatures are the key's, what is attached.
 
 ``cryptography`` and PyNaCl load only when a key is loaded.
 """
@@ -59,6 +61,7 @@ from zeroimage.signing.provenance import (
     ci_identity,
     provenance_statement,
 )
+from zeroimage.signing.verification import Attachment, LegacyImage, Referrer, Verification, verify_attachments
 
 __all__ = [
     "ANNOTATION_CONTENT",
@@ -75,14 +78,18 @@ __all__ = [
     "SIMPLE_SIGNING_MEDIA_TYPE",
     "SLSA_PROVENANCE_PREDICATE_TYPE",
     "STATEMENT_TYPE",
+    "Attachment",
     "CIIdentity",
     "LegacyEntry",
+    "LegacyImage",
     "Material",
+    "Referrer",
     "SignatureImage",
     "SigningKey",
     "Statement",
     "VerifiedBundle",
     "VerifiedLegacy",
+    "Verification",
     "VerifyingKey",
     "bundle_annotations",
     "ci_identity",
@@ -97,6 +104,7 @@ __all__ = [
     "provenance_statement",
     "signature_tag",
     "simple_signing_payload",
+    "verify_attachments",
     "verify_bundle",
     "verify_legacy",
 ]
