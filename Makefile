@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-foreign-host unit e2e lint bench deps venv clean
+.PHONY: demo test test-foreign-host unit e2e lint bench deps venv clean sigstore-verifier
 
 # The project's virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -22,9 +22,20 @@ demo: venv
 deps:
 	sh scripts/install-test-deps.sh
 
+# The independent verifier of Sigstore bundles that the signing tests use: npm's @sigstore/verify,
+# pinned by tests/support/sigstore/package-lock.json, installed into its node_modules when missing
+# or older than the lock (npm itself, when missing, from Debian).
+SIGSTORE_VERIFIER := tests/support/sigstore
+$(SIGSTORE_VERIFIER)/node_modules/.installed: $(SIGSTORE_VERIFIER)/package-lock.json
+	command -v npm >/dev/null 2>&1 || sh scripts/install-test-deps.sh npm
+	cd $(SIGSTORE_VERIFIER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+sigstore-verifier: $(SIGSTORE_VERIFIER)/node_modules/.installed
+
 # Everything: lint, types, unit and end-to-end tests against real peers, then once more as on
 # another host.
-test: venv deps lint
+test: venv deps lint sigstore-verifier
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory test-foreign-host
 
@@ -33,11 +44,11 @@ test: venv deps lint
 # tests/support/foreign_host/sitecustomize.py; ZEROIMAGE_TEST_FOREIGN_HOST lets test_foreign_host
 # check that it was.
 FOREIGN_HOST_E2E := $(addprefix tests/e2e/test_,build.py formats.py registry.py customize.py api.py foreign_host.py)
-test-foreign-host: venv deps
+test-foreign-host: venv deps sigstore-verifier
 	ZEROIMAGE_TEST_FOREIGN_HOST=1 PYTHONPATH="$(CURDIR)/tests/support/foreign_host$${PYTHONPATH:+:$$PYTHONPATH}" \
 		$(BIN)/pytest -q tests/unit $(FOREIGN_HOST_E2E)
 
-unit: venv
+unit: venv sigstore-verifier
 	$(BIN)/pytest -q tests/unit
 
 e2e: venv deps

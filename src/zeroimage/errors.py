@@ -91,3 +91,8 @@ class Interrupted(ZeroimageError):
 
 class RunCheckError(ZeroimageError):
     """With --strict: the entrypoint could not start in the image (loader, library or interpreter missing)."""
+
+
+class SignatureError(ZeroimageError):
+    """A signature, a Sigstore bundle or an attestation that does not verify: made by another key,
+    speaking of another image, altered, or malformed. Exit 1, with the one line saying why."""
