@@ -13,6 +13,7 @@ memory bound, and leaves nothing in TMPDIR.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 from collections.abc import Iterator
@@ -296,6 +297,26 @@ def test_a_daemon_that_misbehaves_fails_the_build_in_one_line_within_bounds(
     assert result.peak_rss_kb is not None and result.peak_rss_kb < RSS_BOUND_KB, result.peak_rss_kb
     expected = ["GET /_ping"] if daemon.mode == "endless-ping" else ["GET /_ping", "POST /images/load?quiet=1"]
     assert daemon.requests == expected
+
+
+def test_a_daemon_that_stops_reading_the_archive_fails_within_the_low_speed_limit(
+    zeroimage: Zeroimage, tmp_path: Path, tmpdir_: Path
+) -> None:
+    """A daemon that takes the request's headers and then reads nothing: once the archive fills
+    the connection's buffers, the upload moves nothing, and the low-speed limit ends it."""
+    program = tmp_path / "big"
+    program.write_bytes(static_amd64_header() + os.urandom(24 << 20))  # far more than loopback buffers hold
+    program.chmod(0o755)
+    with HostileDaemon("never-reads") as double:
+        env = {**double.env, "TMPDIR": str(tmpdir_), "ZEROIMAGE_LOW_SPEED_LIMIT": "1024/2"}
+        result = zeroimage("build", "-q", "-o", "docker-daemon:app:v1", str(program), check=False, env=env, timeout=90)
+    one_line_failure(
+        result,
+        f"Docker daemon at {double.host}: the transfer stalled (under 1024 bytes/s for 2 s; "
+        "ZEROIMAGE_LOW_SPEED_LIMIT=BYTES/SECONDS changes the limit)",
+        tmpdir_,
+    )
+    assert double.received == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

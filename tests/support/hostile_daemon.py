@@ -15,6 +15,7 @@ once they are all in), and then answers in the way ``mode`` chooses:
 ``never-loaded``          200, progress messages, and the end: nothing loaded
 ``other-image``           200, ``{"stream":"Loaded image: other:v1\\n"}``
 ``silent``                takes the archive and never answers
+``never-reads``           reads the load's headers, then neither its archive nor anything else
 
 A body "without end" stops at :data:`HUGE` bytes (so that a client that keeps everything fails
 a memory bound, not the machine), or when the double stops. The double lives at most
@@ -46,6 +47,7 @@ MODES = (
     "never-loaded",
     "other-image",
     "silent",
+    "never-reads",
 )
 #: Where a body "without end" stops: far past any bound of the client, far below the machine's.
 HUGE = 256 << 20
@@ -125,6 +127,7 @@ class HostileDaemon:
         self.name = name
         self.lifetime = lifetime
         self.requests: list[str] = []  # "METHOD PATH", in order
+        self.port = 0
         self.received = 0  # bytes of archive taken
         self.uploaded = threading.Event()
         self._lock = threading.Lock()
@@ -137,8 +140,8 @@ class HostileDaemon:
     @property
     def host(self) -> str:
         """``tcp://127.0.0.1:PORT``, for ``DOCKER_HOST``."""
-        assert self._server is not None
-        return f"tcp://127.0.0.1:{self._server.server_port}"
+        assert self.port, "the double has not been started"
+        return f"tcp://127.0.0.1:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -146,6 +149,7 @@ class HostileDaemon:
 
     def start(self) -> HostileDaemon:
         self._server = _Server(self)
+        self.port = self._server.server_port
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-daemon", daemon=True
         )
@@ -195,6 +199,10 @@ class HostileDaemon:
             return
         if handler.command != "POST" or path != "/images/load":
             handler.reply(404, b'{"message":"page not found"}\n')
+            return
+        if self.mode == "never-reads":
+            handler.close_connection = True
+            self._stopping.wait()
             return
         self._take_archive(handler)
         self._answer_load(handler)
