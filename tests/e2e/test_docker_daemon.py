@@ -12,10 +12,12 @@ memory bound, and leaves nothing in TMPDIR.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import pytest
 from tests.conftest import Zeroimage
 from tests.support import peers
 from tests.support.cli import Home, finish
+from tests.support.daemon import Daemon, PeerUnavailable, private_folder
 from tests.support.dockerd import Dockerd
 from tests.support.hostile_daemon import HostileDaemon, PlainListener
 from tests.support.pki import KeyPair, make_ca, make_client_cert
@@ -245,6 +248,61 @@ def test_missing_ca_file_is_one_line_naming_it(
         "(with cert.pem and key.pem), or set DOCKER_CERT_PATH to the folder that holds them",
         tmpdir_,
     )
+
+
+# -- Podman's Docker-compatible API -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def podman_service() -> Iterator[tuple[str, list[str]]]:
+    """``podman system service`` on a private store (HARNESS.md's flags): its DOCKER_HOST, and
+    the podman flags that reach the same store."""
+    if peers.which("podman") is None:
+        pytest.skip("podman is not installed")
+    root = private_folder("podman-api")
+    flags = [
+        f"--root={root / 'storage'}",
+        f"--runroot={root / 'run'}",
+        f"--tmpdir={root / 'tmp'}",
+        "--storage-driver=vfs",
+        "--cgroup-manager=cgroupfs",
+        "--events-backend=file",
+        "--runtime=runc",
+    ]
+    sock = root / "p.sock"
+
+    def answers() -> bool:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as conn:
+            conn.settimeout(5)
+            conn.connect(str(sock))
+            conn.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return conn.recv(4096).split(b" ", 2)[1:2] == [b"200"]
+        return False
+
+    service = Daemon("podman", ["podman", *flags, "system", "service", "--time=0", f"unix://{sock}"], root, answers)
+    try:
+        service.start(60)
+    except PeerUnavailable as unavailable:
+        service.close()
+        pytest.skip(str(unavailable))
+    try:
+        yield f"unix://{sock}", flags
+    finally:
+        service.close()
+
+
+def test_podmans_docker_compatible_api_is_loaded_into(
+    zeroimage: Zeroimage, podman_service: tuple[str, list[str]], program: Path, tmpdir_: Path
+) -> None:
+    """Podman names what it loaded its own way (``Loaded image: localhost/zi/podman:v1``, without
+    a newline): that is the image sent, and the build succeeds; Podman holds it under its ID."""
+    host, flags = podman_service
+    env = {"DOCKER_HOST": host, "TMPDIR": str(tmpdir_)}
+    result = zeroimage("build", "-q", "-o", "docker-daemon:zi/podman:v1", str(program), env=env)
+    image_id = result.stdout.strip().partition("@")[2]
+    shown = peers.run(["podman", *flags, "image", "inspect", "--format", "{{.Id}}", "localhost/zi/podman:v1"])
+    assert f"sha256:{shown.stdout.strip()}" == image_id
+    assert result.stderr == "" and list(tmpdir_.iterdir()) == []
 
 
 # -- a daemon double that misbehaves --------------------------------------------------------------

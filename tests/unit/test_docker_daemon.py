@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tests.support.pki import KeyPair, make_ca, make_client_cert
 from zeroimage.errors import InputError, OutputError, UsageError
+from zeroimage.reference import parse_reference
 from zeroimage.transports.docker_client import (
     LOAD_TIMEOUT_VARIABLE,
     MAX_LOAD_LINE,
@@ -30,6 +31,7 @@ from zeroimage.transports.docker_client import (
     excerpt,
     load_timeout,
 )
+from zeroimage.transports.docker_daemon import spellings
 from zeroimage.transports.docker_host import DockerEndpoint, parse_host, resolve_endpoint
 
 WHERE = "unix:///run/d.sock"
@@ -324,6 +326,19 @@ def test_how_the_answer_is_cut_into_chunks_does_not_matter(cuts: list[int]) -> N
     points = sorted(set(cuts))
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert answer_to(*chunks).loaded
+
+
+def test_podmans_names_for_the_image_sent_are_success() -> None:
+    """Podman's Docker-compatible API qualifies names its own way and joins several with ","."""
+    for name in ("zi/app:v1", "docker.io/zi/app:v1", "localhost/zi/app:v1"):
+        said = LoadAnswer(WHERE, "zi/app:v1", IMAGE_ID, spellings(parse_reference("zi/app:v1")))
+        said.feed(json.dumps({"stream": f"Loaded image: other:v2,{name}"}).encode())
+        said.finish()
+        assert said.loaded
+    assert spellings(parse_reference("app:v1")) == ["docker.io/library/app:v1", "localhost/app:v1"]
+    assert spellings(parse_reference("ghcr.io/me/app:v1")) == ["ghcr.io/me/app:v1"]
+    with pytest.raises(OutputError):
+        answer_to(b'{"stream":"Loaded image: localhost/app:v1"}')  # a spelling only when given
 
 
 def test_an_error_is_a_failure_in_one_bounded_line_of_the_daemons_words() -> None:

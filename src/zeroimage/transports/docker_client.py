@@ -19,7 +19,9 @@ sets another bound). A ping's answer must arrive within one window of the low-sp
 
 Success. A load succeeds only when the daemon answered 200 with JSON messages, none of them an
 error (``error``/``errorDetail``), and said it loaded the image sent: ``Loaded image: NAME:TAG``
-(or ``Loaded image ID: sha256:…``, the image's ID). Anything else — another status, a line that
+(or ``Loaded image ID: sha256:…``, the image's ID). Podman's Docker-compatible API names the
+image its own way (``Loaded image: localhost/app:v1``, several names joined by commas): the
+caller gives the spellings that mean the same image. Anything else — another status, a line that
 is not a JSON object, an answer that ends without saying so — fails with one line naming the
 daemon and, where the daemon said why, a bounded one-line excerpt of what it said (kept as it is:
 escaping it for a terminal is the CLI's work).
@@ -87,10 +89,12 @@ class LoadAnswer:
     bounds, and decides (:meth:`finish`) whether the daemon said it loaded ``name`` (or the
     image ``image_id``). Raises OutputError at the first thing that is not Docker's."""
 
-    def __init__(self, where: str, name: str, image_id: str) -> None:
+    def __init__(self, where: str, name: str, image_id: str, spellings: Iterable[str] = ()) -> None:
         self.where = where
         self.name = name
         self.image_id = image_id
+        #: Every name that means the image sent: ``name`` and the ``spellings`` a daemon may use.
+        self.names = frozenset({name, *spellings})
         self.loaded = False
         self.others: list[str] = []  # what else it said it loaded (a few)
         self._line = bytearray()  # the line being received
@@ -157,10 +161,12 @@ class LoadAnswer:
 
     def _stream_line(self, text: str) -> None:
         line = text.strip()
-        if line in (f"Loaded image: {self.name}", f"Loaded image ID: {self.image_id}"):
+        said, _, what = line.partition(": ")
+        ours = what == self.image_id if said == "Loaded image ID" else bool(self.names & set(what.split(",")))
+        if said in ("Loaded image", "Loaded image ID") and ours:  # (Podman joins its names with ",")
             self.loaded = True
-        elif line.startswith("Loaded image") and len(self.others) < 3:
-            self.others.append(line.partition(": ")[2])
+        elif said.startswith("Loaded image") and len(self.others) < 3:
+            self.others.append(what)
 
 
 # -- the network: two time bounds -------------------------------------------------------------------
@@ -311,11 +317,20 @@ class DockerClient:
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
             raise self._transport_error(exc) from None
 
-    def load(self, archive: IO[bytes], size: int, name: str, image_id: str, reporter: Reporter) -> None:
+    def load(
+        self,
+        archive: IO[bytes],
+        size: int,
+        name: str,
+        image_id: str,
+        reporter: Reporter,
+        spellings: Iterable[str] = (),
+    ) -> None:
         """``POST /images/load`` of a docker-archive (``size`` bytes from ``archive``'s current
-        position); returns once the daemon said it loaded ``name`` (see the module)."""
+        position); returns once the daemon said it loaded ``name`` (or one of its ``spellings``,
+        or the image ``image_id``: see the module)."""
         answer_within = load_timeout(size, self._env)
-        answer = LoadAnswer(self.where, name, image_id)
+        answer = LoadAnswer(self.where, name, image_id, spellings)
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         cancel.check()  # a load commits the output: never after an interrupt
         with reporter.task(f"loading into Docker at {self.where}", size) as task:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from zeroimage.image import ImageFormat, ImageGraph, LayerTap, WriteResult
 from zeroimage.progress import Reporter
-from zeroimage.reference import Reference
+from zeroimage.reference import DOCKER_HUB, Reference
 from zeroimage.transports.docker_archive import familiar_name, single_image, write_docker_archive
 from zeroimage.transports.docker_client import DockerClient
 from zeroimage.transports.docker_host import resolve_endpoint
@@ -56,8 +56,20 @@ class DockerDaemonSink:
                 write_docker_archive(graph, archive, self.reference, self.mtime, reporter, self.description)
                 size = os.fstat(archive.fileno()).st_size
                 archive.seek(0)
-                self.client.load(archive, size, familiar_name(self.reference), manifest.config.digest, reporter)
+                name = familiar_name(self.reference)
+                self.client.load(archive, size, name, manifest.config.digest, reporter, spellings(self.reference))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return [WriteResult(self.description, manifest.config.digest)]  # the image ID, as Docker shows it
+
+
+def spellings(reference: Reference) -> list[str]:
+    """The names a daemon may give the image loaded under ``reference``'s familiar name (what
+    Docker says): its full name (``docker.io/library/app:v1``), and for a Docker Hub name the
+    ``localhost/`` one Podman's Docker-compatible API gives a name without a registry."""
+    tag = reference.tag or "latest"
+    names = [f"{reference.name}:{tag}"]
+    if reference.registry == DOCKER_HUB:
+        names.append(f"localhost/{familiar_name(reference)}")
+    return names
