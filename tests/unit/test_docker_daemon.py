@@ -15,6 +15,7 @@ import shutil
 import ssl
 from pathlib import Path
 
+import httpcore
 import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import given
@@ -27,6 +28,7 @@ from zeroimage.transports.docker_client import (
     LOAD_TIMEOUT_VARIABLE,
     MAX_LOAD_LINE,
     MAX_LOAD_REPLY,
+    DockerClient,
     LoadAnswer,
     excerpt,
     load_timeout,
@@ -287,12 +289,32 @@ def test_a_selected_context_that_does_not_exist_is_refused_never_the_default_soc
     )
 
 
+def test_a_context_on_ssh_is_refused_naming_the_context(tmp_path: Path) -> None:
+    make_context(tmp_path / "config", "remote", "ssh://me@build-host")
+    with pytest.raises(UsageError) as refused:
+        resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="remote"))
+    assert refused.value.message == SSH_REFUSAL.replace(
+        "DOCKER_HOST='ssh://me@build-host'", "the Docker context 'remote' (host 'ssh://me@build-host')"
+    )
+
+
 def test_a_broken_config_json_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.json").write_text('{"currentContext": ')
     with pytest.raises(InputError) as broken:
         resolve_endpoint(env_for(tmp_path))
     assert broken.value.message == f"{tmp_path}/config/config.json (the Docker config file) is not valid JSON"
+
+
+def test_a_socket_this_user_may_not_use_is_said_so_not_that_no_daemon_answers() -> None:
+    """(Root, which the tests run as, may use any socket: the refusal is made up here.)"""
+    client = DockerClient(parse_host("unix:///var/run/docker.sock", False), {})
+    refused = httpcore.ConnectError("[Errno 13] Permission denied")
+    refused.__cause__ = PermissionError(13, "Permission denied")
+    assert client._transport_error(refused).message == (
+        "cannot connect to the Docker daemon at unix:///var/run/docker.sock: permission denied "
+        "(is this user allowed to use Docker? its socket belongs to the docker group)"
+    )
 
 
 # -- the answer to a load --------------------------------------------------------------------------

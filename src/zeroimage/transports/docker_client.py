@@ -405,6 +405,11 @@ class DockerClient:
                 f"Docker daemon at {self.where}: the transfer stalled ({self.low_speed}; "
                 f"{LOW_SPEED_VARIABLE}=BYTES/SECONDS changes the limit)"
             )
+        if _cause(exc, PermissionError) is not None:
+            return NetworkError(
+                f"cannot connect to the Docker daemon at {self.where}: permission denied "
+                "(is this user allowed to use Docker? its socket belongs to the docker group)"
+            )
         if what:
             return NetworkError(f"Docker daemon at {self.where} {what} ({_describe(exc)})")
         return NetworkError(

@@ -154,9 +154,12 @@ def docker_config_dir(env: Mapping[str, str]) -> Path:
 # -- hosts -----------------------------------------------------------------------------------------
 
 
-def parse_host(value: str, default_to_tls: bool, setting: str = "DOCKER_HOST") -> DockerEndpoint:
+def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> DockerEndpoint:
     """A host in the CLI's forms (``opts.ParseHost``), without TLS; UsageError for any other,
-    naming ``setting`` (where the value came from)."""
+    naming where the value came from (``DOCKER_HOST``, or the ``context``)."""
+    setting = (
+        f"DOCKER_HOST={_shown(value)}" if context is None else f"the Docker context {context!r} (host {_shown(value)})"
+    )
     text = value.strip()
     if not text:
         text = DEFAULT_TLS_HOST if default_to_tls else f"unix://{DEFAULT_SOCKET}"
@@ -167,38 +170,35 @@ def parse_host(value: str, default_to_tls: bool, setting: str = "DOCKER_HOST") -
     if scheme == "unix":
         path = rest or DEFAULT_SOCKET
         if "://" in path:
-            raise UsageError(f"{setting}={_shown(value)} is not a unix socket path")
+            raise UsageError(f"{setting} is not a unix socket path")
         return DockerEndpoint(host=f"unix://{path}", socket=path)
     if scheme == "tcp":
-        return _parse_tcp(rest, value, setting)
+        return _parse_tcp(rest, setting)
     if scheme == "ssh":
-        raise UsageError(f"{setting}={_shown(value)}: {_SSH_ADVICE}")
+        raise UsageError(f"{setting}: {_SSH_ADVICE}")
     if scheme == "npipe":
-        raise UsageError(f"{setting}={_shown(value)}: named pipes are Docker's on Windows; use tcp://HOST:PORT there")
+        raise UsageError(f"{setting}: named pipes are Docker's on Windows; use tcp://HOST:PORT there")
     if scheme == "fd":
         raise UsageError(
-            f"{setting}={_shown(value)}: fd:// is for dockerd's socket activation, not for clients; "
-            "use the daemon's unix:///path"
+            f"{setting}: fd:// is for dockerd's socket activation, not for clients; use the daemon's unix:///path"
         )
     if scheme in ("http", "https"):
-        raise UsageError(
-            f"{setting}={_shown(value)}: write tcp://HOST:PORT, with DOCKER_TLS_VERIFY=1 for TLS, as for the Docker CLI"
-        )
-    raise UsageError(f"{setting}={_shown(value)} is not a Docker host: use unix:///PATH or tcp://HOST:PORT")
+        raise UsageError(f"{setting}: write tcp://HOST:PORT, with DOCKER_TLS_VERIFY=1 for TLS, as for the Docker CLI")
+    raise UsageError(f"{setting} is not a Docker host: use unix:///PATH or tcp://HOST:PORT")
 
 
-def _parse_tcp(rest: str, value: str, setting: str) -> DockerEndpoint:
+def _parse_tcp(rest: str, setting: str) -> DockerEndpoint:
     if not rest:
         rest = f"localhost:{DEFAULT_TCP_PORT}"
     if "://" in rest:
-        raise UsageError(f"{setting}={_shown(value)} is not tcp://HOST:PORT")
+        raise UsageError(f"{setting} is not tcp://HOST:PORT")
     parts = urlsplit(f"tcp://{rest}")
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"{setting}={_shown(value)}: the port is not a number from 0 to 65535") from None
+        raise UsageError(f"{setting}: the port is not a number from 0 to 65535") from None
     if parts.query or parts.fragment or parts.username is not None:
-        raise UsageError(f"{setting}={_shown(value)} is not tcp://HOST:PORT")
+        raise UsageError(f"{setting} is not tcp://HOST:PORT")
     hostname = parts.hostname or "localhost"
     port = DEFAULT_TCP_PORT if port is None else port
     base = parts.path.rstrip("/")
@@ -282,7 +282,7 @@ def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint
     host, skip = docker.get("Host", ""), docker.get("SkipTLSVerify", False)
     if not isinstance(host, str) or not isinstance(skip, bool):
         raise InputError(f"{meta_path}: the docker endpoint's Host or SkipTLSVerify is malformed")
-    endpoint = parse_host(host, False, setting=f"the Docker context {name!r}'s host")
+    endpoint = parse_host(host, False, context=name)
     endpoint = DockerEndpoint(
         host=endpoint.host,
         socket=endpoint.socket,
