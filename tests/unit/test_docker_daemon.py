@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.pki import KeyPair, make_ca, make_client_cert
+from tests.support.waiting import bounded
 from zeroimage.errors import InputError, OutputError, UsageError
 from zeroimage.reference import parse_reference
 from zeroimage.transports.docker_client import (
@@ -414,6 +415,37 @@ def test_an_answer_past_its_bound_fails_even_of_valid_progress() -> None:
     assert failed.value.message == (
         f"Docker daemon at {WHERE}: its answer to the load runs past {MAX_LOAD_REPLY} bytes, which Docker never sends"
     )
+
+
+def test_many_short_lines_cost_time_in_proportion_to_their_bytes() -> None:
+    """Bounded in time as in memory: an answer of 4 MiB of empty lines in one piece, and 64 Ki
+    ``stream`` messages of one character each (one line, cut into pieces), are judged in one pass
+    (copying what is left of the piece at each line, or all the text so far at each message,
+    would take hours). The bound is far beyond what one pass takes on a busy machine."""
+
+    def empty_lines() -> str:
+        with pytest.raises(OutputError) as failed:
+            answer_to(b"\n" * (MAX_LOAD_REPLY - 1))
+        return failed.value.message
+
+    assert bounded(empty_lines, "4 MiB of empty lines", timeout=120).endswith("the image was not loaded")
+
+    def one_character_messages() -> str:
+        answer = LoadAnswer(WHERE, NAME, IMAGE_ID)
+        with pytest.raises(OutputError) as failed:
+            for _ in range(MAX_LOAD_REPLY // 16):
+                answer.feed(b'{"stream":"a"}\r\n')
+        return failed.value.message
+
+    assert bounded(one_character_messages, "64 Ki stream messages", timeout=120) == (
+        f"Docker daemon at {WHERE}: its answer to the load has a line longer than {MAX_LOAD_LINE} bytes"
+    )
+
+
+def test_an_error_without_words_is_still_an_error() -> None:
+    nested = b'{"errorDetail":' + b"[" * 500 + b"]" * 500 + b"}\n"
+    assert refusal(nested) == f"Docker daemon at {WHERE}: it failed to load the image: (it gave no message)"
+    assert refusal(b'{"error": "  ", "errorDetail": {}}\n') == refusal(nested)
 
 
 def test_excerpt_keeps_one_line_and_the_characters_as_they_are() -> None:

@@ -98,22 +98,27 @@ class LoadAnswer:
         self.loaded = False
         self.others: list[str] = []  # what else it said it loaded (a few)
         self._line = bytearray()  # the line being received
-        self._text = ""  # the "stream" text not yet ended by a newline
+        self._text: list[str] = []  # the "stream" text not yet ended by a newline, in pieces
+        self._text_size = 0
         self._total = 0
 
     def _fail(self, why: str) -> OutputError:
         return OutputError(f"Docker daemon at {self.where}: {why}")
 
     def feed(self, data: bytes) -> None:
+        """Take the next bytes of the answer (any cut: a line may span many pieces). Each byte is
+        copied once, however many lines a piece holds."""
         self._total += len(data)
         if self._total > MAX_LOAD_REPLY:
             raise self._fail(f"its answer to the load runs past {MAX_LOAD_REPLY} bytes, which Docker never sends")
-        while data:
-            end = data.find(b"\n")
-            piece, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
-            if len(self._line) + len(piece) > MAX_LOAD_LINE + 1:  # (+1: the newline itself)
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            stop = len(data) if end < 0 else end + 1
+            if len(self._line) + stop - start > MAX_LOAD_LINE + 1:  # (+1: the newline itself)
                 raise self._fail(f"its answer to the load has a line longer than {MAX_LOAD_LINE} bytes")
-            self._line += piece
+            self._line += data[start:stop]
+            start = stop
             if end >= 0:
                 line, self._line = bytes(self._line), bytearray()
                 self._message(line)
@@ -124,8 +129,8 @@ class LoadAnswer:
             self._message(bytes(self._line))
             self._line = bytearray()
         if self._text:
-            self._stream_line(self._text)
-            self._text = ""
+            self._stream_line("".join(self._text))
+            self._text, self._text_size = [], 0
         if self.loaded:
             return
         if self.others:
@@ -144,20 +149,30 @@ class LoadAnswer:
         if not isinstance(message, dict):
             text = excerpt(stripped.decode("utf-8", "replace"), 100)
             raise self._fail(f"its answer to the load is not Docker's JSON messages: {text}")
-        detail = message.get("errorDetail")
-        error = message.get("error")
+        detail, error = message.get("errorDetail"), message.get("error")
         if detail is not None or error:
             said = detail.get("message") if isinstance(detail, dict) else None
-            if not isinstance(said, str) or not said.strip():
-                said = error if isinstance(error, str) else json.dumps(error if error is not None else detail)
+            if not (isinstance(said, str) and said.strip()):
+                said = error if isinstance(error, str) and error.strip() else "(it gave no message)"
             raise self._fail(f"it failed to load the image: {excerpt(said)}")
         stream = message.get("stream")
         if isinstance(stream, str):
-            self._text += stream
-            *ended, self._text = self._text.split("\n")
-            for text in ended:
-                self._stream_line(text)
+            self._stream(stream)
         # Anything else is progress ("status", "progressDetail", "id", "aux"): nothing to decide.
+
+    def _stream(self, text: str) -> None:
+        """The text of a ``stream`` message: the lines it ends are judged, the rest kept."""
+        *ended, rest = text.split("\n")
+        if ended:
+            ended[0] = "".join([*self._text, ended[0]])
+            self._text, self._text_size = [], 0
+            for line in ended:
+                self._stream_line(line)
+        if rest:
+            self._text.append(rest)
+            self._text_size += len(rest)
+            if self._text_size > MAX_LOAD_LINE:
+                raise self._fail(f"its answer to the load has a line longer than {MAX_LOAD_LINE} bytes")
 
     def _stream_line(self, text: str) -> None:
         line = text.strip()
