@@ -4,9 +4,9 @@ what Docker says counts as success.
 
 Memory. A reply that is not the load's answer (a ping, an error) is kept up to
 :data:`MAX_REPLY_BODY` (64 KiB); the rest is never read (a ping's answer longer than that is not
-Docker's ``OK``, and fails). The load's answer (``POST
-/images/load``, a stream of JSON messages, one a line) is read a line at a time: a line longer
-than :data:`MAX_LOAD_LINE` (64 KiB) or an answer longer than :data:`MAX_LOAD_REPLY` (4 MiB) is a
+Docker's ``OK``, and fails). The load's answer (``POST /images/load``, a stream of JSON messages,
+one a line) is read a line at a time, each byte copied once: a line longer than
+:data:`MAX_LOAD_LINE` (64 KiB) or an answer longer than :data:`MAX_LOAD_REPLY` (4 MiB) is a
 failure. Docker's answer for one image is a few lines (``quiet=1``: ``{"stream":"Loaded image:
 app:v1\\n"}``), its progress for a large image some kilobytes.
 
@@ -67,7 +67,7 @@ def load_timeout(size: int, env: Mapping[str, str]) -> float:
     text = env.get(LOAD_TIMEOUT_VARIABLE, "").strip()
     if not text:
         return LOAD_SECONDS + LOAD_SECONDS_PER_GIB * size / (1 << 30)
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit() and len(text) < 10) or int(text) < 1:
         raise UsageError(f"{LOAD_TIMEOUT_VARIABLE} must be a whole number of seconds (at least 1), not {text[:40]!r}")
     return float(text)
 
