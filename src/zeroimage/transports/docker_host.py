@@ -67,7 +67,7 @@ class DaemonTLS:
     cert: Path | None
     key: Path | None
     verify: bool
-    #: Where these came from, for messages ("DOCKER_CERT_PATH=/x", 'the context "ci"').
+    #: Where these came from, for messages (``DOCKER_CERT_PATH=/x``, ``the Docker context 'ci' (…)``).
     origin: str
 
     def ssl_context(self) -> ssl.SSLContext:
