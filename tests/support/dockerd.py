@@ -6,6 +6,12 @@ client needs to reach it (``DOCKER_HOST``): give it to zeroimage for ``-o docker
 docker client runs with a private ``DOCKER_CONFIG``, so that it never sees the user's credentials
 or credential helpers. Containers run with ``--network none``.
 
+The daemon also listens on ``tcp://127.0.0.1:PORT`` with TLS, verifying its clients (``--tlsverify
+--tlscacert --tlscert --tlskey``), as a remote Docker is set up: :attr:`Dockerd.tls` has the
+address, the private CA, and a folder holding ``ca.pem``, ``cert.pem`` and ``key.pem`` (a client
+certificate that CA signed) as the Docker CLI wants them; :meth:`DockerTLS.env` is the
+environment the CLI (and zeroimage) reaches it with. The unix socket stays plain.
+
 Docker 20.10 cannot ``docker load`` an OCI archive nor pull zstd layers (Engine 23 can).
 """
 
@@ -13,14 +19,56 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import peers
 from .daemon import Daemon, PeerUnavailable, private_folder
+from .pki import KeyPair, make_ca, make_client_cert, make_server_cert
+from .registry import free_port
 
 _LOADED = re.compile(r"^Loaded image(?: ID)?: (\S+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class DockerTLS:
+    """The TLS listener of a :class:`Dockerd`: its address, its CA, and a client's certificates."""
+
+    host: str  # tcp://127.0.0.1:PORT
+    ca: KeyPair
+    #: ``ca.pem``, ``cert.pem``, ``key.pem``: what ``DOCKER_CERT_PATH`` names.
+    cert_path: Path
+
+    def env(self, cert_path: Path | None = None) -> dict[str, str]:
+        """``DOCKER_HOST``, ``DOCKER_TLS_VERIFY=1`` and ``DOCKER_CERT_PATH`` (this listener's
+        client folder unless another is given)."""
+        folder = self.cert_path if cert_path is None else cert_path
+        return {"DOCKER_HOST": self.host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(folder)}
+
+
+def _make_tls(root: Path) -> tuple[DockerTLS, list[str]]:
+    """The PKI of a TLS listener on a free port, and dockerd's arguments for it."""
+    pki = root / "pki"
+    ca = make_ca(pki, "zeroimage test dockerd CA")
+    server = make_server_cert(ca, pki, stem="server")
+    client = make_client_cert(ca, pki, stem="client")
+    cert_path = root / "client-certs"
+    cert_path.mkdir()
+    shutil.copyfile(ca.cert_path, cert_path / "ca.pem")
+    shutil.copyfile(client.cert_path, cert_path / "cert.pem")
+    shutil.copyfile(client.key_path, cert_path / "key.pem")
+    tls = DockerTLS(host=f"tcp://127.0.0.1:{free_port()}", ca=ca, cert_path=cert_path)
+    argv = [
+        f"--host={tls.host}",
+        "--tlsverify",
+        f"--tlscacert={ca.cert_path}",
+        f"--tlscert={server.cert_path}",
+        f"--tlskey={server.key_path}",
+    ]
+    return tls, argv
 
 
 class Dockerd:
@@ -31,9 +79,11 @@ class Dockerd:
         self.host = f"unix://{root / 'd.sock'}"
         self.env = {"DOCKER_HOST": self.host}
         self._client_env = {**self.env, "DOCKER_CONFIG": str(root / "client-config")}
+        self.tls, tls_argv = _make_tls(root)
         argv = [
             "dockerd",
             f"--host={self.host}",
+            *tls_argv,
             f"--data-root={root / 'data'}",
             f"--exec-root={root / 'exec'}",
             f"--pidfile={root / 'dockerd.pid'}",
@@ -43,7 +93,10 @@ class Dockerd:
         self.daemon = Daemon("dockerd", argv, root, self._answers)
 
     def _answers(self) -> bool:
-        return self.docker("version", check=False, timeout=10).returncode == 0
+        if self.docker("version", check=False, timeout=10).returncode != 0:
+            return False
+        over_tls = {**self._client_env, **self.tls.env()}
+        return peers.run(["docker", "version"], check=False, timeout=10, env=over_tls).returncode == 0
 
     def docker(
         self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None

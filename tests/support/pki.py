@@ -1,4 +1,4 @@
-"""Throw-away X.509 material for test peers: a private CA, TLS server certificates, JWT signing certs.
+"""Throw-away X.509 material for test peers: a private CA, TLS server and client certificates, JWT signing certs.
 
 Everything is generated with the ``cryptography`` package (RSA 2048, SHA-256) and written as PEM
 files, so both Go peers (the registry, skopeo) and Python clients can load it.
@@ -122,6 +122,27 @@ def make_server_cert(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return _write(cert, key, directory, stem)
+
+
+def make_client_cert(ca: KeyPair, directory: Path, *, stem: str = "client", common_name: str = "client") -> KeyPair:
+    """Create a TLS client certificate signed by ``ca`` (extended key usage: client authentication,
+    which Go servers such as dockerd require of a client certificate); ``<stem>.crt`` / ``<stem>.key``."""
+    key = _new_key()
+    not_before, not_after = _validity()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA256())
     )
