@@ -29,6 +29,7 @@ from tests.support.cli import Home, finish
 from tests.support.daemon import Daemon, PeerUnavailable, private_folder
 from tests.support.dockerd import Dockerd
 from tests.support.hostile_daemon import HostileDaemon, PlainListener
+from tests.support.outcomes import digest_in
 from tests.support.pki import KeyPair, make_ca, make_client_cert
 from tests.support.programs import static_amd64_header
 
@@ -91,7 +92,7 @@ def test_loads_over_tls_with_dockers_own_variables_and_runs(
         str(static_binary),
         env={**dockerd.tls.env(), "TMPDIR": str(tmpdir_)},
     )
-    where, _, image_id = result.stdout.strip().partition("@")
+    where, _, image_id = result.stdout.strip().partition("  # image ID ")
     assert where == "docker-daemon:zi/tls:v1"
     assert dockerd.inspect("zi/tls:v1")["Id"] == image_id
     assert dockerd.run("zi/tls:v1").stdout == HELLO
@@ -178,7 +179,7 @@ def test_docker_tls_alone_is_tls_without_verification_as_in_the_cli(
         f"zeroimage: warning: DOCKER_TLS is set without DOCKER_TLS_VERIFY: the certificate of the Docker daemon "
         f"at {dockerd.tls.host} is not verified (as with the Docker CLI)"
     ]
-    assert dockerd.inspect("zi/unverified:v1")["Id"] == result.stdout.strip().partition("@")[2]
+    assert dockerd.inspect("zi/unverified:v1")["Id"] == digest_in(result.stdout)
 
 
 def test_the_context_docker_context_use_chose_is_used(
@@ -200,7 +201,7 @@ def test_the_context_docker_context_use_chose_is_used(
         str(static_binary),
         env={"DOCKER_HOST": "", "DOCKER_CONTEXT": ""},
     )
-    assert dockerd.inspect("zi/context:v1")["Id"] == result.stdout.strip().partition("@")[2]
+    assert dockerd.inspect("zi/context:v1")["Id"] == digest_in(result.stdout)
     assert dockerd.run("zi/context:v1").stdout == HELLO
 
 
@@ -299,7 +300,7 @@ def test_podmans_docker_compatible_api_is_loaded_into(
     host, flags = podman_service
     env = {"DOCKER_HOST": host, "TMPDIR": str(tmpdir_)}
     result = zeroimage("build", "-q", "-o", "docker-daemon:zi/podman:v1", str(program), env=env)
-    image_id = result.stdout.strip().partition("@")[2]
+    image_id = digest_in(result.stdout)
     shown = peers.run(["podman", *flags, "image", "inspect", "--format", "{{.Id}}", "localhost/zi/podman:v1"])
     assert f"sha256:{shown.stdout.strip()}" == image_id
     assert result.stderr == "" and list(tmpdir_.iterdir()) == []
@@ -320,7 +321,7 @@ def test_the_honest_double_is_loaded_into(zeroimage: Zeroimage, program: Path, t
         result = zeroimage(
             "build", "-q", "-o", "docker-daemon:app:v1", str(program), env={**double.env, "TMPDIR": str(tmpdir_)}
         )
-    assert result.stdout.startswith("docker-daemon:app:v1@sha256:")
+    assert result.stdout.startswith("docker-daemon:app:v1  # image ID sha256:")
     assert double.requests == ["GET /_ping", "POST /images/load?quiet=1"]
     assert double.received > 0 and list(tmpdir_.iterdir()) == []
 
