@@ -52,12 +52,15 @@ def _source(value: object) -> str:
     return value
 
 
-def _crates(document: Any) -> list[tuple[str, str, str, str, tuple[int, ...], bool]]:
+_Crate = tuple[str, str, str, str, tuple[int, ...], bool]
+
+
+def _crates(document: Any) -> list[_Crate]:
     """(name, version, source, kind, dependencies, root) of every crate, every field checked."""
     if not isinstance(document, dict) or not isinstance(document.get("packages"), list):
         raise _Refused("it has no list of packages")
     packages = document["packages"]
-    crates = []
+    crates: list[_Crate] = []
     for package in packages:
         if not isinstance(package, dict):
             raise _Refused("a package is not an object")
