@@ -117,10 +117,12 @@ def _recipe_key(go_version: str) -> str:
 
 
 def go_version_m(path: Path) -> str:
+    """What ``go version -m PATH`` prints (it looks only at files with an execute bit, and says
+    so on stderr with exit code 0 otherwise: that is a failure here)."""
     go = which("go")
     assert go is not None
     proc = subprocess.run([go, "version", "-m", str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and proc.stdout.startswith(f"{path}: "), proc.stderr
     return proc.stdout
 
 
