@@ -108,7 +108,6 @@ KNOWN_EXCEPTIONS = frozenset(
         "GCC-exception-3.1",
         "Linux-syscall-note",
         "LLVM-exception",
-        "OpenSSL-exception",
     ]
 )
 _TOKEN = re.compile(r"\(|\)|[A-Za-z0-9.+-]+")
