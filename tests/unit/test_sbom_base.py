@@ -19,8 +19,10 @@ from tests.support.sbom_inputs import listed_tree, umoci_base
 from zeroimage import rootfs
 from zeroimage.errors import InputError
 from zeroimage.image import Blob
+from zeroimage.layers.entries import Entry
 from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.oci.mediatypes import OCI_LAYER_GZIP
+from zeroimage.rootfs import FileTree
 from zeroimage.sbom import BaseContents, Distro, read_base
 from zeroimage.sbom.base import parse_os_release
 
@@ -329,3 +331,19 @@ def test_an_ubuntu_base_names_its_packages_for_ubuntu() -> None:
     os_release = b'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n'
     base, _ = bounded(gzip_layer({"etc/os-release": os_release, "var/lib/dpkg/status": status}))
     assert [p.purl for p in base.packages] == ["pkg:deb/ubuntu/bash@5.1-6ubuntu1?arch=amd64&distro=ubuntu-22.04"]
+
+
+def test_a_database_the_build_adds_is_read_as_a_base_s(tmp_path: Path) -> None:
+    """``--add status:/var/lib/dpkg/status`` (from a file) and an os-release given as data: kept
+    the same way, so the image's filesystem says what the base's would."""
+    status = tmp_path / "status"
+    status.write_text("Package: added\nVersion: 2\nArchitecture: all\nDescription: long\n text\n")
+    tree = FileTree()
+    tree.add_entries(
+        [
+            Entry("/var/lib/dpkg/status", "file", 0o644, source=status, size=status.stat().st_size),
+            Entry("/etc/os-release", "file", 0o644, data=b"ID=debian\nVERSION_ID=12\n"),
+        ]
+    )
+    assert tree.read_text("var/lib/dpkg/status") == "Package: added\nVersion: 2\nArchitecture: all\n"
+    assert [p.purl for p in read_base(tree).packages] == ["pkg:deb/debian/added@2?arch=all&distro=debian-12"]
