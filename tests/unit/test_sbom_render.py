@@ -332,3 +332,13 @@ def test_whatever_a_base_or_program_says_the_documents_stay_valid(
     assert messages == []
     validator = cyclonedx_validation.JsonStrictValidator(SchemaVersion.V1_6)
     assert validator.validate_str(render("cyclonedx", image).decode()) is None
+
+
+def test_each_platform_of_an_image_has_its_own_document(image: ImageDescription) -> None:
+    """A multi-platform image: one description per manifest, each naming its platform."""
+    arm = dataclasses.replace(image, digest="sha256:" + "4" * 64, platform=Platform("linux", "arm", "v7"))
+    bom = json.loads(render("cyclonedx", arm))
+    assert bom["metadata"]["component"]["purl"].startswith(f"pkg:oci/app@sha256:{'4' * 64}?arch=arm&")
+    properties = {p["name"]: p["value"] for p in bom["metadata"]["component"]["properties"]}
+    assert properties["zeroimage:platform"] == "linux/arm/v7"
+    assert render("spdx", arm) != render("spdx", image)
