@@ -33,6 +33,9 @@ need dockerd docker.io
 need containerd containerd
 need ctr containerd
 need podman podman
+# Go's own reading of build info (go version -m), the reference the SBOM's Go reader is checked against
+need go golang-go
+need objcopy binutils
 # 32-bit ARM cross compilers: programs whose .ARM.attributes name the ARM version they need. Their
 # C libraries are only recommended by the compilers, and apt here installs no recommends.
 command -v arm-linux-gnueabi-gcc >/dev/null 2>&1 || add gcc-arm-linux-gnueabi

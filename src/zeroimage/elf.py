@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,7 +24,17 @@ from zeroimage import files
 from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
-__all__ = ["BinaryFormat", "BinaryInfo", "inspect_binary", "parse_elf", "runs_as_program"]
+__all__ = [
+    "BinaryFormat",
+    "BinaryInfo",
+    "ElfLayout",
+    "Section",
+    "Segment",
+    "inspect_binary",
+    "parse_elf",
+    "read_layout",
+    "runs_as_program",
+]
 
 ReadAt = Callable[[int, int], bytes]
 
@@ -184,11 +194,17 @@ def _decode(raw: bytes, what: str, reader: _Reader) -> str:
 
 
 @dataclass(frozen=True)
-class _Segment:
+class Segment:
+    """A program header: what the loader maps, from where in the file."""
+
     type: int
     offset: int
     vaddr: int
     filesz: int
+    flags: int = 0  # PF_X 1, PF_W 2, PF_R 4
+
+
+_Segment = Segment
 
 
 def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
@@ -203,7 +219,7 @@ def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
         (shoff,) = r.unpack("I", header, 32)
         entsize, phnum = r.unpack("HH", header, 42)
         shentsize = r.unpack("H", header, 46)[0]
-        minimum, layout = 32, "IIIII"
+        minimum, layout = 32, "IIIIIII"
     if phnum == 0xFFFF:
         # PN_XNUM: the real count is in the first section header's sh_info.
         info_at = 44 if bits == 64 else 28
@@ -221,10 +237,10 @@ def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
     for i in range(phnum):
         fields = r.unpack(layout, table, i * entsize)
         if bits == 64:
-            p_type, _flags, offset, vaddr, _paddr, filesz = fields
+            p_type, flags, offset, vaddr, _paddr, filesz = fields
         else:
-            p_type, offset, vaddr, _paddr, filesz = fields
-        segments.append(_Segment(p_type, offset, vaddr, filesz))
+            p_type, offset, vaddr, _paddr, filesz, _memsz, flags = fields
+        segments.append(_Segment(p_type, offset, vaddr, filesz, flags))
     return segments
 
 
@@ -444,6 +460,124 @@ def _arm_variant(r: _Reader, header: bytes) -> str:
             return "" if cpu_arch is None else _arm_variant_of(cpu_arch)
         pos = end
     return ""
+
+
+_SHN_XINDEX = 0xFFFF
+_SHT_NOBITS = 8
+_PF_X, _PF_W = 1, 2
+MAX_SECTION_NAMES = 1 << 20  # bytes of the section name table read
+_MAX_SECTION_NAME = 256
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section header: a named part of the file (``.go.buildinfo``, ``.dep-v0`` …)."""
+
+    name: str
+    type: int
+    address: int
+    offset: int
+    size: int
+
+    @property
+    def in_file(self) -> bool:
+        """Whether its bytes are in the file (SHT_NOBITS, such as .bss, has none)."""
+        return self.type != _SHT_NOBITS
+
+
+@dataclass(frozen=True)
+class ElfLayout:
+    """Where the parts of an ELF file are: the sections asked for, by name, and the segments."""
+
+    bits: int
+    little: bool
+    sections: dict[str, Section]
+    segments: tuple[Segment, ...]
+
+    def data_segment(self) -> Segment | None:
+        """The first loaded segment that is writable and not executable: where a linker puts
+        data when the section headers are gone (Go's debug/buildinfo looks there too)."""
+        for seg in self.segments:
+            if seg.type == _PT_LOAD and seg.flags & (_PF_X | _PF_W) == _PF_W:
+                return seg
+        return None
+
+    def file_offset(self, address: int, length: int) -> int | None:
+        """The file offset of ``length`` bytes at virtual ``address``, when one loaded segment
+        maps them all from the file; None otherwise."""
+        for seg in self.segments:
+            if seg.type == _PT_LOAD and seg.vaddr <= address and address + length <= seg.vaddr + seg.filesz:
+                return seg.offset + (address - seg.vaddr)
+        return None
+
+
+def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, int, int]:
+    """The section header table's offset, entry size, entry count (at most MAX_SECTIONS) and the
+    index of the section name table, the extended numbering (PN_XNUM's cousins) resolved."""
+    if bits == 64:
+        (shoff,) = r.unpack("Q", header, 40)
+        shentsize, shnum, shstrndx = r.unpack("HHH", header, 58)
+        minimum, count_at, link_at = 64, 32, 40
+    else:
+        (shoff,) = r.unpack("I", header, 32)
+        shentsize, shnum, shstrndx = r.unpack("HHH", header, 46)
+        minimum, count_at, link_at = 40, 20, 24
+    if shoff == 0:
+        return 0, 0, 0, 0
+    if shentsize < minimum:
+        raise r.fail(f"section header size {shentsize} is below {minimum}")
+    if shnum == 0 or shstrndx == _SHN_XINDEX:  # 65280 sections or more: section 0 holds the numbers
+        first = r.read(shoff, minimum, "section header 0")
+        if shnum == 0:
+            shnum = r.unpack("Q" if bits == 64 else "I", first, count_at)[0]
+        if shstrndx == _SHN_XINDEX:
+            (shstrndx,) = r.unpack("I", first, link_at)
+    return shoff, shentsize, min(shnum, MAX_SECTIONS), shstrndx
+
+
+def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, int, int, int]:
+    """(sh_name, sh_type, sh_addr, sh_offset, sh_size) of the section header at ``data[at:]``."""
+    if bits == 64:
+        name, kind, _flags, address, offset, size = r.unpack("IIQQQQ", data, at)
+    else:
+        name, kind, _flags, address, offset, size = r.unpack("IIIIII", data, at)
+    return name, kind, address, offset, size
+
+
+def read_layout(read_at: ReadAt, size: int, name: str, wanted: Collection[str]) -> ElfLayout:
+    """The loaded segments of an ELF file, and those of its sections named in ``wanted`` (the
+    first of each name), through bounded reads: at most :data:`MAX_SECTIONS` headers and
+    :data:`MAX_SECTION_NAMES` bytes of names. A file without section headers has none.
+    InputError when the headers are truncated or point outside the file."""
+    ident = read_at(0, 64)[:64] if size > 0 else b""
+    if len(ident) < 16 or ident[:4] != _ELF_MAGIC or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        raise InputError(f"{name} is not a valid ELF file")
+    bits = 64 if ident[4] == 2 else 32
+    r = _Reader(read_at, size, name, little=ident[5] == 1)
+    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    segments = tuple(_program_headers(r, header, bits))
+    shoff, shentsize, shnum, shstrndx = _section_headers(r, header, bits)
+    sections: dict[str, Section] = {}
+    if shnum == 0 or not wanted or shstrndx >= shnum:
+        return ElfLayout(bits, r.order == "<", sections, segments)
+    names = r.read(shoff + shstrndx * shentsize, shentsize, "the section name table's header")
+    _, _, _, names_offset, names_size = _section_at(r, names, 0, bits)
+    if names_offset >= size:
+        raise r.fail("the section name table lies beyond the end of the file")
+    table = r.read(names_offset, min(names_size, MAX_SECTION_NAMES, size - names_offset), "the section name table")
+    longest = max(len(w) for w in wanted)
+    for start in range(0, shnum, _SECTION_CHUNK):
+        count = min(_SECTION_CHUNK, shnum - start)
+        chunk = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
+        for i in range(count):
+            name_at, kind, address, offset, length = _section_at(r, chunk, i * shentsize, bits)
+            end = table.find(b"\0", name_at, name_at + min(longest, _MAX_SECTION_NAME) + 1)
+            if end < 0:
+                continue
+            section_name = table[name_at:end].decode("utf-8", "replace")
+            if section_name in wanted and section_name not in sections:
+                sections[section_name] = Section(section_name, kind, address, offset, length)
+    return ElfLayout(bits, r.order == "<", sections, segments)
 
 
 def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:

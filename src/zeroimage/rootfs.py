@@ -3,9 +3,13 @@ plus the entries of new layers, with symlinks resolved inside the image.
 
 Listing a layer streams it once through its decompressor and reads tar headers, within the bounds
 of :mod:`zeroimage.untrusted`; the few small files the build needs to read (``/etc/passwd``,
-``/etc/group``, ``/etc/ld.so.conf*``) are kept, and of each shared library (``*.so``, ``*.so.N``,
-up to 32 MiB) only what the loader checks: the libraries it needs, its RPATH/RUNPATH and its
-symbol versions. Listings are cached per layer digest, so a base is listed once per machine.
+``/etc/group``, ``/etc/ld.so.conf*``, ``os-release``) are kept, and of each shared library
+(``*.so``, ``*.so.N``, up to 32 MiB) only what the loader checks: the libraries it needs, its
+RPATH/RUNPATH and its symbol versions. Of the package databases an SBOM describes a base by
+(dpkg's ``status`` and distroless's ``status.d/*``, Alpine's ``lib/apk/db/installed``) only the
+fields it names are kept, one line each, paragraphs as they were: a few MB of a full Debian
+``status`` keep a tenth of that. Listings are cached per layer digest, so a base is listed once
+per machine.
 
 A base is not trusted to be small. Its filesystem is a tree of directories keyed by name (a long
 path costs no more than its last name); entries that differ only in their path share one frozen
@@ -37,10 +41,21 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.oci import split_digest
 from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member, open_regular
 
-#: Files whose content the build reads from the image (users, groups, loader search path).
-_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf")
+#: Files whose content the build reads from the image (users, groups, loader search path, the
+#: distribution's name and version).
+_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf", "etc/os-release", "usr/lib/os-release")
 _KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
 _MAX_KEPT = 256 * 1024
+#: Package databases, kept compacted: of each paragraph (a package) only the fields named here
+#: (dpkg's are case-insensitive), each on one line; continuation lines, other fields and runs
+#: of blank lines dropped. The SBOM reads them (zeroimage.sbom.base).
+_DPKG_FIELDS = frozenset({"package", "status", "version", "architecture", "source", "maintainer"})
+_APK_FIELDS = frozenset({"P", "V", "A", "L", "o", "m"})
+_DATABASES = {"var/lib/dpkg/status": _DPKG_FIELDS, "lib/apk/db/installed": _APK_FIELDS}
+_DATABASE_DIR = "var/lib/dpkg/status.d/"  # distroless: one file per package (and its .md5sums)
+_MAX_DATABASE = 64 << 20  # a larger database is listed but not read (the SBOM says so)
+_MAX_COMPACT = 2 << 20  # nor kept when what is kept of it is larger than this
+_MAX_DATABASE_LINE = 64 * 1024  # a longer line is dropped
 _MAX_LIBRARY = 32 << 20  # a larger library is listed but not read (its needs go unchecked)
 _MAX_LINKS = 40
 #: Names one lookup walks, links followed included: the kernel's bounds (40 links of at most
@@ -92,8 +107,55 @@ def _text(node: Node) -> int:
     return size
 
 
+def _database_fields(path: str) -> frozenset[str] | None:
+    """The fields kept of the package database at ``path``; None if it is not one."""
+    if path.startswith(_DATABASE_DIR) and "/" not in path[len(_DATABASE_DIR) :] and not path.endswith(".md5sums"):
+        return _DPKG_FIELDS
+    return _DATABASES.get(path)
+
+
 def _keep(path: str) -> bool:
-    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES)
+    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES) or _database_fields(path) is not None
+
+
+def _kept_content(path: str, handle: IO[bytes], size: int) -> str | None:
+    """What is kept of a file :func:`_keep` names, read from ``handle``; None when it is too large."""
+    fields = _database_fields(path)
+    if fields is None:
+        return handle.read(_MAX_KEPT).decode("utf-8", "replace") if size <= _MAX_KEPT else None
+    return _compact(handle, fields) if size <= _MAX_DATABASE else None
+
+
+def _compact(handle: IO[bytes], fields: frozenset[str]) -> str | None:
+    """The lines of a package database (RFC 822-style paragraphs: dpkg's, and apk's one-letter
+    fields) whose field is in ``fields``, paragraphs separated by one blank line; None when that
+    comes to more than _MAX_COMPACT bytes."""
+    fold = "package" in fields  # dpkg's field names are case-insensitive
+    kept: list[bytes] = []
+    size = 0
+    blank = True  # no blank line before the first paragraph, nor two in a row
+    while line := handle.readline(_MAX_DATABASE_LINE + 1):
+        if not line.endswith(b"\n") and len(line) > _MAX_DATABASE_LINE:
+            while line and not line.endswith(b"\n"):  # the rest of a line too long to keep
+                line = handle.readline(_MAX_DATABASE_LINE + 1)
+            continue
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            if not blank:
+                kept.append(b"\n")
+                blank = True
+            continue
+        if line[:1] in (b" ", b"\t"):
+            continue  # the continuation of a multi-line field (Description, Conffiles)
+        key = line.partition(b":")[0].decode("utf-8", "replace")
+        if (key.lower() if fold else key) not in fields:
+            continue
+        kept.append(line + b"\n")
+        blank = False
+        size += len(line) + 1
+        if size > _MAX_COMPACT:
+            return None
+    return b"".join(kept).decode("utf-8", "replace")
 
 
 def is_library_name(path: str) -> bool:
@@ -402,11 +464,13 @@ class FileTree(_Tree):
 
 def _entry_node(entry: Entry) -> Node:
     path = entry.path.lstrip("/")
-    content = entry.data.decode("utf-8", "replace") if entry.data is not None and _keep(path) else None
-    if content is None and _keep(path) and entry.source is not None and entry.size <= _MAX_KEPT:
+    content = None
+    if entry.data is not None and _keep(path):
+        content = _kept_content(path, io.BytesIO(entry.data), len(entry.data))
+    elif _keep(path) and entry.source is not None:
         # an /etc/passwd added from the host is read as a base's would be (--user NAME needs it)
         with contextlib.suppress(OSError), open(entry.source, "rb") as handle:
-            content = handle.read(_MAX_KEPT).decode("utf-8", "replace")
+            content = _kept_content(path, handle, entry.size)
     facts: dict[str, Any] = {}
     if entry.kind == "file" and entry.source is not None and is_library_name(path):
         with contextlib.suppress(InputError):  # an added library is checked like the base's
@@ -484,10 +548,10 @@ def _member_node(tar: tarfile.TarFile, info: tarfile.TarInfo, path: str, nodes: 
         if info.isreg()
         else "other"
     )
-    if info.isreg() and _keep(path) and info.size <= _MAX_KEPT:
+    if info.isreg() and _keep(path):
         handle = tar.extractfile(info)
-        if handle is not None:
-            content = handle.read().decode("utf-8", "replace")
+        content = _kept_content(path, handle, info.size) if handle is not None else None
+        if content is not None:
             return Node(kind, info.mode, info.uid, info.gid, info.linkname, content)
     elif info.isreg() and is_library_name(path) and info.size <= _MAX_LIBRARY:
         handle = tar.extractfile(info)
@@ -516,7 +580,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 
 #: The first line of a cached listing: its format.
-_HEADER = b"zeroimage listing 4\n"
+_HEADER = b"zeroimage listing 5\n"
 #: A listing whose cached form would be larger is not kept (it is listed again when needed).
 MAX_CACHED = 32 << 20
 _MAX_RECORD = 4 << 20  # one entry's line: a kept file's content (escaped), or a library's facts

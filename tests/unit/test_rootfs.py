@@ -323,7 +323,7 @@ def _edit(change: Callable[[list[bytes]], object]) -> Callable[[Path], None]:
     return apply
 
 
-HEADER = b"zeroimage listing 4\n"
+HEADER = rootfs._HEADER
 
 
 def _trailer(count: object) -> bytes:
