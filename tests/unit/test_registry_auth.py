@@ -210,3 +210,11 @@ def test_threads_share_one_challenge_and_their_tokens() -> None:
     assert statuses == [200] * 40
     assert 2 <= len(registry.to("auth.test")) <= 8  # at most one per thread's first request
     assert all(r.headers.get("authorization") for r in registry.to("registry.test"))
+
+
+def test_a_refused_password_is_not_sent_again() -> None:
+    registry = Registry(challenge="basic")
+    auth, http = setup(registry, credential=Credential("alice", "wrong"))
+    auth.challenge = parse_challenge('Basic realm="r"')  # known: the password goes with the first try
+    response = http.get("https://registry.test/v2/a/manifests/1", auth=auth.flow())
+    assert response.status_code == 401 and len(registry.requests) == 1

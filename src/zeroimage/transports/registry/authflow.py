@@ -3,10 +3,11 @@
 To the registry's own origin (scheme, host and port), a request goes with the ``Authorization``
 that answers the registry's last challenge for the request's scopes (Basic, or a cached Bearer
 token). A 401 of the registry's origin is a challenge: it is learnt, the token is renewed (with
-the scope the challenge asks for), and the request is sent once more; a second 401 is the
-caller's to report. To any other origin a request goes without ``Authorization``, and a 401 from
-there is an :class:`~zeroimage.errors.AuthError` naming that host: nothing another origin says
-makes us fetch a token or send a credential.
+the scope the challenge asks for), and the request is sent once more, unless that answer is the
+one just refused (a Basic password is not sent twice); a second 401 is the caller's to report.
+To any other origin a request goes without ``Authorization``, and a 401 from there is an
+:class:`~zeroimage.errors.AuthError` naming that host: nothing another origin says makes us fetch
+a token or send a credential.
 
 The flow only decides; it neither sends nor reads (token requests are the
 :class:`~.auth.Authenticator`'s). The client drives it itself rather than through
@@ -61,7 +62,7 @@ class RegistryAuth(httpx.Auth):
             return
         authenticator.challenge = challenge
         renewed = authenticator.authorization(self.scopes, challenge, renew=True)
-        if renewed is None:
-            return  # nothing to answer it with: the caller reports the 401
+        if renewed is None or renewed == authorization:
+            return  # nothing (new) to answer it with: the caller reports the 401
         request.headers["Authorization"] = renewed
         yield request
