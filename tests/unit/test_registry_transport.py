@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,3 +185,19 @@ def test_no_private_name_of_httpx_or_httpcore_is_used() -> None:
     assert found == []
     for used in ("transport._pool = pool", "from httpx._models import Request", "httpcore._backends.sync"):
         assert private.search(used), used  # what the check is for
+
+
+def test_a_client_with_its_real_transport_never_loads_httpxs_command_line() -> None:
+    """Whichever module of the client imports httpx first goes through transports/http.py, which
+    keeps httpx's command line (rich's console, pygments: ~60 ms of an unchanged re-push) out."""
+    code = (
+        "import sys\n"
+        "from zeroimage.transports.registry.client import RegistryClient\n"
+        "client = RegistryClient('127.0.0.1:1', '127.0.0.1:1')\n"
+        "client.auth.flow(())\n"
+        "assert 'httpx' in sys.modules and 'httpcore' in sys.modules\n"
+        "main = sys.modules.get('httpx._main')\n"
+        "print(getattr(main, '__file__', None) is not None, 'pygments' in sys.modules, 'rich.syntax' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "False"]  # the stand-in only

@@ -15,7 +15,8 @@ The flow only decides; it neither sends nor reads (token requests are the
 sending the next request, where the client reads only a bounded part of an unwanted reply. Any
 driver works: a flow is also an ordinary ``httpx.Auth`` for an ``httpx.Client``.
 
-This module imports httpx: the client imports it with its first request.
+This module imports httpx (through :mod:`zeroimage.transports.http`): the client imports it with
+its first request.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING
 
-import httpx
-
+from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.auth import parse_challenge
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ library, so it holds across their versions.
 :class:`ReplayableBody` is a request body made afresh each time it is sent: an upload sent again
 after a fault or a challenge reads its blob again rather than failing on a spent iterator.
 
-This module imports httpx and httpcore: the client imports it only when it makes its connections.
+This module imports httpx (through :mod:`zeroimage.transports.http`, which keeps httpx's command
+line out) and httpcore: the client imports it only when it makes its connections.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import httpcore
-import httpx
 
+from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.options import LowSpeedLimit
 from zeroimage.transports.registry.speed import CheckedBackend
 
