@@ -55,7 +55,20 @@ class OutputError(ZeroimageError):
 
 
 class RegistryError(ZeroimageError):
-    """A registry answered with an error, or sent something malformed."""
+    """A registry answered with an error, or sent something malformed.
+
+    As go-containerregistry's ``transport.Error``, it keeps what the registry said besides the
+    line users read: ``status``, the HTTP status when there was one; ``codes``, the error codes of
+    the registry's JSON error body (``MANIFEST_BLOB_UNKNOWN``, ``DENIED``, …) in the order sent;
+    ``repository``, the repository the request was for, when known."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, codes: tuple[str, ...] = (), repository: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+        self.repository = repository
 
 
 class NotFoundError(RegistryError):

@@ -35,11 +35,11 @@ from zeroimage.transports.registry.speed import Stalled
 def test_plain_http_only_for_loopback_and_named_insecure_registries() -> None:
     assert is_loopback("127.0.0.1:5000") and is_loopback("localhost") and is_loopback("[::1]:5000")
     assert not is_loopback("registry.example.com") and not is_loopback("10.0.0.1:5000")
-    assert client("127.0.0.2:5000")._plain_http_allowed()
-    assert not client("registry.example.com:5000")._plain_http_allowed()
-    assert client("registry.example.com:5000", ("registry.example.com:5000",))._plain_http_allowed()
-    assert client("registry.example.com:5000", ("registry.example.com",))._plain_http_allowed()
-    assert not client("other.example.com", ("registry.example.com",))._plain_http_allowed()
+    assert client("127.0.0.2:5000").origin.plain_http_allowed()
+    assert not client("registry.example.com:5000").origin.plain_http_allowed()
+    assert client("registry.example.com:5000", ("registry.example.com:5000",)).origin.plain_http_allowed()
+    assert client("registry.example.com:5000", ("registry.example.com",)).origin.plain_http_allowed()
+    assert not client("other.example.com", ("registry.example.com",)).origin.plain_http_allowed()
 
 
 def test_challenges() -> None:
@@ -209,7 +209,7 @@ def test_a_401_from_another_origin_is_an_error_and_gets_no_credential(storage: s
     made = client(host, handler=registry)
     if other.scheme == "http":
         registry.realm = "http://auth.test/token"
-        made._scheme = "http"
+        made.origin.scheme = "http"
     session = upload.UploadSession.start(made, "a")
     with pytest.raises(AuthError, match=f"{other.netloc} asked for credentials"):
         session.commit(Descriptor("application/octet-stream", "sha256:" + "0" * 64, 0))
@@ -299,7 +299,7 @@ def test_a_token_realm_over_plain_http_only_for_a_plain_http_registry(host: str,
     registry = Registry(auth="bearer", realm=realm)
     made = client(host, handler=lambda request: not_tls(request) if request.url.path == "/v2/" else registry(request))
     if refused:
-        made._scheme = "https"
+        made.origin.scheme = "https"
         with pytest.raises(AuthError, match=f"asked for a token over plain HTTP from {urlsplit(realm).netloc}"):
             made.request("GET", "/v2/a/manifests/1")
         assert registry.token_requests() == []

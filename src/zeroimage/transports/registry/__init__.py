@@ -1,9 +1,13 @@
 """The registry transport (``docker://``): the OCI Distribution API, auth and credentials.
 
-``client`` talks to one registry (origins, auth, retries, bounds); ``source`` reads an image from
-it; ``sink`` pushes one to references of it, through ``upload`` sessions; ``auth`` and
-``credentials`` hold challenges, tokens and where Docker and Podman keep logins; ``speed`` is the
-low-speed limit on every connection; ``pool`` shares one client per registry across a build.
+``client`` talks to one registry, composed of layers: ``origin`` (where trust belongs),
+``authflow`` and ``auth`` (an ``httpx.Auth`` flow; challenges and tokens), ``retry``, ``faults``,
+``replies`` (bounded reads, error bodies) and ``transport`` with ``speed`` (the low-speed limit on
+every connection, through httpcore's public interfaces). ``source`` reads an image from it;
+``sink`` pushes one to references of it, through ``upload`` sessions; ``credentials`` is where
+Docker and Podman keep logins.
+``pool`` shares one client per registry across a build; ``referrers`` stores and lists OCI 1.1
+referrers (the Referrers API, or the tag schema).
 
 The names below load on first use: a build that never talks to a registry never imports the
 HTTP stack.

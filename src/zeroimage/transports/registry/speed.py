@@ -1,4 +1,4 @@
-"""The low-speed limit (:class:`~.client.LowSpeedLimit`), enforced on the connection itself.
+"""The low-speed limit (:class:`~.options.LowSpeedLimit`), enforced on the connection itself.
 
 The check sits beneath HTTP, on the socket: it sees request headers and bodies, response headers
 and bodies and TLS handshakes alike, so a server cannot hold a build by trickling any part of an
@@ -12,7 +12,8 @@ a peer that sends nothing at all fails at its end too. Each ``send`` is credited
 (httpcore's own write loop, run here), so a slow but steady reader is credited as it reads.
 
 This module imports httpcore, which is slow to import: the client imports it only when it opens
-its connections, so that a build starts compressing first.
+its connections, so that a build starts compressing first. :class:`~.transport.LowSpeedTransport`
+gives httpx connections made this way, through httpcore's public interfaces only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import httpcore
 from zeroimage.transports.http import httpx
 
 if TYPE_CHECKING:
-    from zeroimage.transports.registry.client import LowSpeedLimit
+    from zeroimage.transports.registry.options import LowSpeedLimit
 
 
 class Stalled(httpcore.ReadTimeout):
@@ -42,18 +43,11 @@ class StalledWrite(httpcore.WriteTimeout):
 
 
 def limited_transport(limit: LowSpeedLimit, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> httpx.BaseTransport:
-    """httpx's own transport, its connections made through a :class:`CheckedBackend`."""
-    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
-    # httpx takes no network backend, its connection pool does: the same pool, the same
-    # settings, checked sockets.
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=CheckedBackend(limit),
-    )
-    return transport
+    """A transport whose connections are made through a :class:`CheckedBackend` (see
+    :class:`~.transport.LowSpeedTransport`)."""
+    from zeroimage.transports.registry.transport import LowSpeedTransport
+
+    return LowSpeedTransport(limit, ssl_context, limits)
 
 
 def is_stall(exc: BaseException) -> bool:
