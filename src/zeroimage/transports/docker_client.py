@@ -290,7 +290,7 @@ class DockerClient:
         self._ssl = endpoint.tls.ssl_context() if endpoint.tls is not None else None
         load_timeout(0, env)  # a malformed bound fails now, before the build
 
-    def _pool(self) -> httpcore.ConnectionPool:
+    def _connections(self) -> httpcore.ConnectionPool:
         return httpcore.ConnectionPool(
             ssl_context=self._ssl,
             max_connections=1,
@@ -312,7 +312,7 @@ class DockerClient:
         """``GET /_ping``: NetworkError (or TLSError) when no daemon answers as Docker does."""
         try:
             with (
-                self._pool() as pool,
+                self._connections() as pool,
                 pool.stream(
                     "GET",
                     f"{self.endpoint.url}/_ping",
@@ -351,7 +351,7 @@ class DockerClient:
         with reporter.task(f"loading into Docker at {self.where}", size) as task:
             try:
                 with (
-                    self._pool() as pool,
+                    self._connections() as pool,
                     pool.stream(
                         "POST",
                         f"{self.endpoint.url}/images/load?quiet=1",
