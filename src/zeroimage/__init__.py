@@ -28,19 +28,21 @@ from zeroimage.errors import (
     PlatformError,
     RegistryError,
     RunCheckError,
+    SignatureError,
     TLSError,
     UsageError,
     ZeroimageError,
 )
 
 if TYPE_CHECKING:
-    from zeroimage.api import build, check_auth, inspect, login, logout, raw_manifest
+    from zeroimage.api import build, check_auth, inspect, login, logout, raw_manifest, verify
     from zeroimage.describe import InspectedImage, Inspection
     from zeroimage.image import WriteResult
     from zeroimage.oci import Descriptor, Platform
     from zeroimage.pipeline import BuildResult, LayerResult, PlatformResult
     from zeroimage.progress import CallbackReporter, Event, NullReporter, Reporter, Task
     from zeroimage.reference import Reference
+    from zeroimage.signing.verification import Attachment, Verification
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,9 @@ _LAZY = {
     "login": "zeroimage.api",
     "logout": "zeroimage.api",
     "check_auth": "zeroimage.api",
+    "verify": "zeroimage.api",
+    "Verification": "zeroimage.signing.verification",
+    "Attachment": "zeroimage.signing.verification",
     "Inspection": "zeroimage.describe",
     "InspectedImage": "zeroimage.describe",
     "Descriptor": "zeroimage.oci",
@@ -68,6 +73,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Attachment",
     "AuthError",
     "BuildResult",
     "CallbackReporter",
@@ -93,9 +99,11 @@ __all__ = [
     "RegistryError",
     "Reporter",
     "RunCheckError",
+    "SignatureError",
     "TLSError",
     "Task",
     "UsageError",
+    "Verification",
     "WriteResult",
     "ZeroimageError",
     "__version__",
@@ -105,6 +113,7 @@ __all__ = [
     "login",
     "logout",
     "raw_manifest",
+    "verify",
 ]
 
 

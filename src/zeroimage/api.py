@@ -5,8 +5,8 @@ the build's options (:mod:`zeroimage.options`): the long flag's name with ``-`` 
 is ``base``, ``-o`` is ``outputs``, ``--with`` is ``essentials``, ``--label`` ``labels``,
 ``--annotation`` ``annotations``), a list for a repeatable flag, a mapping or a list of
 ``KEY=VALUE`` for ``env``, ``labels`` and ``annotations``, a ``str`` or ``pathlib.Path`` for a
-path. :func:`inspect`, :func:`raw_manifest`, :func:`login`, :func:`logout` and :func:`check_auth`
-are the other commands.
+path. :func:`inspect`, :func:`raw_manifest`, :func:`verify`, :func:`login`, :func:`logout` and
+:func:`check_auth` are the other commands.
 
 Nothing here prints, exits or installs a signal handler: errors are
 :class:`~zeroimage.errors.ZeroimageError` subclasses, and progress goes to a reporter or a
@@ -19,6 +19,7 @@ import inspect as _inspect
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zeroimage.describe import Inspection
@@ -30,6 +31,8 @@ from zeroimage.reference import Reference
 
 if TYPE_CHECKING:
     from zeroimage.image import Source
+    from zeroimage.oci import Descriptor
+    from zeroimage.signing.verification import Verification
     from zeroimage.store import BlobStore
 
 PathLike = str | os.PathLike[str]
@@ -137,6 +140,55 @@ def check_auth(reference: str, *, insecure_registry: Sequence[str] = ()) -> Refe
     return location.reference
 
 
+def verify(source: PathLike, *, key: PathLike, insecure_registry: Sequence[str] = ()) -> Verification:
+    """Check, offline against the public ``key`` (cosign's ``cosign.pub``, or any PEM EC P-256
+    public key), what is attached to the image at ``source``: its referrers (the Referrers API or
+    the tag schema in a registry; the layout's own in an OCI archive or layout) and cosign's
+    legacy ``sha256-<hex>.sig`` signature. ``.ok`` is whether a valid signature of the image
+    itself by that key was found; ``.reason()`` says so, or why not, in one line;
+    ``.attachments`` lists everything found (signatures, SBOMs, provenance) and what came of it."""
+    from zeroimage.signing import load_verifying_key, signature_tag
+    from zeroimage.signing.verification import LegacyImage, Referrer, verify_attachments
+
+    verifying = load_verifying_key(Path(_path(key, "key")))
+    with _opened(source, insecure_registry, None) as opened:
+        root = opened.root()
+        manifest = opened.document(root)
+        referrers = [
+            Referrer(desc.digest, opened.document(desc), _blobs_of(opened, desc))
+            for desc in opened.referrers(root.digest)[:MAX_VERIFIED_REFERRERS]
+        ]
+        tagged = opened.tagged(signature_tag(root.digest))
+        legacy = LegacyImage(opened.document(tagged), _blobs_of(opened, tagged)) if tagged is not None else None
+        return verify_attachments(root.digest, verifying, referrers=referrers, legacy=legacy, subject_manifest=manifest)
+
+
+#: Referrers of one image that verify reads (each its manifest and its layers, bounded).
+MAX_VERIFIED_REFERRERS = 64
+
+
+def _blobs_of(source: Source, desc: Descriptor) -> dict[str, bytes]:
+    """The layers of the artifact ``desc`` names (a bundle, an SBOM, a legacy payload), each
+    verified and at most MAX_ARTIFACT_CONTENT bytes: what verification reads."""
+    from zeroimage.files import CHUNK
+    from zeroimage.oci import Manifest, parse_document
+    from zeroimage.oci.artifact import MAX_ARTIFACT_CONTENT
+
+    manifest = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
+    if not isinstance(manifest, Manifest):
+        return {}
+    blobs: dict[str, bytes] = {}
+    for layer in manifest.layers[:MAX_VERIFIED_REFERRERS]:
+        if layer.size > MAX_ARTIFACT_CONTENT:
+            continue  # not a signature, a bundle nor a payload: nothing verify reads
+        stream = source.blob(layer).open()
+        try:
+            blobs[layer.digest] = b"".join(iter(lambda: stream.read(CHUNK), b""))  # noqa: B023 - read at once
+        finally:
+            stream.close()
+    return blobs
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -163,6 +215,12 @@ def _text(value: object, name: str) -> str:
     if not isinstance(value, str) or "\0" in value:
         raise UsageError(f"{name}: expected a str without NUL characters, not {type(value).__name__} {value!r:.60}")
     return value
+
+
+def _path(value: object, name: str) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return _text(value, name)
 
 
 def _texts(values: object, name: str) -> tuple[str, ...]:

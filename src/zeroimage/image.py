@@ -29,6 +29,7 @@ from zeroimage.oci import (
     sha256_digest,
 )
 from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.artifact import Artifact
 from zeroimage.platform import match_rank, select_platform
 from zeroimage.progress import Reporter
 
@@ -162,6 +163,16 @@ class Source(Protocol):
 
     def blob(self, desc: Descriptor) -> Blob: ...
 
+    def referrers(self, digest: str) -> list[Descriptor]:
+        """The artifacts (signatures, SBOMs, attestations) whose ``subject`` is the manifest
+        ``digest``: a registry's (Referrers API, or the tag schema), a layout's; none elsewhere."""
+        ...
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        """What another tag of the same repository or layout names (cosign's ``.sig`` tags), or
+        None when it names nothing."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -188,6 +199,30 @@ class WriteResult:
         if self.location:
             return f"{self.location}@{self.digest}"
         return f"{self.reference}  # {'image ID ' if self.image_id else ''}{self.digest}"
+
+
+@dataclass(frozen=True)
+class LegacySignature:
+    """Cosign's legacy signature of one manifest: the simple-signing payload that names it (and
+    the repository it is pushed to) and the signature over the payload's exact bytes, which a
+    registry stores as a layer of the image under the tag ``sha256-<hex>.sig``."""
+
+    digest: str
+    payload: bytes
+    signature: bytes
+
+
+class Attachments(Protocol):
+    """What a build attaches to each image it writes (signatures, SBOMs, provenance), made once
+    that image's manifests are made; a sink that takes attachments asks for those of its graph."""
+
+    def referrers(self, graph: ImageGraph) -> Sequence[Artifact]:
+        """Artifacts whose ``subject`` is the root or a manifest of ``graph``."""
+        ...
+
+    def legacy(self, graph: ImageGraph, repository: str) -> Sequence[LegacySignature]:
+        """Cosign's legacy signatures of ``graph`` as pushed to ``repository`` (registry/path)."""
+        ...
 
 
 class LayerTap(Protocol):
@@ -220,6 +255,9 @@ class Sink(Protocol):
     #: Whether it copies new layers from the store (archives, layouts); a registry takes them
     #: through its tap and needs only their identity kept.
     needs_layer_files: bool
+    #: Whether it stores what a build attaches (signatures, SBOMs, provenance) beside the image:
+    #: registries and OCI layouts do; Docker's formats have no place for them.
+    takes_attachments: bool
 
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
         """A tap that takes one new layer while it is made, or None if the sink cannot."""
@@ -230,8 +268,9 @@ class Sink(Protocol):
         the tags it pushes to): a new layer found in one is not made again. None for most."""
         ...
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
-        """Write the image; one result per reference the sink was given."""
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
+        """Write the image, and ``attachments``' artifacts beside it when the sink takes them;
+        one result per reference the sink was given."""
         ...
 
     def discard(self) -> None:

@@ -463,6 +463,44 @@ class BuildOptions:
     digest_file: Path | None = option(
         "--digest-file", metavar="FILE", kind="path", help="Write the image digest to this file."
     )
+    sbom: SbomFormat | None = option(
+        "--sbom",
+        choices=("spdx", "cyclonedx"),
+        help="Attach a software bill of materials to each image manifest, as an OCI referrer: SPDX 2.3 or "
+        "CycloneDX 1.6 JSON, read from the programs themselves (Go build info, cargo auditable's crate list), "
+        "the files added and the base's package database.",
+        convert=_choice("--sbom", ("spdx", "cyclonedx")),
+    )
+    sbom_file: Path | None = option(
+        "--sbom-file",
+        metavar="PATH",
+        kind="path",
+        help="Also write the SBOM to PATH; for several platforms, PATH holds {platform} "
+        "(e.g. sbom-{platform}.spdx.json: linux-arm64, linux-arm-v7).",
+    )
+    sign_key: Path | None = option(
+        "--sign-key",
+        metavar="KEY",
+        kind="path",
+        help="Sign the image (an index and each of its manifests) with this ECDSA P-256 private key: PEM "
+        "(PKCS#8 or SEC1, encrypted or not) or cosign generate-key-pair's; its password from COSIGN_PASSWORD.",
+    )
+    signature_format: SignatureFormat = option(
+        "--signature-format",
+        choices=("bundle", "legacy", "both"),
+        default="both",
+        show_default=True,
+        help="How signatures are stored: bundle (a Sigstore bundle as an OCI referrer, as cosign 3 does), "
+        "legacy (cosign's sha256-<hex>.sig tag, which cosign 2 and Kyverno read), or both.",
+        convert=_choice("--signature-format", ("bundle", "legacy", "both")),
+    )
+    provenance: bool = option(
+        "--provenance",
+        kind="switch",
+        default=False,
+        help="Attach SLSA v1 build provenance (the programs, files and base by digest, the build's parameters, "
+        "the CI run that built it), signed with --sign-key.",
+    )
     source_date_epoch: int | None = option(
         kind="number",
         help="The time of every file and of the image, in seconds since 1970 (default: the SOURCE_DATE_EPOCH "
@@ -509,6 +547,16 @@ class BuildOptions:
                     f"{docker[0]} cannot carry zstd layers: docker load (Docker Engine before 23, and the "
                     "docker-archive format) takes gzip; drop --compression zstd, or write an OCI output "
                     "(-o oci-archive:PATH, --push)"
+                )
+        if self.provenance and self.sign_key is None:
+            raise UsageError("--provenance is a signed statement: give --sign-key KEY too")
+        if self.sbom_file is not None:
+            if self.sbom is None:
+                raise UsageError("--sbom-file writes the SBOM: choose its format with --sbom spdx or --sbom cyclonedx")
+            if len(self.requests) > 1 and "{platform}" not in str(self.sbom_file):
+                raise UsageError(
+                    f"--sbom-file {self.sbom_file}: this image has {len(self.requests)} platforms, each its own "
+                    "SBOM: put {platform} in the path (e.g. sbom-{platform}.json)"
                 )
         self.target.check_request(self)
 

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zeroimage import runcheck
+from zeroimage.attachments import Attacher, Checksums, PlatformFacts, checksum_of
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.customize import ConfigChanges, apply_changes, history_of, user_ids
 from zeroimage.elf import BinaryInfo, inspect_binary
@@ -24,6 +26,7 @@ from zeroimage.errors import InputError, PlatformError, RunCheckError, UsageErro
 from zeroimage.essentials import add_entries, combine_adds, essential_entries
 from zeroimage.files import atomic_write
 from zeroimage.image import (
+    Attachments,
     BaseImage,
     ImageFormat,
     ImageGraph,
@@ -40,7 +43,7 @@ from zeroimage.image import (
 from zeroimage.layers.compress import LayerOptions
 from zeroimage.layers.entries import Entry, file_entry, modes_notice
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
-from zeroimage.layers.reuse import ReusableLayers
+from zeroimage.layers.reuse import RemoteLayer, ReusableLayers, prove
 from zeroimage.layers.tar import tar_size
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
 from zeroimage.options import BuildOptions, ProgramRequest
@@ -60,6 +63,10 @@ from zeroimage.rootfs import FileTree, ListingCache, base_tree
 from zeroimage.store import BlobStore, CorruptBlob, default_cache_dir
 from zeroimage.transports import Location, TransportOptions, open_sinks, open_source
 from zeroimage.transports.locations import Inputs, check_outputs, hinted
+
+if TYPE_CHECKING:
+    from zeroimage import sbom
+    from zeroimage.signing import SigningKey
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class _Plan:
     program: tuple[Entry, ...]  # the program's layer
     files: tuple[Entry, ...]  # the extra files' layer (empty: none)
     files_by: str  # what made the extra files, for the history
+    base_packages: sbom.BaseContents | None = None  # what the base holds, for an SBOM
 
 
 #: Makes the sinks of a build's destinations (the transports', unless a caller brings its own).
@@ -123,6 +131,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
     ``open_outputs`` makes a sink of each destination (tests bring sinks of their own)."""
     reporter = reporter or NullReporter()
     _check_request(options, reporter)
+    key = _signing_key(options)  # a wrong password or key is said before any work
     policy = options.target
     infos = [inspect_binary(p.path) for p in options.requests]
     epoch = options.source_date_epoch
@@ -132,9 +141,13 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
     created = rfc3339(epoch if epoch is not None else _newest_mtime(options, added))
     transport = TransportOptions(mtime=epoch or 0, insecure_registries=options.insecure_registry, pull=options.pull)
     sinks = open_outputs(options.destinations, transport)
+    _say_what_carries_no_attachments(options, sinks, reporter)
 
     with ExitStack() as stack:
         stack.callback(transport.close)
+        checksums = _checksums(options, added)
+        if checksums is not None:
+            stack.callback(checksums.stop)
         for sink in sinks:
             stack.callback(sink.discard)  # after a failure: no half-written output stays behind
         store = stack.enter_context(_store(options.use_cache))
@@ -186,8 +199,19 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
         }
         for graph in graphs_by_format.values():
             policy.check_result(graph.root)
-        written = _write_all(sinks, options.format, graphs_by_format, reporter)
+        attacher = None
+        if key is not None or options.sbom is not None:
+            if key is not None:
+                _prove_reused(made, reporter)
+            facts = {
+                str(result.platform): _facts(options, plan, result, checksums, reporter)
+                for plan, result in zip(plans, results, strict=True)
+            }
+            attacher = _attacher(options, key, facts, created)
+        written = _write_all(sinks, options.format, graphs_by_format, reporter, attacher)
         root = graphs_by_format[primary].root
+        if options.sbom_file is not None and attacher is not None:
+            _write_sbom_files(options.sbom_file, attacher.sboms(graphs_by_format[primary]))
     if options.digest_file is not None:
         with atomic_write(options.digest_file) as out:
             out.write(root.digest.encode() + b"\n")
@@ -341,6 +365,11 @@ def _plan(
     if base is not None:
         policy.check_base(base)  # from the manifest, before any layer is read
     tree = base_tree(base.layers, listings) if base is not None else FileTree()
+    base_packages = None
+    if options.sbom is not None and base is not None:
+        from zeroimage.sbom import read_base  # only for an SBOM: it is not light
+
+        base_packages = read_base(tree)
     entrypoint = entrypoint_of(options.entrypoint_path, member.name, tree)
     (program_at,) = place([Entry(entrypoint, "file", 0)], tree)  # where it lands, the image's links followed
     essentials = essential_entries(options.essentials, base=tree if base is not None else None, reporter=reporter)
@@ -375,7 +404,7 @@ def _plan(
         if options.strict:
             raise RunCheckError(problem)
         reporter.warn(problem)
-    return _Plan(member, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}")
+    return _Plan(member, base, tree, entrypoint, program, tuple(files), f"ADD {'; '.join(by)}", base_packages)
 
 
 def _user(changes: ConfigChanges, base: BaseImage | None, tree: FileTree, reporter: Reporter) -> tuple[int, int] | None:
@@ -471,19 +500,161 @@ def _formats(options: BuildOptions, sinks: Sequence[Sink]) -> list[ImageFormat]:
 
 
 def _write_all(
-    sinks: Sequence[Sink], fmt: ImageFormat, graphs: dict[ImageFormat, ImageGraph], reporter: Reporter
+    sinks: Sequence[Sink],
+    fmt: ImageFormat,
+    graphs: dict[ImageFormat, ImageGraph],
+    reporter: Reporter,
+    attachments: Attachments | None,
 ) -> list[WriteResult]:
-    """Hand each sink its graph. A stored layer found corrupt while it is copied has been removed
-    from the store: the sink's write is done once more, and the layer's blob makes it again."""
+    """Hand each sink its graph (and the build's attachments, to a sink that takes them). A
+    stored layer found corrupt while it is copied has been removed from the store: the sink's
+    write is done once more, and the layer's blob makes it again."""
     written: list[WriteResult] = []
     for sink in sinks:
         graph = graphs[sink.fixed_format or fmt]
         reporter.info(f"writing {sink.description}")
+        attached = attachments if sink.takes_attachments else None
         try:
-            written += sink.write(graph, reporter)
+            written += sink.write(graph, reporter, attached)
         except CorruptBlob:  # the blob's opener says so, and makes it again
-            written += sink.write(graph, reporter)  # a failed write undid itself
+            written += sink.write(graph, reporter, attached)  # a failed write undid itself
     return written
+
+
+# -- what the build attaches: signatures, SBOMs, provenance ----------------------------------------
+
+
+def _signing_key(options: BuildOptions) -> SigningKey | None:
+    """The key of --sign-key, its password from COSIGN_PASSWORD: loaded before any work, so that
+    a wrong password or an unsupported key is said before anything is made or sent."""
+    if options.sign_key is None:
+        return None
+    from zeroimage.signing import load_signing_key
+
+    return load_signing_key(options.sign_key, os.environ.get("COSIGN_PASSWORD"))
+
+
+def _say_what_carries_no_attachments(options: BuildOptions, sinks: Sequence[Sink], reporter: Reporter) -> None:
+    asked = [name for name, on in (("signatures", options.sign_key), ("SBOMs", options.sbom)) if on]
+    without = [sink.description for sink in sinks if not sink.takes_attachments]
+    if asked and without:
+        reporter.warn(
+            f"{', '.join(without)} carr{'ies' if len(without) == 1 else 'y'} no {' or '.join(asked)}: Docker's "
+            "formats have no place for them (pushes and OCI archives and layouts keep them)"
+        )
+
+
+def _checksums(options: BuildOptions, added: Sequence[tuple[str, list[Entry]]]) -> Checksums | None:
+    """The programs' and added files' checksums, begun now if an SBOM or provenance names them:
+    SPDX wants SHA-1 beside SHA-256 of every file."""
+    if options.sbom is None and not options.provenance:
+        return None
+    algorithms = ("sha1", "sha256") if options.sbom == "spdx" else ("sha256",)
+    paths = [request.path for request in options.requests]
+    paths += [entry.source for _, entries in added for entry in entries if entry.source and entry.kind == "file"]
+    return Checksums(paths, algorithms)
+
+
+def _facts(
+    options: BuildOptions, plan: _Plan, result: PlatformResult, checksums: Checksums | None, reporter: Reporter
+) -> PlatformFacts:
+    """What one platform's image holds, for its SBOM and provenance; what a program or the base
+    says of itself that cannot be read is a warning (the SBOM says so too)."""
+    from zeroimage import sbom
+
+    algorithms = ("sha1", "sha256") if options.sbom == "spdx" else ("sha256",)
+
+    def file(entry: Entry) -> sbom.File:
+        if entry.data is not None:
+            found = checksum_of(entry.data, algorithms)
+        else:
+            assert entry.source is not None and checksums is not None
+            found = checksums.of(entry.source)
+        return sbom.File(entry.path, found.size, found.digests)
+
+    path = Path(plan.member.path)
+    (entry,) = [e for e in plan.program if e.source is not None]
+    contents = sbom.read_program(path) if options.sbom is not None else sbom.ProgramContents()
+    for warning in (*contents.warnings, *(plan.base_packages.warnings if plan.base_packages else ())):
+        reporter.warn(f"SBOM of {result.platform}: {warning}")
+    programs = (sbom.Program(file(entry), contents),) if checksums is not None else ()
+    files = tuple(file(e) for e in plan.files if e.kind == "file") if checksums is not None else ()
+    base = None
+    if plan.base is not None:
+        reference = options.source.reference if options.source is not None and options.source.is_registry else None
+        base = sbom.BaseImage(
+            name=plan.base.name,
+            digest=plan.base.descriptor.digest,
+            contents=plan.base_packages or sbom.BaseContents(),
+            repository=reference.name if reference is not None else "",
+            tag=reference.tag or "" if reference is not None else "",
+        )
+    return PlatformFacts(result.platform, programs, files, base)
+
+
+def _attacher(options: BuildOptions, key: SigningKey | None, facts: dict[str, PlatformFacts], created: str) -> Attacher:
+    """What the build attaches, named as the image is: its first push's repository, else its
+    program's name — the same for every output, so that an archive and a push carry the very
+    same artifacts."""
+    push = next((o.reference for o in options.destinations if o.is_registry and o.reference is not None), None)
+    name = push.name if push is not None else options.requests[0].path.name
+    return Attacher(
+        name=name,
+        created=created,
+        facts=facts,
+        key=key,
+        legacy_signatures=options.signature_format in ("legacy", "both"),
+        bundles=options.signature_format in ("bundle", "both"),
+        sbom=options.sbom,
+        provenance=_parameters(options) if options.provenance else None,
+        environment=os.environ,
+        repository=push.name if push is not None else "",
+        tag=push.tag or "" if push is not None else "",
+    )
+
+
+def _parameters(options: BuildOptions) -> dict[str, object]:
+    """The build's request, as provenance records it: what was asked for, in the image's terms
+    (programs by name, files by where they land), never the builder's own directories."""
+    config = options.config
+    chosen: dict[str, object] = {
+        "programs": [request.path.name for request in options.requests],
+        "platforms": [str(request.platform) for request in options.requests if request.platform is not None],
+        "base": _base_name(options.source) or ("local" if options.source is not None else "scratch"),
+        "entrypointPath": options.entrypoint_path,
+        "env": [f"{k}={v}" for k, v in config.env],
+        "labels": dict(config.labels),
+        "annotations": dict(config.annotations),
+        "workdir": config.workdir,
+        "user": config.user,
+        "cmd": list(config.cmd),
+        "expose": list(config.expose),
+        "stopSignal": config.stop_signal,
+        "add": [dest for _, dest in options.add],
+        "with": list(options.essentials),
+        "target": options.target.name,
+        "format": options.format,
+        "compression": options.compression,
+        "sourceDateEpoch": options.source_date_epoch,
+    }
+    return {key: value for key, value in chosen.items() if value not in (None, [], {}, "")}
+
+
+def _prove_reused(made: Sequence[MadeLayer], reporter: Reporter) -> None:
+    """A signature vouches for every layer under the digest it signs: a layer reused from a
+    registry, compressed by someone else, is read whole and proved to be what its diff_id says."""
+    for layer in made:
+        if layer.origin == "registry" and layer.remote is not None:
+            reporter.info(f"proving the reused layer {layer.built.descriptor.digest} before signing")
+            prove(RemoteLayer(layer.remote, layer.reused_from), layer.built.diff_id)
+
+
+def _write_sbom_files(template: Path, documents: Sequence[tuple[Platform, bytes]]) -> None:
+    """``--sbom-file``: each platform's SBOM, ``{platform}`` in the path naming it."""
+    for platform, document in documents:
+        name = str(template).replace("{platform}", str(platform).replace("/", "-"))
+        with atomic_write(Path(name)) as out:
+            out.write(document)
 
 
 class _Background:

@@ -214,6 +214,12 @@ def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     return stream, raw
 
 
+def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+    """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
+    its compressed bytes, verified against its digest, to close."""
+    return _decompressed(blob)
+
+
 class _Dir(dict[str, "Node | _Dir"]):
     """A directory: its own node, and its entries by name."""
 

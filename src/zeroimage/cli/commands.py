@@ -25,7 +25,7 @@ from click.core import ParameterSource
 from zeroimage import __version__
 from zeroimage.cli.reporters import human, say
 from zeroimage.cli.text import json_text, printable
-from zeroimage.errors import Interrupted, UsageError, ZeroimageError
+from zeroimage.errors import Interrupted, SignatureError, UsageError, ZeroimageError
 
 if TYPE_CHECKING:
     from zeroimage.describe import Inspection
@@ -312,6 +312,42 @@ def _print_description(info: Inspection) -> None:
         _echo(f"    layers:     {len(layers)}")
         for layer in layers:
             _echo(f"      {layer['digest']}  {human(layer['size']):>9}  {layer.get('mediaType', '')}")
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("source", metavar="SOURCE")
+@click.option("--key", required=True, metavar="PUB", help="The public key to check signatures against (cosign.pub).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was found as JSON.")
+@_insecure_option
+@_verbose_option
+@_handled
+def verify(source: str, key: str, as_json: bool, insecure: tuple[str, ...], verbose: bool) -> None:
+    """Check, offline, that SOURCE is signed by KEY, and list what is attached to it.
+
+    Reads the image's referrers (the OCI Referrers API or the tag schema in a registry; the
+    layout's own in an OCI archive or layout) and cosign's legacy sha256-<hex>.sig signature.
+    Exits 0 when a valid signature of the image by the key is found, 1 otherwise.
+
+    \b
+      zeroimage verify --key cosign.pub registry.example.com/app:v1
+    """
+    from zeroimage import api
+
+    found = api.verify(source, key=key, insecure_registry=insecure)
+    if as_json:
+        click.echo(json_text(found.to_json()))
+    else:
+        _echo(f"{source}@{found.digest}")
+        for attachment in found.attachments:
+            state = "verified" if attachment.verified else "attached" if attachment.kind == "sbom" else "NOT verified"
+            _echo(f"  {attachment.kind:<11} {attachment.form:<8} {state}: {attachment.detail}  ({attachment.where})")
+    if not found.ok:
+        raise SignatureError(found.reason())
+    if not as_json:
+        _echo(found.reason())
 
 
 # -- completion ----------------------------------------------------------------------------------

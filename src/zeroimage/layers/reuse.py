@@ -28,11 +28,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from zeroimage.cancel import Cancellation, Worker
-from zeroimage.errors import NotFoundError, ZeroimageError
+from zeroimage.errors import DigestError, NotFoundError, ZeroimageError
+from zeroimage.files import CHUNK
 from zeroimage.image import Blob, Source, load_base
 from zeroimage.layers.compress import LayerCancelled
-from zeroimage.oci import Descriptor, Platform
+from zeroimage.oci import Descriptor, Platform, split_digest
 from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.digest import new_hasher
 from zeroimage.progress import Reporter
 
 
@@ -74,6 +76,33 @@ def acceptable(desc: Descriptor, media_type: str, tar_size: int) -> Descriptor |
         # Stored blocks add a few bytes per block; headers, trailers and frames a few dozen.
         sane = tar_size // most <= desc.size <= tar_size + tar_size // 64 + 65536
     return Descriptor(media_type, desc.digest, desc.size) if sane else None
+
+
+def prove(layer: RemoteLayer, diff_id: str) -> None:
+    """Read a reused layer whole before a signature vouches for it: its compressed bytes must
+    match its digest (the blob's reader checks) and its tar stream's hash the ``diff_id`` its
+    image listed. A DigestError says which is not so."""
+    from zeroimage.rootfs import decompressed
+
+    desc = layer.blob.descriptor
+    what = f"layer {desc.digest} of {layer.reference}"
+    hasher = new_hasher(diff_id)
+    stream, raw = decompressed(layer.blob)
+    try:
+        while chunk := stream.read(CHUNK):
+            hasher.update(chunk)
+    except ZeroimageError:
+        raise  # its bytes are not its digest's, or the network failed: said as it is
+    except Exception as exc:  # noqa: BLE001 - whatever a decompressor raises on bytes that are no stream
+        raise DigestError(f"{what} does not decompress ({str(exc)[:120]}): it cannot be signed") from None
+    finally:
+        raw.close()
+    actual = f"{split_digest(diff_id)[0]}:{hasher.hexdigest()}"
+    if actual != diff_id:
+        raise DigestError(
+            f"{what} holds the tar {actual}, not {diff_id} as its image says: an image holding it cannot be "
+            "signed (push it again without --cache-from, or with --no-cache to make the layer here)"
+        )
 
 
 class ReusableLayers:

@@ -85,6 +85,18 @@ class Verification:
     digest: str
     attachments: tuple[Attachment, ...]
 
+    def to_json(self) -> dict[str, object]:
+        """What ``zeroimage verify --json`` prints."""
+        return {
+            "digest": self.digest,
+            "verified": self.ok,
+            "reason": self.reason(),
+            "attachments": [
+                {"kind": a.kind, "form": a.form, "verified": a.verified, "detail": a.detail, "where": a.where}
+                for a in self.attachments
+            ],
+        }
+
     @property
     def signatures(self) -> tuple[Attachment, ...]:
         return tuple(a for a in self.attachments if a.kind == SIGNATURE and a.verified)

@@ -18,7 +18,7 @@ from typing import Any
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable, VerifyingReader
-from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
+from zeroimage.image import Attachments, Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.oci import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Descriptor, ImageConfig, Manifest, sha256_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.descriptor import parse_json
@@ -129,6 +129,12 @@ class DockerArchiveSource:
         except KeyError:
             raise InputError(f"{self.description} has no layer {desc.digest}") from None
 
+    def referrers(self, digest: str) -> list[Descriptor]:
+        return []  # docker save keeps no attachments
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -189,6 +195,8 @@ class DockerArchiveSink:
 
     fixed_format: ImageFormat | None = None
     needs_layer_files = True
+    #: Docker's formats have no place for signatures or SBOMs.
+    takes_attachments = False
 
     def __init__(self, path: Path, reference: Reference | None, mtime: int) -> None:
         self.path = path
@@ -206,7 +214,7 @@ class DockerArchiveSink:
     def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         _, manifest = single_image(graph, self.description)
         with self._staged.output(graph) as (tar, written):
             _write_rest(graph, tar, written, self.reference, reporter, self.description)

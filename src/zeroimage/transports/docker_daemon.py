@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 
-from zeroimage.image import ImageFormat, ImageGraph, LayerTap, Source, WriteResult
+from zeroimage.image import Attachments, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import DOCKER_HUB, Reference
 from zeroimage.transports.docker_archive import familiar_name, single_image, write_docker_archive
@@ -27,6 +27,8 @@ from zeroimage.transports.docker_host import resolve_endpoint
 class DockerDaemonSink:
     fixed_format: ImageFormat | None = None
     needs_layer_files = True
+    #: Docker's formats have no place for signatures or SBOMs.
+    takes_attachments = False
 
     def __init__(self, reference: Reference, mtime: int, env: Mapping[str, str] | None = None) -> None:
         self.reference = reference
@@ -45,7 +47,7 @@ class DockerDaemonSink:
     def discard(self) -> None:
         pass  # its temporary archive is removed by write() itself
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         _, manifest = single_image(graph, self.description)
         tls = self.client.endpoint.tls
         if tls is not None and not tls.verify:

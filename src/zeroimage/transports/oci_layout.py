@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
@@ -26,26 +26,31 @@ from zeroimage.files import (
     copy_stream,
     describe_os_error,
 )
-from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
+from zeroimage.image import Attachments, Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.oci import (
     MAX_CONFIG_SIZE,
     MAX_DOCUMENT_SIZE,
     REF_NAME,
     Descriptor,
     Index,
+    Manifest,
     dumps,
     loads,
+    parse_document,
     sha256_digest,
     split_digest,
     verify_bytes,
 )
 from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.artifact import Artifact
 from zeroimage.progress import Reporter
 from zeroimage.transports.storage import DirFiles, Files, TarFiles
 from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
 from zeroimage.untrusted import open_regular, read_regular
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+#: The most artifacts of one image a layout is searched for (each is a document read).
+MAX_LISTED_REFERRERS = 256
 
 
 class LayoutSource:
@@ -77,7 +82,9 @@ class LayoutSource:
         return Index.from_dict(obj, f"{self.description} index.json")
 
     def root(self) -> Descriptor:
-        entries = self.index().manifests
+        # Artifacts listed beside the images (signatures, SBOMs: entries with an artifactType)
+        # are about an image, not images themselves.
+        entries = tuple(d for d in self.index().manifests if not d.artifact_type)
         if not entries:
             raise InputError(f"{self.description} holds no image (index.json is empty)")
         if self.tag is not None:
@@ -136,6 +143,21 @@ class LayoutSource:
 
         return Blob(descriptor=desc, open=opener)
 
+    def referrers(self, digest: str) -> list[Descriptor]:
+        """The layout's artifacts (entries with an artifactType) whose manifest names ``digest``
+        as its subject, at most MAX_LISTED_REFERRERS of them."""
+        found: list[Descriptor] = []
+        for entry in self.index().manifests:
+            if not entry.artifact_type or entry.media_type not in mt.MANIFESTS or len(found) >= MAX_LISTED_REFERRERS:
+                continue
+            manifest = parse_document(self.document(entry), f"{self.description} {entry.digest}", entry.media_type)
+            if isinstance(manifest, Manifest) and manifest.subject is not None and manifest.subject.digest == digest:
+                found.append(entry)
+        return found
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        return next((d for d in self.index().manifests if d.ref_name == tag), None)
+
     def close(self) -> None:
         pass
 
@@ -173,6 +195,7 @@ class OciArchiveSink:
 
     fixed_format: ImageFormat | None = "oci"
     needs_layer_files = True
+    takes_attachments = True
 
     def __init__(self, path: Path, tag: str, mtime: int) -> None:
         self.path = path
@@ -190,8 +213,10 @@ class OciArchiveSink:
     def discard(self) -> None:
         self._staged.discard()  # nothing, once written
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
-        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [_index_entry(graph, self.tag)]}
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
+        artifacts = attachments.referrers(graph) if attachments is not None else []
+        entries = [_index_entry(graph, self.tag), *(a.descriptor.to_dict() for a in artifacts)]
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
         with self._staged.output(graph) as (tar, written):
             add_new_layers(tar, graph, written, reporter)
             algorithms = {split_digest(d.digest)[0] for d in graph.children_first()} - {"sha256"}
@@ -209,6 +234,9 @@ class OciArchiveSink:
                     tar.add_blob(blob_name(desc.digest), blob, reporter, f"writing {desc.digest[7:19]}")
 
             _write_graph(graph, put_document, put_blob)
+            for artifact in artifacts:
+                for desc in (*artifact.blob_descriptors, artifact.descriptor):
+                    put_document(desc, artifact.raw if desc == artifact.descriptor else artifact.blobs[desc.digest])
             tar.add_bytes("index.json", dumps(index))
             tar.close()
         return [WriteResult(f"{self.description}:{self.tag}", graph.root.digest)]
@@ -229,6 +257,7 @@ class OciDirSink:
 
     fixed_format: ImageFormat | None = "oci"
     needs_layer_files = True
+    takes_attachments = True
 
     def __init__(self, path: Path, tag: str) -> None:
         self.path = path
@@ -244,17 +273,18 @@ class OciDirSink:
     def discard(self) -> None:
         pass  # a failed write removes what it began itself
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         created = not self.path.exists()
         began = created or _is_empty_dir(self.path)  # never clean up a directory that held anything
+        artifacts = attachments.referrers(graph) if attachments is not None else []
         try:
-            return [self._write(graph, reporter)]
+            return [self._write(graph, reporter, artifacts)]
         except BaseException:
             if began:
                 _remove_layout(self.path, created)
             raise
 
-    def _write(self, graph: ImageGraph, reporter: Reporter) -> WriteResult:
+    def _write(self, graph: ImageGraph, reporter: Reporter, artifacts: Sequence[Artifact]) -> WriteResult:
         root = self.path
         try:
             root.mkdir(exist_ok=True)
@@ -288,17 +318,34 @@ class OciDirSink:
                         stream.close()
 
         _write_graph(graph, put, put)
+        for artifact in artifacts:
+            for desc in artifact.blob_descriptors:
+                put(desc, artifact.blobs[desc.digest])
+            put(artifact.descriptor, artifact.raw)
         if not os.path.isfile(root / "oci-layout") or os.path.islink(root / "oci-layout"):
             with atomic_write(root / "oci-layout") as out:
                 out.write(LAYOUT_FILE)
         index = {
             "schemaVersion": 2,
             "mediaType": mt.OCI_INDEX,
-            "manifests": [*existing, _index_entry(graph, self.tag)],
+            "manifests": _merged(
+                existing, [_index_entry(graph, self.tag), *(a.descriptor.to_dict() for a in artifacts)]
+            ),
         }
         with atomic_write(index_path) as out:
             out.write(json.dumps(index, separators=(",", ":")).encode())
         return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
+
+
+def _entries(artifacts: Sequence[Artifact]) -> list[dict[str, object]]:
+    return [artifact.descriptor.to_dict() for artifact in artifacts]
+
+
+def _merged(existing: list[dict[str, object]], added: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The layout's entries, then ours; an attachment already listed (the same digest, untagged)
+    is listed once."""
+    ours = {str(entry["digest"]) for entry in added if not _ref_name(entry)}
+    return [e for e in existing if _ref_name(e) or str(e.get("digest")) not in ours] + added
 
 
 def _index_entries(path: Path) -> list[dict[str, object]]:

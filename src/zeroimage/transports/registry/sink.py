@@ -16,12 +16,23 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from zeroimage import cancel
-from zeroimage.errors import DigestError, RegistryError
+from zeroimage.errors import DigestError, NotFoundError, RegistryError
 from zeroimage.files import CHUNK, Readable
-from zeroimage.image import Blob, DocumentBudget, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
+from zeroimage.image import (
+    Attachments,
+    Blob,
+    DocumentBudget,
+    ImageFormat,
+    ImageGraph,
+    LayerTap,
+    LegacySignature,
+    Source,
+    WriteResult,
+)
 from zeroimage.layers.feed import LayerAbandoned
-from zeroimage.oci import Descriptor
+from zeroimage.oci import Descriptor, Manifest, parse_document
 from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.artifact import Artifact
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
@@ -56,6 +67,8 @@ class RegistrySink:
     needs_layer_files = False
     #: Registries take the build's --format.
     fixed_format: ImageFormat | None = None
+    #: Referrers (the Referrers API, or the tag schema) and cosign's .sig tags.
+    takes_attachments = True
 
     def __init__(
         self,
@@ -125,14 +138,16 @@ class RegistrySink:
 
     # -- the whole graph ----------------------------------------------------------------------------
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         """Push ``graph`` to every reference: one WriteResult per reference, in the order given,
-        each counting the blobs uploaded, mounted or found for that reference alone."""
+        each counting the blobs uploaded, mounted or found for that reference alone. With
+        ``attachments``, each repository gets them too, after the image (by digest) and before
+        any tag: a tag never names an image whose attachments failed to go up."""
         results: dict[Reference, WriteResult] = {}
         holder: str | None = None  # a repository that holds every blob of the graph by now
         for repository in self.repositories:
             references = [r for r in self.references if r.repository == repository]
-            results.update(self._write_repository(repository, references, graph, reporter, holder))
+            results.update(self._write_repository(repository, references, graph, reporter, holder, attachments))
             holder = holder or repository
         return [results[reference] for reference in self.references]
 
@@ -143,10 +158,12 @@ class RegistrySink:
         graph: ImageGraph,
         reporter: Reporter,
         holder: str | None,
+        attachments: Attachments | None,
     ) -> dict[Reference, WriteResult]:
         root = graph.root
         results: dict[Reference, WriteResult] = {}
         pending = list(references)
+        attach = self._attaching(repository, graph, attachments, reporter)
         streamed_here = repository == self.repositories[0] and any(d in self._streamed for d in graph.new)
         if not streamed_here:  # no new layer went up: the repository may hold this very image already
             for reference in references:
@@ -154,12 +171,11 @@ class RegistrySink:
                     reporter.info(f"{reference} is this image already: nothing to push")
                     results[reference] = WriteResult(str(reference), root.digest, _no_blobs(), location=reference.name)
                     pending.remove(reference)
-            if pending and self._manifest_digest(repository, root.digest) == root.digest:
-                for reference in pending:  # and so every blob it names
+            if not pending or self._manifest_digest(repository, root.digest) == root.digest:
+                attach()  # an image pushed before gets what this build attaches, then its tags
+                for reference in pending:  # the repository holds the image, and so every blob it names
                     results[reference] = self._tag(reference, graph, reporter, _no_blobs())
                 return results
-        if not pending:
-            return results
         counts = self._push_blobs(repository, graph, reporter, holder)
         for desc in graph.children_first():
             if desc.digest != root.digest and (desc.media_type in mt.MANIFESTS or desc.media_type in mt.INDEXES):
@@ -167,8 +183,13 @@ class RegistrySink:
                 self._put_manifest(repository, desc.digest, desc, graph.documents[desc.digest])
         first, *others = pending
         cancel.check()
-        self._put_manifest(repository, first.tag or root.digest, root, graph.documents[root.digest])
-        results[first] = WriteResult(str(first), root.digest, counts, location=first.name)
+        if attach.needed:
+            self._put_manifest(repository, root.digest, root, graph.documents[root.digest])
+            attach()
+            results[first] = self._tag(first, graph, reporter, counts)
+        else:
+            self._put_manifest(repository, first.tag or root.digest, root, graph.documents[root.digest])
+            results[first] = WriteResult(str(first), root.digest, counts, location=first.name)
         for reference in others:
             results[reference] = self._tag(reference, graph, reporter, _no_blobs())
         return results
@@ -181,6 +202,41 @@ class RegistrySink:
             cancel.check()
             self._put_manifest(reference.repository, reference.tag, root, graph.documents[root.digest])
         return WriteResult(str(reference), root.digest, counts, location=reference.name)
+
+    # -- attachments ---------------------------------------------------------------------------------
+
+    def _attaching(
+        self, repository: str, graph: ImageGraph, attachments: Attachments | None, reporter: Reporter
+    ) -> _Attach:
+        artifacts = list(attachments.referrers(graph)) if attachments is not None else []
+        legacy = list(attachments.legacy(graph, f"{self.registry}/{repository}")) if attachments is not None else []
+        return _Attach(self, repository, artifacts, legacy, reporter)
+
+    def _push_legacy(self, repository: str, signature: LegacySignature, reporter: Reporter) -> None:
+        """Add a legacy signature to the image under ``sha256-<hex>.sig``, keeping the signatures
+        already there (another signer's, or ours, which is then not added twice)."""
+        from zeroimage.signing import legacy_signature_image, signature_tag
+
+        tag = signature_tag(signature.digest)
+        existing = RegistrySource(Reference(self.registry, repository, tag=tag), client=self.client, pull="always")
+        manifest = config = None
+        try:
+            root = existing.root()
+            manifest = existing.document(root)
+            parsed = parse_document(manifest, f"{self.registry}/{repository}:{tag}", root.media_type)
+            if isinstance(parsed, Manifest):
+                config = existing.document(parsed.config)
+        except NotFoundError:
+            pass  # the first signature of this image here
+        image = legacy_signature_image(signature.payload, signature.signature, manifest, config)
+        if not image.added:
+            return
+        for digest, data in image.blobs.items():
+            self._push_blob(repository, Descriptor("application/octet-stream", digest, len(data)), data, reporter, None)
+        cancel.check()
+        self._put_manifest(
+            repository, tag, Descriptor(image.media_type, image.digest, len(image.manifest)), image.manifest
+        )
 
     def _push_blobs(self, repository: str, graph: ImageGraph, reporter: Reporter, holder: str | None) -> dict[str, int]:
         order = graph.children_first()
@@ -296,6 +352,44 @@ class RegistrySink:
                 self._client = None  # a later use makes a new one
         if client is not None and owned:
             client.close()
+
+
+class _Attach:
+    """A repository's attachments, pushed when called (once): every referrer artifact (Referrers
+    API, or the tag schema), then every legacy signature."""
+
+    def __init__(
+        self,
+        sink: RegistrySink,
+        repository: str,
+        artifacts: Sequence[Artifact],
+        legacy: Sequence[LegacySignature],
+        reporter: Reporter,
+    ) -> None:
+        self.sink, self.repository, self.artifacts, self.legacy, self.reporter = (
+            sink,
+            repository,
+            artifacts,
+            legacy,
+            reporter,
+        )
+        self.needed = bool(artifacts or legacy)
+
+    def __call__(self) -> None:
+        if not self.needed:
+            return
+        from zeroimage.transports.registry.referrers import push_artifact
+
+        where = f"{self.sink.registry}/{self.repository}"
+        for artifact in self.artifacts:
+            cancel.check()
+            how = push_artifact(self.sink.client, self.repository, artifact)
+            self.reporter.info(f"attached {artifact.artifact_type} {artifact.descriptor.digest} to {where} ({how})")
+        for signature in self.legacy:
+            self.sink._push_legacy(self.repository, signature, self.reporter)
+        if self.legacy:
+            self.reporter.info(f"signed {len(self.legacy)} manifests in {where} (cosign's .sig tags)")
+        self.needed = False
 
 
 class _StreamedUpload:

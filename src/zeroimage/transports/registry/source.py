@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
-from zeroimage.errors import DigestError, InputError, NetworkError, RegistryError
+from zeroimage.errors import DigestError, InputError, NetworkError, NotFoundError, RegistryError
 from zeroimage.files import CHUNK, Readable, VerifyingReader
 from zeroimage.image import Blob, DocumentBudget, MountSource
 from zeroimage.oci import MAX_CONFIG_SIZE, MAX_DOCUMENT_SIZE, Descriptor, parse_document, sha256_digest, verify_bytes
@@ -330,6 +330,20 @@ class RegistrySource:
             return store.keep_while_read(desc, reader) if store is not None else reader
 
         return Blob(descriptor=desc, open=opener, origin=self.origin)
+
+    def referrers(self, digest: str) -> list[Descriptor]:
+        from zeroimage.transports.registry.referrers import list_referrers
+
+        return list_referrers(self.client, self.reference.repository, digest)
+
+    def tagged(self, tag: str) -> Descriptor | None:
+        other = RegistrySource(self.reference.with_tag(tag), client=self.client, budget=self.budget, pull="always")
+        try:
+            desc = other.root()
+        except NotFoundError:
+            return None
+        self._documents.update(other._documents)  # read once: this source serves it from now on
+        return desc
 
     def close(self) -> None:
         if self._owns_client and self._client is not None:
