@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,59 @@ def test_a_layer_another_tool_compressed_is_reused_by_diff_id_without_upload(
         assert again.returncode == 0, again.describe()
         (made,) = layers_of(again)
         assert made["origin"] == "made" and made["diffID"] == gzip9.diff_id and made["digest"] != gzip9.layer
+
+
+def relabelled(gzip9: Recompressed, root: Path, **changes: Any) -> str:
+    """A copy of ``gzip9``'s layout whose one layer descriptor has ``changes`` (urls,
+    annotations, mediaType): what an image pushed by someone else may say of a layer."""
+    layout = root / "layout"
+    shutil.copytree(gzip9.layout, layout)
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = index["manifests"]
+    manifest = json.loads(images.blob(layout, entry["digest"]))
+    manifest["layers"] = [{**manifest["layers"][0], **changes}]
+    raw = json.dumps(manifest).encode()
+    digest = peers.digest_of(raw)
+    (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(raw)
+    index["manifests"] = [{**entry, "digest": digest, "size": len(raw)}]
+    (layout / "index.json").write_text(json.dumps(index))
+    return f"oci:{layout}:{gzip9.tag}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reused"),
+    [
+        ({"annotations": {"com.example.planted": "yes"}}, True),  # reused, its annotations left behind
+        ({"urls": ["https://elsewhere.example/layer.tgz"]}, False),  # its bytes may be only there
+        ({"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd"}, False),  # not the compression asked
+    ],
+    ids=["annotations", "urls", "other-compression"],
+)
+def test_what_another_image_says_of_a_layer_is_checked_before_it_is_reused(
+    registry: Registry,
+    gzip9: Recompressed,
+    static_binary: Path,
+    tmp_path: Path,
+    changes: dict[str, Any],
+    reused: bool,
+) -> None:
+    """A layer found by its diff_id enters our manifest as media type, digest and size only —
+    never another image's annotations or urls —, and only in the compression the build asks
+    for: anything else is made here."""
+    repository = f"handback/{next(iter(changes)).lower()}"
+    seed(registry, relabelled(gzip9, tmp_path, **changes), f"{repository}:v1")
+    proc = cli.Home.under(tmp_path / "runner").run(
+        "build", "--json", "--push", f"{registry.host}/{repository}:v1", str(static_binary), env=EPOCH, check=True
+    )
+    (layer,) = layers_of(proc)
+    assert layer["origin"] == ("registry" if reused else "made"), layer
+    _, manifest = manifest_at(registry, f"{repository}:v1")
+    (pushed,) = manifest["layers"]
+    assert set(pushed) == {"mediaType", "digest", "size"}, pushed
+    assert pushed["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert (pushed["digest"] == gzip9.layer) is reused
+    result = peers.run_image(pull(registry, f"{repository}:v1", tmp_path / "pulled.tar"))
+    assert HELLO in result.stdout
 
 
 def test_cache_from_mounts_a_layer_into_another_repository(

@@ -34,6 +34,7 @@ Modes (``honest`` misbehaves in no way):
 ``chunk-min-garbage``    upload sessions say ``OCI-Chunk-Min-Length: plenty``
 ``redirect-to-file``     blob GETs are redirected to ``file:///etc/passwd``
 ``manifest-redirect``    manifest GETs are answered 302 (to the same manifest)
+``escape-errors``        every error's code and message hold terminal escape sequences (:data:`ESCAPES`)
 """
 
 from __future__ import annotations
@@ -81,7 +82,12 @@ MODES = (
     "chunk-min-garbage",
     "redirect-to-file",
     "manifest-redirect",
+    "escape-errors",
 )
+#: What a registry's error says in ``escape-errors`` mode: erase the line, go up one, write a line
+#: of our own over what zeroimage said; set the window title; ring the bell; a C1 CSI; a
+#: right-to-left override.
+ESCAPES = "\x1b[2K\x1b[1A\rLogin Succeeded\x1b]0;owned\x07 \x9b31m red \u202eevil"
 Auth = Literal["none", "basic", "bearer"]
 
 REGISTRY = "registry"
@@ -489,6 +495,9 @@ class HostileRegistry:
             handler.endless(status, headers)
         elif self.mode == "huge-errors" and status >= 400:
             handler.endless(status, headers, declared=HUGE)
+        elif self.mode == "escape-errors":
+            body = json.dumps({"errors": [{"code": code + ESCAPES, "message": ESCAPES}]}).encode()
+            handler.reply(status, body, {"Content-Type": "application/json", **(headers or {})})
         else:
             body = json.dumps({"errors": [{"code": code, "message": code.lower().replace("_", " ")}]}).encode()
             handler.reply(status, body, {"Content-Type": "application/json", **(headers or {})})

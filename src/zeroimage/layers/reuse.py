@@ -9,9 +9,9 @@ been compressed by another tool or another version of the compressor (same diff_
 bytes): reusing it keeps the image's digest stable across a fleet.
 
 What an image elsewhere says is not ours until it is checked (:func:`acceptable`): a reused
-layer enters our manifest as its media type, digest and size only — never ``urls`` or
-annotations —, only in the compression asked for, and only with a size that fits the layer it
-stands for. Its bytes are the other writer's: a build that signs the image proves them first
+layer enters our manifest as its media type, digest and size only — never annotations; one with
+``urls`` is not reused —, only in the compression asked for, and only with a size that fits the
+layer it stands for. Its bytes are the other writer's: a build that signs the image proves them first
 (see the pipeline).
 
 The images are asked for once, in a thread of their own, when the first layer is not in the
@@ -64,10 +64,12 @@ _ZSTD_MOST = 32768
 
 def acceptable(desc: Descriptor, media_type: str, tar_size: int) -> Descriptor | None:
     """The descriptor a reused layer enters our manifest with — ``media_type`` (the build's own,
-    OCI), its digest and its size, nothing else — or None when it cannot be the layer of a tar of
-    ``tar_size`` bytes in that compression: another compression, a size no compressor makes."""
-    if mt.to_oci(desc.media_type) != media_type:
-        return None
+    OCI), its digest and its size, never its annotations — or None when it is not to be reused:
+    another compression; ``urls`` (a registry stores such a layer's manifest without its blob,
+    whose bytes may then be only where the urls say); a size no compressor makes of a tar of
+    ``tar_size`` bytes."""
+    if mt.to_oci(desc.media_type) != media_type or desc.urls:
+        return None  # another compression; or bytes that may live only where its urls say
     compression = mt.compression_of(media_type)
     if compression == "none":
         sane = desc.size == tar_size
