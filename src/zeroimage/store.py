@@ -42,8 +42,7 @@ from zeroimage.files import (
     unlink_quietly,
     write_all,
 )
-from zeroimage.image import Blob
-from zeroimage.layers.compress import BuiltLayer
+from zeroimage.image import Blob, BuiltLayer
 from zeroimage.oci import Descriptor, split_digest
 
 DEFAULT_MAX_BYTES = 2 << 30

@@ -17,8 +17,9 @@ from tests.support.layers import make_layer, settle
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable
+from zeroimage.image import BuiltLayer
 from zeroimage.layers import producer
-from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
+from zeroimage.layers.compress import LayerOptions, stream_layer
 from zeroimage.layers.entries import Entry, clean_image_path, file_entry
 from zeroimage.layers.producer import layer_identity, layer_key
 from zeroimage.layers.tar import write_tar

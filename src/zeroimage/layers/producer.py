@@ -46,8 +46,8 @@ from typing import Literal, Protocol
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import InputError, OutputError, ZeroimageError
 from zeroimage.files import O_BINARY, Readable, describe_os_error, read_at, unlink_quietly
-from zeroimage.image import Blob, LayerTap
-from zeroimage.layers.compress import BuiltLayer, LayerOptions, diff_id_of, stream_layer
+from zeroimage.image import Blob, BuiltLayer, LayerTap
+from zeroimage.layers.compress import LayerOptions, diff_id_of, stream_layer
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.feed import GrowingFile, MemoryPipe
 from zeroimage.oci import Descriptor, Platform
