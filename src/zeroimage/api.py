@@ -134,7 +134,7 @@ def inspect(
                 from zeroimage.aws_lambda import problems_of
                 from zeroimage.rootfs import ListingCache
 
-                info["lambda"] = {"problems": problems_of(opened, ListingCache(store.root))}
+                info["lambda"] = {"problems": problems_of(opened, ListingCache(store))}
             return info
         finally:
             opened.close()

@@ -190,7 +190,7 @@ def build(spec: BuildSpec, reporter: Reporter | None = None) -> BuildResult:
         if spec.target != "lambda":
             first = _Background(producer, _program_guess(spec, targets[0]), targets[0])
             stack.callback(first.stop)
-        listings = ListingCache(store.root)
+        listings = ListingCache(store)
         plans = [_plan(spec, target, _base(source, spec.base, target), added, listings, reporter) for target in targets]
         _check_plans(spec, plans, layer_options)
         made: list[MadeLayer] = []
