@@ -604,8 +604,8 @@ def _write_listing(listing: Listing, out: BinaryIO) -> None:
 def _read_listing(fd: int, what: str) -> Listing | None:
     """The cached listing open at ``fd`` (closed here), or None for anything but a whole,
     well-formed one."""
-    nodes = _Nodes()
     with os.fdopen(fd, "rb") as handle:
+        nodes = _Nodes()
         try:
             if os.fstat(fd).st_size > MAX_CACHED or handle.readline(len(_HEADER)) != _HEADER:
                 return None

@@ -478,11 +478,14 @@ def _open_cache(root: Path) -> Path:
     return real
 
 
+def _uid(st: os.stat_result) -> int:
+    """The user's id; ``st``'s owner on a host without user ids (Windows), where any owner is."""
+    getuid = getattr(os, "getuid", None)
+    return st.st_uid if getuid is None else int(getuid())
+
+
 def _check_owner(root: Path, path: Path, st: os.stat_result, link: bool = False) -> None:
-    getuid = getattr(os, "getuid", None)  # a host without it (Windows) has no such owners
-    if getuid is None:
-        return
-    uid = getuid()
+    uid = _uid(st)
     if st.st_uid != uid and not (link and st.st_uid == 0):
         where = "it" if path == root else str(path)
         raise OutputError(
@@ -517,7 +520,7 @@ def _make_dir(root: Path, path: Path, tighten: bool) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)
         st = os.lstat(path)
-        if tighten and stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022:
+        if tighten and stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022 and st.st_uid == _uid(st):
             os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
             st = os.lstat(path)
     except OSError as exc:
@@ -530,6 +533,13 @@ def _layout_state(root: Path, real: Path) -> Literal["marked", "older", "unmarke
     holding nothing but our structure (empty, or made by a zeroimage before the mark);
     OutputError for a newer layout and for anything else."""
     version = _read_layout(root, real)
+    if version is None:
+        try:
+            names = os.listdir(real)
+        except OSError as exc:
+            raise OutputError(f"cannot use cache directory {describe_os_error(exc, real)}") from None
+        if LAYOUT_FILE in names:  # marked meanwhile, by a run beside this one
+            version = _read_layout(root, real)
     if version == LAYOUT_VERSION:
         return "marked"
     if version is not None:
@@ -540,10 +550,6 @@ def _layout_state(root: Path, real: Path) -> Literal["marked", "older", "unmarke
                 "version, or remove this one to start afresh"
             )
         return "older"
-    try:
-        names = os.listdir(real)
-    except OSError as exc:
-        raise OutputError(f"cannot use cache directory {describe_os_error(exc, real)}") from None
     foreign = sorted(name for name in names if not _ours(real, name))
     if foreign:
         shown = ", ".join(repr(name) for name in foreign[:3]) + (
