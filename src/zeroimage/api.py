@@ -81,7 +81,7 @@ def inspect(source: PathLike, *, insecure_registry: Sequence[str] = (), target: 
         if policy is None:
             return info
         assert store is not None
-        problems = policy.problems(opened, ListingCache(store.root))
+        problems = policy.problems(opened, ListingCache(store))
         return replace(info, target=policy.name, problems=tuple(problems))
 
 

@@ -50,6 +50,15 @@ class MountSource:
 
 
 @dataclass(frozen=True)
+class BuiltLayer:
+    """A layer's identity: its compressed blob's descriptor and its diff_id (the sha256 of its
+    uncompressed tar stream) — what a layer maker produces and the cache records."""
+
+    descriptor: Descriptor
+    diff_id: str
+
+
+@dataclass(frozen=True)
 class Blob:
     """A layer: its descriptor and how to read it.
 

@@ -172,7 +172,7 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
         if policy.makes_layers_early:
             first = _Background(producer, _program_guess(options, members[0]), members[0])
             stack.callback(first.stop)
-        listings = ListingCache(store.root)
+        listings = ListingCache(store)
         plans = [
             _plan(options, member, _base(source, options.source, member), added, listings, reporter)
             for member in members

@@ -29,17 +29,19 @@ import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from zeroimage.elf import BinaryInfo, inspect_binary, parse_elf
 from zeroimage.errors import InputError, OutputError
-from zeroimage.files import Readable, atomic_write
+from zeroimage.files import Readable
 from zeroimage.image import Blob
 from zeroimage.layers.entries import Entry
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci import split_digest
-from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member, open_regular
+from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member
+
+if TYPE_CHECKING:
+    from zeroimage.store import BlobStore
 
 #: Files whose content the build reads from the image (users, groups, loader search path, the
 #: distribution's name and version).
@@ -602,27 +604,27 @@ class _TooLarge(Exception):
 
 
 class ListingCache:
-    """Layer listings by digest, as files beside the blob store: a header line, one JSON array
-    per entry, then ``{"entries": N}``. A file that is anything else — cut short, larger than
+    """Layer listings by digest, kept as records of the store (``listings``, see
+    :class:`~zeroimage.store.BlobStore`): a header line, one JSON array per entry, then
+    ``{"entries": N}``. A file that is anything else — cut short, larger than
     :data:`MAX_CACHED`, not a regular file, nested without end, of the wrong types — is a miss:
-    the layer is listed again, and the file replaced."""
+    the layer is listed again, and the file replaced. Without a store, nothing is kept."""
 
-    def __init__(self, root: Path | None) -> None:
-        self.root = root / "listings" if root else None
-        if self.root is not None:
-            self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: BlobStore | None) -> None:
+        self._store = store
 
     def listing(self, blob: Blob) -> Listing:
         what = f"layer {blob.descriptor.digest}"
-        path = self.root / split_digest(blob.descriptor.digest)[1] if self.root else None
-        if path is not None:
-            cached = _read_listing(path, what)
+        key = split_digest(blob.descriptor.digest)[1]
+        fd = self._store.open_record("listings", key) if self._store is not None else None
+        if fd is not None:
+            cached = _read_listing(fd, what)
             if cached is not None:
                 return cached
         listing = list_layer(blob)
-        if path is not None:
+        if self._store is not None:
             # a listing that cannot be kept, or is too large to, is listed again next time
-            with contextlib.suppress(OutputError, _TooLarge), atomic_write(path) as out:
+            with contextlib.suppress(OutputError, _TooLarge), self._store.writing("listings", key) as out:
                 _write_listing(listing, out)
         return listing
 
@@ -669,14 +671,11 @@ def _write_listing(listing: Listing, out: BinaryIO) -> None:
     flush()
 
 
-def _read_listing(path: Path, what: str) -> Listing | None:
-    """The cached listing at ``path``, or None for anything but a whole, well-formed one."""
-    try:
-        fd = open_regular(path, str(path))
-    except (OSError, InputError):
-        return None
-    nodes = _Nodes()
+def _read_listing(fd: int, what: str) -> Listing | None:
+    """The cached listing open at ``fd`` (closed here), or None for anything but a whole,
+    well-formed one."""
     with os.fdopen(fd, "rb") as handle:
+        nodes = _Nodes()
         try:
             if os.fstat(fd).st_size > MAX_CACHED or handle.readline(len(_HEADER)) != _HEADER:
                 return None

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from zeroimage.image import LayerTap
-from zeroimage.layers.compress import BuiltLayer, LayerOptions
+from zeroimage.image import BuiltLayer, LayerTap
+from zeroimage.layers.compress import LayerOptions
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.producer import SETTLE_NS, LayerProducer
 from zeroimage.progress import NullReporter

@@ -13,8 +13,8 @@ import pytest
 from tests.support.layers import make_layer
 from zeroimage.errors import OutputError
 from zeroimage.files import AtomicFile
-from zeroimage.image import ImageGraph
-from zeroimage.layers.compress import BuiltLayer, LayerOptions
+from zeroimage.image import BuiltLayer, ImageGraph
+from zeroimage.layers.compress import LayerOptions
 from zeroimage.layers.entries import file_entry
 from zeroimage.layers.feed import GrowingFile
 from zeroimage.oci import Descriptor, sha256_digest

@@ -17,8 +17,9 @@ from tests.support.layers import make_layer, settle
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import Readable
+from zeroimage.image import BuiltLayer
 from zeroimage.layers import producer
-from zeroimage.layers.compress import BuiltLayer, LayerOptions, stream_layer
+from zeroimage.layers.compress import LayerOptions, stream_layer
 from zeroimage.layers.entries import Entry, clean_image_path, file_entry
 from zeroimage.layers.producer import layer_identity, layer_key
 from zeroimage.layers.tar import write_tar
@@ -155,13 +156,14 @@ def test_cache_prunes_least_recently_used_layer_records(tmp_path: Path, monkeypa
     monkeypatch.setattr(store_module, "MAX_RECORDS", 8)
     store = BlobStore(tmp_path / "cache")
     layer = BuiltLayer(Descriptor(OCI_LAYER_GZIP, "sha256:" + "a" * 64, 1), "sha256:" + "b" * 64)
-    for i in range(9):
-        store.put_layer_record(f"key{i}", layer)
-        os.utime(tmp_path / "cache" / "layers" / f"key{i}", (1000 + i, 1000 + i))
-    assert store.layer_record("key0", need_blob=False) == layer  # used now: the most recent of all
+    keys = [str(i) * 64 for i in range(9)]  # record keys are hex, as the store names them
+    for i, key in enumerate(keys):
+        store.put_layer_record(key, layer)
+        os.utime(tmp_path / "cache" / "layers" / key, (1000 + i, 1000 + i))
+    assert store.layer_record(keys[0], need_blob=False) == layer  # used now: the most recent of all
     store.prune()
     kept = sorted(p.name for p in (tmp_path / "cache" / "layers").iterdir())
-    assert kept == ["key0", "key4", "key5", "key6", "key7", "key8"]
+    assert kept == [keys[i] for i in (0, 4, 5, 6, 7, 8)]
 
 
 def test_a_program_touched_or_copied_is_known_by_its_content(tmp_path: Path) -> None:

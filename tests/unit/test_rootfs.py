@@ -24,6 +24,7 @@ from zeroimage.oci import Descriptor, ImageConfig, Platform, sha256_digest
 from zeroimage.oci.mediatypes import OCI_LAYER, OCI_LAYER_GZIP
 from zeroimage.rootfs import FileTree, ListingCache, Node, list_layer
 from zeroimage.runcheck import problems
+from zeroimage.store import BlobStore
 
 F, D = Node("file"), Node("dir")
 
@@ -167,7 +168,7 @@ def test_listing_reads_what_the_loader_checks_of_each_library(tmp_path: Path) ->
     raw = layer.read_bytes()
     blob = Blob(Descriptor(OCI_LAYER, sha256_digest(raw), len(raw)), lambda: io.BytesIO(raw))
     for attempt in range(2):  # listed, then read back from the listing cache
-        nodes = dict(ListingCache(tmp_path / "cache").listing(blob))
+        nodes = dict(ListingCache(BlobStore(tmp_path / "cache")).listing(blob))
         selinux = nodes["usr/lib/libselinux.so.1"]
         assert selinux.library and "libpcre2-8.so.0" in selinux.needed, attempt
         assert ("libc.so.6", "GLIBC_2.14") in selinux.versions_needed and "LIBSELINUX_1.0" in selinux.versions_defined
@@ -363,7 +364,7 @@ def test_a_hostile_cached_listing_is_a_miss(plant: Callable[[Path], None], tmp_p
     time, raising nothing — and the file is replaced by a good one. Before: a nesting bomb
     raised RecursionError, a gigabyte was read whole, a FIFO blocked, wrong types were taken."""
     blob = passwd_blob()
-    cache = ListingCache(tmp_path / "cache")
+    cache = ListingCache(BlobStore(tmp_path / "cache"))
     first = dict(cache.listing(blob))
     plant(cached_file(tmp_path / "cache", blob))
     outcome: list[object] = []
@@ -379,13 +380,13 @@ def test_a_hostile_cached_listing_is_a_miss(plant: Callable[[Path], None], tmp_p
     again = cached_file(tmp_path / "cache", blob)
     if plant is not plant_fifo:  # which an output never replaces (see AtomicFile): a miss each time
         assert again.is_file() and not again.is_symlink() and again.read_bytes().startswith(HEADER)
-    assert dict(ListingCache(tmp_path / "cache").listing(blob)) == first
+    assert dict(ListingCache(BlobStore(tmp_path / "cache")).listing(blob)) == first
 
 
 def test_a_listing_too_large_to_cache_is_listed_and_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rootfs, "MAX_CACHED", 100)
     blob = passwd_blob()
-    listed = dict(ListingCache(tmp_path / "cache").listing(blob))
+    listed = dict(ListingCache(BlobStore(tmp_path / "cache")).listing(blob))
     assert listed["etc/passwd"].content == PASSWD.decode()
     assert list((tmp_path / "cache" / "listings").iterdir()) == []  # nor a temporary file left
 

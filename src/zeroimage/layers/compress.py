@@ -17,6 +17,7 @@ from typing import BinaryIO, Literal, cast, get_args
 from zeroimage.cancel import Cancellation, Worker
 from zeroimage.errors import UsageError
 from zeroimage.files import Writable
+from zeroimage.image import BuiltLayer
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.tar import hashed_file, tar_size, write_tar
 from zeroimage.oci import Descriptor
@@ -69,14 +70,6 @@ def _usable_cpus() -> int:
     if affinity is not None:
         return len(affinity(0))
     return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class BuiltLayer:
-    """A layer's identity: its compressed blob's descriptor and its diff_id (uncompressed)."""
-
-    descriptor: Descriptor
-    diff_id: str
 
 
 class LayerCancelled(Exception):

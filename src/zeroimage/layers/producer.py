@@ -34,25 +34,26 @@ checks the digest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from zeroimage.cancel import Cancellation, Worker
-from zeroimage.errors import InputError, OutputError, ZeroimageError
+from zeroimage.errors import InputError, OutputError
 from zeroimage.files import O_BINARY, Readable, describe_os_error, read_at, unlink_quietly
-from zeroimage.image import Blob, LayerTap
-from zeroimage.layers.compress import BuiltLayer, LayerOptions, diff_id_of, stream_layer
+from zeroimage.image import Blob, BuiltLayer, LayerTap
+from zeroimage.layers.compress import LayerOptions, diff_id_of, stream_layer
 from zeroimage.layers.entries import Entry
 from zeroimage.layers.feed import GrowingFile, MemoryPipe
 from zeroimage.layers.reuse import RemoteLayers, acceptable
 from zeroimage.layers.tar import tar_size
-from zeroimage.oci import Descriptor, Platform
+from zeroimage.oci import Platform
 from zeroimage.progress import Reporter
 from zeroimage.store import BlobStore
 
@@ -106,7 +107,7 @@ class LayerProducer:
         it from another thread (:class:`~zeroimage.layers.compress.LayerCancelled`)."""
         entries = tuple(entries)
         key, settled = layer_identity(entries, self.options)
-        hit = self.store.layer_record(key, need_blob=self.keep) if settled else None
+        hit = self.store.layer_record(key, need_blob=self.keep, media_type=self.options.media_type) if settled else None
         if hit is not None:
             self.reporter.info(f"{what}: unchanged (cache), layer {hit.descriptor.digest}")
             return self._cached(hit, entries)
@@ -125,8 +126,8 @@ class LayerProducer:
         built = self._compress(entries, f"compressing {what}", self._taps(), cancel)
         if settled:
             self.store.put_layer_record(key, built)
-        self.store.put_record("shapes", shape, _record(built))
-        self.store.put_record("contents", content_key(built.diff_id, self.options), _record(built))
+        self.store.put_layer_record(shape, built, kind="shapes")
+        self.store.put_layer_record(content_key(built.diff_id, self.options), built, kind="contents")
         self.store.prune()
         return MadeLayer(built, entries, "made")
 
@@ -147,9 +148,9 @@ class LayerProducer:
         A cached layer of the same shape — whose files' sizes and sampled content match — is
         almost surely this one: when outputs need its bytes, they start copying it at once,
         beside the hashing that confirms it (an output told of a wrong one starts again)."""
-        shaped = self.store.record("shapes", shape)
-        candidate = _built(shaped) if shaped else None
-        if shaped is None and (self.remote is None or platform is None):
+        media_type = self.options.media_type
+        candidate = self.store.layer_record(shape, need_blob=False, kind="shapes", media_type=media_type)
+        if candidate is None and (self.remote is None or platform is None):
             return None
         cancel = cancel or Cancellation()
         hashing = _Hashing(entries, self.options.mtime, cancel)
@@ -158,29 +159,26 @@ class LayerProducer:
             if candidate is not None and self.keep and self.store.has(candidate.descriptor):
                 told = self._cached(candidate, entries).built
             remote = self.remote.layers(platform, self.options.media_type, cancel) if self.remote and platform else {}
-            if shaped is None and not remote:
+            if candidate is None and not remote:
                 return None
             diff_id = hashing.result()
         finally:
             hashing.stop()
-        if shaped is not None:
-            found = candidate if candidate is not None and candidate.diff_id == diff_id else None
+        if candidate is not None:
+            found = candidate if candidate.diff_id == diff_id else None
             if found is None:
-                record = self.store.record("contents", content_key(diff_id, self.options))
-                found = _built(record) if record is not None else None
+                key = content_key(diff_id, self.options)
+                found = self.store.layer_record(key, need_blob=False, kind="contents", media_type=media_type)
             if found is not None and found.diff_id == diff_id and (not self.keep or self.store.has(found.descriptor)):
                 if self.keep:
                     self.store.touch(found.descriptor.digest)
                 return self._cached(found, entries, told)
         layer = remote.get(diff_id)
-        desc = (
-            acceptable(layer.blob.descriptor, self.options.media_type, tar_size(entries, self.options.mtime))
-            if layer
-            else None
-        )
-        if layer is not None and desc is not None:
-            blob = replace(layer.blob, descriptor=desc)
-            return MadeLayer(BuiltLayer(desc, diff_id), entries, "registry", blob, layer.reference)
+        if layer is not None:
+            desc = acceptable(layer.blob.descriptor, self.options.media_type, tar_size(entries, self.options.mtime))
+            if desc is not None:
+                blob = replace(layer.blob, descriptor=desc)
+                return MadeLayer(BuiltLayer(desc, diff_id), entries, "registry", blob, layer.reference)
         return diff_id
 
     def blob(self, layer: MadeLayer) -> Blob:
@@ -201,11 +199,21 @@ class LayerProducer:
                     )
                 again = self._compress(layer.entries, f"making layer {desc.digest[7:19]} again", (), None, keep=True)
                 if again.descriptor.digest != desc.digest:
+                    self._forget(layer)
                     paths = ", ".join(str(e.source or e.path) for e in layer.entries)
                     raise InputError(f"{paths} changed during the build; try again")
             return self.store.open(desc)
 
         return Blob(desc, opener)
+
+    def _forget(self, layer: MadeLayer) -> None:
+        """Remove the records that name ``layer``, whose bytes could not be made again: its files
+        changed, or the compressor now makes other bytes (a new ISA-L), or the record was wrong.
+        The next build makes the layer anew instead of failing on the same record again."""
+        self.store.forget("contents", content_key(layer.built.diff_id, self.options))
+        with contextlib.suppress(InputError):  # a file gone: records of its old identity no longer match
+            self.store.forget("layers", layer_key(layer.entries, self.options))
+            self.store.forget("shapes", shape_key(layer.entries, self.options))
 
     def _compress(
         self,
@@ -326,19 +334,6 @@ def _sample(path: Path, size: int) -> str:
     finally:
         os.close(fd)
     return hasher.hexdigest()
-
-
-def _record(layer: BuiltLayer) -> dict[str, object]:
-    return {"descriptor": layer.descriptor.to_dict(), "diff_id": layer.diff_id}
-
-
-def _built(record: Mapping[str, object]) -> BuiltLayer | None:
-    try:
-        desc = Descriptor.from_dict(record["descriptor"])
-        diff_id = record["diff_id"]
-    except (KeyError, ZeroimageError):
-        return None
-    return BuiltLayer(desc, diff_id) if isinstance(diff_id, str) else None
 
 
 class _Hashing:
