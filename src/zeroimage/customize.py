@@ -43,7 +43,7 @@ def parse_pairs(values: Iterable[str], flag: str, env: bool = False) -> tuple[tu
 def parse_port(value: str) -> str:
     port, _, proto = value.partition("/")
     proto = (proto or "tcp").lower()
-    if not port.isdigit() or not 1 <= int(port) <= 65535 or proto not in ("tcp", "udp", "sctp"):
+    if not (is_id(port) and len(port) <= 5) or not 1 <= int(port) <= 65535 or proto not in ("tcp", "udp", "sctp"):
         raise UsageError(f"--expose {value!r}: expected PORT[/tcp|udp|sctp] with PORT from 1 to 65535")
     return f"{int(port)}/{proto}"
 
@@ -93,7 +93,7 @@ LINUX_SIGNALS = frozenset(
 def parse_signal(value: str) -> str:
     text = value.strip().upper()
     if text.isdigit():
-        if not 1 <= int(text) <= 64:
+        if not (is_id(text) and len(text) <= 2) or not 1 <= int(text) <= 64:
             raise UsageError(f"--stop-signal {value!r}: signal numbers go from 1 to 64")
         return text
     name = text if text.startswith("SIG") else "SIG" + text
@@ -116,8 +116,9 @@ def parse_user(value: str) -> str:
 
 
 def is_id(text: str) -> bool:
-    """A numeric uid or gid: ASCII digits only (``str.isdigit`` takes "²", which int() refuses)."""
-    return text.isascii() and text.isdigit()
+    """A numeric uid or gid: ASCII digits only (``str.isdigit`` takes "²", which int() refuses),
+    and few enough of them to convert (Python refuses 4,300 digits; an id has at most 10)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _lookup(table: str | None, name: str, column: int) -> str | None:

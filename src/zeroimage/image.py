@@ -136,10 +136,12 @@ class DocumentBudget:
 
     def __init__(self, limit: int | None = None) -> None:
         if limit is None:
+            from zeroimage.untrusted import whole_number
+
             text = os.environ.get("ZEROIMAGE_DOCUMENTS_LIMIT", "").strip()
-            if text and not text.isdigit():
-                raise UsageError(f"ZEROIMAGE_DOCUMENTS_LIMIT must be a number of bytes, not {text[:40]!r}")
-            limit = int(text) if text else DEFAULT_DOCUMENTS_LIMIT
+            limit = (
+                whole_number(text, "ZEROIMAGE_DOCUMENTS_LIMIT (bytes)", 1 << 62) if text else DEFAULT_DOCUMENTS_LIMIT
+            )
         self.limit = limit
         self._spent = 0
         self._lock = threading.Lock()

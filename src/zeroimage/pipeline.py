@@ -46,7 +46,7 @@ from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
 from zeroimage.layers.reuse import RemoteLayer, ReusableLayers, prove
 from zeroimage.layers.tar import tar_size
 from zeroimage.oci import Descriptor, ImageConfig, Manifest, Platform, parse_document, rfc3339
-from zeroimage.options import BuildOptions, ProgramRequest
+from zeroimage.options import MAX_EPOCH, BuildOptions, ProgramRequest
 from zeroimage.plan import (
     DEFAULT_PATH,
     Member,
@@ -262,9 +262,15 @@ def _newest_mtime(options: BuildOptions, added: Sequence[tuple[str, list[Entry]]
     newest = 0
     for path in paths:
         try:
-            newest = max(newest, int(os.stat(path).st_mtime))
+            mtime = int(os.stat(path).st_mtime)
         except OSError:
             continue  # reported where the file is read
+        if mtime > MAX_EPOCH:
+            raise InputError(
+                f"{path} was last modified after the year 9999, which an image's time cannot say: "
+                "set SOURCE_DATE_EPOCH (e.g. to $(git log -1 --format=%ct)), or touch it"
+            )
+        newest = max(newest, mtime)
     return newest
 
 

@@ -100,16 +100,17 @@ def with_parents(entries: Sequence[Entry], tree: FileTree) -> list[Entry]:
     have = {e.path: e for e in entries}
     out: dict[str, Entry] = {}
     for entry in sorted(entries, key=lambda e: e.path.count("/")):
-        for parent in _ancestors(entry.path):
-            if parent not in have and parent not in out:
-                out[parent] = _as_in_image(Entry(parent, "dir", 0o755), tree)
+        # Up from the entry to the first ancestor known already (every ancestor of a shallower
+        # entry is): linear in the tree's entries, however deep it goes.
+        missing: list[str] = []
+        parent = posixpath.dirname(entry.path)
+        while parent not in ("/", "") and parent not in have and parent not in out:
+            missing.append(parent)
+            parent = posixpath.dirname(parent)
+        for path in reversed(missing):  # parents before children
+            out[path] = _as_in_image(Entry(path, "dir", 0o755), tree)
         out[entry.path] = _as_in_image(entry, tree) if entry.kind == "dir" else entry
     return list(out.values())
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _as_in_image(entry: Entry, tree: FileTree) -> Entry:

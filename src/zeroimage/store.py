@@ -69,7 +69,7 @@ from zeroimage.image import Blob, BuiltLayer
 from zeroimage.oci import Descriptor, split_digest
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.descriptor import loads
-from zeroimage.untrusted import open_regular, read_regular
+from zeroimage.untrusted import open_regular, read_regular, whole_number
 
 DEFAULT_MAX_BYTES = 2 << 30
 #: Layer records kept (a few hundred bytes each); beyond it, the least recently used quarter goes.
@@ -141,10 +141,10 @@ class BlobStore:
 
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = root
-        env_max = os.environ.get("ZEROIMAGE_CACHE_SIZE", "")
-        self.max_bytes = (
-            max_bytes if max_bytes is not None else (int(env_max) if env_max.isdigit() else DEFAULT_MAX_BYTES)
-        )
+        env_max = os.environ.get("ZEROIMAGE_CACHE_SIZE", "").strip()
+        if max_bytes is None:
+            max_bytes = whole_number(env_max, "ZEROIMAGE_CACHE_SIZE", 1 << 62) if env_max else DEFAULT_MAX_BYTES
+        self.max_bytes = max_bytes
         self._dir = _open_cache(root)
         self._blobs = self._dir / BLOBS
         #: Blobs found corrupt (and removed) by this process, whoever read them.

@@ -12,6 +12,9 @@ keeps every header it has read.
 
 Files: :func:`open_regular` opens a file only if it is a regular file itself — not through a
 symlink (``O_NOFOLLOW``), not a FIFO that would block (``O_NONBLOCK``), not a device.
+
+Numbers: :func:`whole_number` reads a number a user or an environment variable wrote, bounded
+before it is converted (Python refuses to convert more than 4,300 digits, as an internal error).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import stat
 import tarfile
 from pathlib import Path
 
-from zeroimage.errors import InputError
+from zeroimage.errors import InputError, UsageError
 from zeroimage.files import O_BINARY, describe_os_error
 
 #: The largest extended header (PAX, GNU long name or link) read; tarfile reads one whole.
@@ -139,3 +142,12 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
     if len(data) > limit:  # it grew while being read
         raise InputError(f"{what} is larger than {limit} bytes")
     return data
+
+
+def whole_number(text: str, what: str, most: int) -> int:
+    """``text`` as a whole number from 0 to ``most`` (ASCII digits, surrounding blanks allowed);
+    a UsageError naming ``what`` for anything else, however long."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(most)) or int(digits) > most:
+        raise UsageError(f"{what} must be a whole number from 0 to {most}, not {digits[:40]!r}")
+    return int(digits)

@@ -31,6 +31,7 @@ from tests.support.peers import require, run, which
 from zeroimage.image import Blob
 from zeroimage.oci import Descriptor
 from zeroimage.rootfs import FileTree, ListingCache, base_tree
+from zeroimage.store import BlobStore
 
 CACHE = Path(os.environ.get("ZEROIMAGE_TEST_CACHE", "/tmp/zeroimage-test-cache"))
 
@@ -200,4 +201,4 @@ def _blob(layout: Path, digest: str) -> Path:
 
 def listed_tree(blobs: Sequence[Blob], cache: Path | None = None) -> FileTree:
     """The filesystem of ``blobs``, listed (and cached in ``cache``) as a build lists a base."""
-    return base_tree(blobs, ListingCache(cache))
+    return base_tree(blobs, ListingCache(BlobStore(cache) if cache is not None else None))

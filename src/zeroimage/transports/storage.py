@@ -72,6 +72,8 @@ class TarFiles:
             raise InputError(f"cannot read archive {describe_os_error(exc, self.path)}") from None
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{where} is a directory, not an archive (use oci:{where} for a layout directory)")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would hold the build until someone writes to it
+            raise InputError(f"{where} is not a regular file (a pipe, socket or device): an archive must be a file")
         try:
             with (
                 open(self.path, "rb") as handle,

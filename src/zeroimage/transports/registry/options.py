@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from zeroimage.errors import UsageError
+from zeroimage.untrusted import whole_number
 
 LOW_SPEED_VARIABLE = "ZEROIMAGE_LOW_SPEED_LIMIT"
 
@@ -35,9 +36,12 @@ class LowSpeedLimit:
         if not text:
             return cls()
         rate, slash, seconds = text.partition("/")
-        if not (slash and rate.strip().isdigit() and seconds.strip().isdigit()):
+        if not slash:
             raise UsageError(f"{LOW_SPEED_VARIABLE} must be BYTES/SECONDS (e.g. 1024/30), not {text[:40]!r}")
-        limit = cls(int(rate), int(seconds))
+        limit = cls(
+            whole_number(rate, f"{LOW_SPEED_VARIABLE}'s BYTES", 1 << 40),
+            whole_number(seconds, f"{LOW_SPEED_VARIABLE}'s SECONDS", 86400),
+        )
         if limit.bytes_per_second < 1 or limit.seconds < 1:
             raise UsageError(f"{LOW_SPEED_VARIABLE}: both numbers must be at least 1, not {text[:40]!r}")
         return limit
