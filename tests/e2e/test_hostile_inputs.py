@@ -22,6 +22,8 @@ import json
 import shutil
 import subprocess
 import tarfile
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import pytest
 from tests.conftest import Zeroimage
 from tests.support import images, peers
 from tests.support.images import directory, text_file
-from tests.support.outcomes import refused
+from tests.support.outcomes import refused, requests_for
 from tests.support.registry import Registry, start_registry
 
 #: Peak RSS a refusal may take, in kB (a build takes about 40 MB).
@@ -171,3 +173,88 @@ def test_zstd_layers_within_the_bound_and_of_several_frames_are_read_whole(
         assert result.returncode == 0, result.describe()
         config = images.read_image(tmp_path / f"{name}.tar", tmp_path).config
         assert config["config"]["User"] == "1000:1000", name
+
+
+# -- absurd layer counts -------------------------------------------------------------------------
+
+
+def small_layer() -> tuple[str, bytes, bytes]:
+    tar = tar_of([("etc", None), ("etc/passwd", PASSWD)])
+    return images.OCI_LAYER_GZIP, gzip.compress(tar, mtime=0), tar
+
+
+def test_a_base_of_1001_layers_is_refused_and_one_of_1000_taken(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """The bound is 1,000 layers (overlay filesystems stop near 128; Docker's overlay2 at 125).
+    Before: any number was taken, each layer listed (and, from a registry, downloaded)."""
+    images.tiny_program(tmp_path / "app")
+    layout_of(tmp_path / "over", [small_layer()], repeat=1001)
+    refused(zeroimage("build", "--from", "oci:over", "-o", "out.tar", "app", check=False), 1, "1001 layers", "1000")
+    assert not (tmp_path / "out.tar").exists()
+    layout_of(tmp_path / "at", [small_layer()], repeat=1000)
+    zeroimage("build", "--from", "oci:at", "-o", "out.tar", "app")
+    assert len(peers.skopeo_inspect(f"oci-archive:{tmp_path / 'out.tar'}")["Layers"]) == 1001
+
+
+def test_a_manifest_naming_as_many_layers_as_4_mib_holds_is_refused_quickly(
+    zeroimage: Zeroimage, tmp_path: Path
+) -> None:
+    """25,000 layers (a manifest can hold no more: 100,000 descriptors take over 8 MB, and a
+    manifest over 4 MiB is refused for its size), and a config of as many diff_ids: refused
+    from the manifest, in bounded memory, without a layer listed."""
+    images.tiny_program(tmp_path / "app")
+    layout_of(tmp_path / "many", [small_layer()], repeat=25_000)
+    result = zeroimage("build", "--from", "oci:many", "-o", "out.tar", "app", check=False, measure_rss=True)
+    refused(result, 1, "25000 layers")
+    assert result.peak_rss_kb is not None and result.peak_rss_kb < MAX_RSS_KB, result.peak_rss_kb
+
+
+def push(registry: Registry, repository: str, tag: str, layout: Path) -> None:
+    """Push the image of a :func:`layout_of` layout with plain requests of the distribution API
+    (each blob once, then the manifest as it is): skopeo copies a layer named 1,001 times over
+    one by one, for minutes."""
+    blobs = layout / "blobs" / "sha256"
+    manifest = (blobs / json.loads((layout / "index.json").read_text())["manifests"][0]["digest"][7:]).read_bytes()
+    named = json.loads(manifest)
+    for digest in dict.fromkeys([named["config"]["digest"], *(layer["digest"] for layer in named["layers"])]):
+        started = urllib.request.urlopen(
+            urllib.request.Request(f"{registry.url}/v2/{repository}/blobs/uploads/", method="POST"), timeout=30
+        )
+        location = urllib.parse.urljoin(registry.url, started.headers["Location"])
+        joint = "&" if "?" in location else "?"
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{location}{joint}digest={digest}",
+                data=(blobs / digest[7:]).read_bytes(),
+                method="PUT",
+                headers={"Content-Type": "application/octet-stream"},  # else Go reads the body as a form
+            ),
+            timeout=30,
+        )
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{registry.url}/v2/{repository}/manifests/{tag}",
+            data=manifest,
+            method="PUT",
+            headers={"Content-Type": images.OCI_MANIFEST},
+        ),
+        timeout=30,
+    )
+
+
+def test_a_registry_base_of_too_many_layers_is_refused_before_any_blob_is_fetched(
+    zeroimage: Zeroimage, registry: Registry, tmp_path: Path
+) -> None:
+    """What the bound saves: from a registry, each layer is a download. The registry's log
+    shows the manifest read, and not one blob (the config neither)."""
+    images.tiny_program(tmp_path / "app")
+    repository = "hostile/layers"
+    push(registry, repository, "v1", layout_of(tmp_path / "over", [small_layer()], repeat=1001))
+    assert (
+        len(json.loads(peers.skopeo_inspect(f"docker://{registry.host}/{repository}:v1", raw=True))["layers"]) == 1001
+    )
+    pushed = len(requests_for(registry, repository))
+    result = zeroimage("build", "--from", f"{registry.host}/{repository}:v1", "-o", "out.tar", "app", check=False)
+    refused(result, 1, "1001 layers")
+    asked = requests_for(registry, repository)[pushed:]
+    assert any("/manifests/v1" in line for line in asked), asked
+    assert not any("/blobs/" in line for line in asked), asked
