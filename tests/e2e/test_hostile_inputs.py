@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -258,3 +259,98 @@ def test_a_registry_base_of_too_many_layers_is_refused_before_any_blob_is_fetche
     asked = requests_for(registry, repository)[pushed:]
     assert any("/manifests/v1" in line for line in asked), asked
     assert not any("/blobs/" in line for line in asked), asked
+
+
+# -- deep --add trees ----------------------------------------------------------------------------
+
+
+def make_deep_tree(root: Path, depth: int) -> None:
+    """``root/d/d/…/d/leaf``, ``depth`` directories deep, made one level at a time through a
+    directory descriptor: its whole path is longer than the system takes in one call."""
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            below = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(leaf, b"at the bottom\n")
+        os.close(leaf)
+    finally:
+        os.close(fd)
+
+
+def remove_deep_tree(root: Path) -> None:
+    """Remove what :func:`make_deep_tree` made, one level at a time (``shutil.rmtree`` of
+    Python 3.11 recurses once per level)."""
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    while True:
+        try:
+            fds.append(os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fds[-1]))
+        except FileNotFoundError:
+            break
+    for name in os.listdir(fds[-1]):
+        os.unlink(name, dir_fd=fds[-1])
+    while len(fds) > 1:
+        os.close(fds.pop())
+        os.rmdir("d", dir_fd=fds[-1])
+    os.close(fds[0])
+    root.rmdir()
+
+
+@pytest.fixture
+def deep_tree(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "deep"
+    yield root
+    if root.exists():
+        remove_deep_tree(root)
+
+
+def test_a_tree_too_deep_for_any_image_is_refused_in_one_line(
+    zeroimage: Zeroimage, tmp_path: Path, deep_tree: Path
+) -> None:
+    """5,000 levels: deeper than Python's recursion limit and than PATH_MAX (before: an
+    internal error, RecursionError in os.walk)."""
+    make_deep_tree(deep_tree, 5000)
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "--add", "deep:/deep", "-o", "out.tar", "app", check=False, measure_rss=True)
+    refused(result, 1, "--add deep", "too deep", "4095 bytes")
+    assert len(result.stderr) < 600
+    assert result.peak_rss_kb is not None and result.peak_rss_kb < MAX_RSS_KB, result.peak_rss_kb
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_added_whole(
+    zeroimage: Zeroimage, tmp_path: Path, deep_tree: Path
+) -> None:
+    """1,200 levels (a path of 2,400 bytes: any runtime unpacks it): the image holds the leaf,
+    as GNU tar lists the layer (before: an internal error)."""
+    depth = 1200
+    make_deep_tree(deep_tree, depth)
+    images.tiny_program(tmp_path / "app")
+    zeroimage("build", "--add", "deep:/deep", "-o", "out.tar", "app")
+    image = images.read_image(tmp_path / "out.tar", tmp_path)
+    layer = image.blob(image.manifest["layers"][0]["digest"])
+    listed = subprocess.run(["tar", "-tzf", "-"], input=layer, capture_output=True, check=True).stdout.decode()
+    names = [name.rstrip("/") for name in listed.splitlines()]
+    leaf = "deep/" + "d/" * depth + "leaf"
+    assert leaf in names
+    assert len(names) == depth + 2  # deep, its depth directories, the leaf: nothing left out
+
+
+@pytest.mark.parametrize(
+    ("path", "expect"),
+    [("/" + "n" * 256, "longer than 255 bytes"), ("/a" * 2048 + "/app", "longer than 4095 bytes")],
+    ids=["name-over-NAME_MAX", "path-over-PATH_MAX"],
+)
+def test_a_path_in_the_image_no_runtime_can_create_is_refused(
+    zeroimage: Zeroimage, tmp_path: Path, path: str, expect: str
+) -> None:
+    """Before: written into the layer, which every runtime then fails to unpack (ENAMETOOLONG)."""
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "--entrypoint-path", path, "-o", "out.tar", "app", check=False)
+    refused(result, 2, expect)
+    assert len(result.stderr) < 600
+    assert not (tmp_path / "out.tar").exists()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zeroimage.errors import InvalidReference, OutputError, RegistryError, UsageError
+from zeroimage.layers.entries import shown
+from zeroimage.layers.walk import walk
 from zeroimage.reference import Reference, parse_reference
 
 TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "docker-daemon")
@@ -218,10 +220,15 @@ def _input_paths(inputs: Inputs) -> dict[str, str]:
     """Every local input file, by real path, with how to name it."""
     found = {_real(p): f"the program {p}" for p in inputs.programs}
     for source in inputs.added:
-        if source.is_dir():
-            for directory, _, names in os.walk(source):
+        if source.is_dir() and not source.is_symlink():
+            # Below a real directory, no symlink is entered: a file's real path is the tree's
+            # real path and the file's path below it (one realpath per tree, not per file).
+            real = _real(source)
+            for directory, relative, _, names in walk(source, f"--add {shown(source)}"):
                 for name in names:
-                    found.setdefault(_real(Path(directory, name)), f"{Path(directory, name)} (added with --add)")
+                    path = Path(directory, name)
+                    where = _real(path) if path.is_symlink() else os.path.join(real, relative, name)
+                    found.setdefault(os.path.normpath(where), f"{shown(path)} (added with --add)")
         else:
             found.setdefault(_real(source), f"{source} (added with --add)")
     base = inputs.base
