@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from zeroimage.customize import is_id
+from zeroimage.customize import MAX_ID, is_id
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
 from zeroimage.layers.entries import Entry, clean_image_path, host_mode, image_path, link_target, shown
@@ -217,9 +217,11 @@ def _tree(root: Path, dest: str, keep_links: bool) -> list[Entry]:
 def parse_add(value: str) -> tuple[Path, str]:
     source, sep, dest = value.rpartition(":")
     if not sep or not source or not dest:
-        raise UsageError(f"--add {value!r}: expected SRC:DEST, e.g. --add ./static:/srv/static")
+        raise UsageError(f"--add {value[:200]!r}: expected SRC:DEST, e.g. --add ./static:/srv/static")
+    if "\0" in value:
+        raise UsageError(f"--add {value[:200]!r}: a path cannot hold a NUL character")
     if not dest.startswith("/"):
-        raise UsageError(f"--add {value!r}: DEST must be an absolute path in the image")
+        raise UsageError(f"--add {value[:200]!r}: DEST must be an absolute path in the image")
     return Path(source), dest
 
 
@@ -271,9 +273,15 @@ def parse_chown(value: str | None) -> tuple[int, int]:
     if not value:
         return 0, 0
     uid, _, gid = value.partition(":")
-    if not is_id(uid) or (gid and not is_id(gid)):
-        raise UsageError(f"--chown {value!r}: expected numeric UID[:GID]")
+    if not _id(uid) or (gid and not _id(gid)):
+        raise UsageError(f"--chown {value[:100]!r}: expected numeric UID[:GID], each from 0 to {MAX_ID}")
     return int(uid), int(gid or uid)
+
+
+def _id(text: str) -> bool:
+    """A uid or gid a runtime takes (its digits counted before int() reads them: Python refuses
+    to convert more than 4,300)."""
+    return is_id(text) and len(text) <= len(str(MAX_ID)) and int(text) <= MAX_ID
 
 
 def _a(kind: str) -> str:

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pytest
 
+import zeroimage
 from tests.conftest import Zeroimage
 from tests.support import images, peers
 from tests.support.images import directory, text_file
-from tests.support.outcomes import refused, requests_for
+from tests.support.outcomes import fingerprint, refused, requests_for
 from tests.support.registry import Registry, start_registry
 
 #: Peak RSS a refusal may take, in kB (a build takes about 40 MB).
@@ -352,5 +353,164 @@ def test_a_path_in_the_image_no_runtime_can_create_is_refused(
     images.tiny_program(tmp_path / "app")
     result = zeroimage("build", "--entrypoint-path", path, "-o", "out.tar", "app", check=False)
     refused(result, 2, expect)
+    assert len(result.stderr) < 600
+    assert not (tmp_path / "out.tar").exists()
+
+
+# -- tags ----------------------------------------------------------------------------------------
+
+BAD_OCI_TAGS = {
+    "dot-dot": "a..b",
+    "leading-dash": "-x",
+    "trailing-dot": "x.",
+    "double-underscore": "a__b",
+    "triple-dash": "a---b",
+    "space": "a b",
+    "newline": "v1\nv2",
+    "terminal-escape": "a\x1b[2Jb",
+    "non-ascii": "café",
+    "leading-slash": "/x",
+    "climbing": "../x",
+    "empty-component": "a//b",
+    "absurdly-long": "a" * 100_000,
+}
+
+
+@pytest.mark.parametrize("where", ["oci:lay", "oci-archive:x.tar"])
+@pytest.mark.parametrize("tag", BAD_OCI_TAGS.values(), ids=BAD_OCI_TAGS.keys())
+def test_an_oci_tag_outside_the_grammar_is_refused_before_any_work(
+    zeroimage: Zeroimage, tmp_path: Path, where: str, tag: str
+) -> None:
+    """Before: written as it was (a newline, an escape, 100 kB into index.json), and neither
+    skopeo nor umoci could open it."""
+    images.tiny_program(tmp_path / "app")
+    before = fingerprint(tmp_path)
+    result = zeroimage("build", "-o", f"{where}:{tag}", "app", check=False)
+    refused(result, 2, "tag")
+    line = result.stderr.strip()
+    assert "\x1b" not in line and len(line) < 600, line
+    assert repr(tag[:100]) in line or "more than 512" in line, line
+    assert fingerprint(tmp_path) == before
+
+
+GOOD_OCI_TAGS = {
+    "plain": "v1.2.3",
+    "colon": "a:b",
+    "at": "a@b",
+    "a-reference": "example.com/team/app:v1",
+    "plus": "1.0+build.5",
+    "double-dash": "a--b",
+    "mixed": "A.B_C-D",
+    "longest": "t" * 512,
+}
+
+
+@pytest.mark.parametrize("tag", GOOD_OCI_TAGS.values(), ids=GOOD_OCI_TAGS.keys())
+def test_every_oci_tag_taken_opens_in_skopeo_and_umoci(
+    zeroimage: Zeroimage, tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grammar's odd corners (``:``, ``@``, ``/``, ``+``) are tags skopeo and umoci open by
+    the name printed: their ``DIR:TAG`` ends the path at the first colon, as zeroimage's does."""
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "-o", f"oci:lay:{tag}", "-o", f"oci-archive:x.tar:{tag}", "app")
+    printed = dict(line.rsplit("@", 1) for line in result.stdout.splitlines())
+    assert list(printed) == [f"oci:lay:{tag}", f"oci-archive:x.tar:{tag}"]
+    monkeypatch.chdir(tmp_path)
+    for where, digest in printed.items():
+        assert peers.digest_of(peers.skopeo_inspect(where, raw=True)) == digest, where
+    peers.umoci_unpack(Path("lay"), tag, tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "rootfs" / "app").is_file()
+
+
+@pytest.mark.parametrize("tag", ["a..b", "v1\nv2", "a" * 100_000])
+def test_reading_by_a_tag_outside_the_grammar_is_a_usage_error(zeroimage: Zeroimage, tmp_path: Path, tag: str) -> None:
+    """``--from oci:DIR:TAG`` and ``inspect`` by such a tag: refused as the output is, before
+    the layout is opened (before: looked up, and told with the whole tag echoed)."""
+    images.tiny_program(tmp_path / "app")
+    images.write_layout(tmp_path / "L", [BASE_FILES])
+    for command in (["build", "--from", f"oci:L:{tag}", "-o", "out.tar", "app"], ["inspect", f"oci:L:{tag}"]):
+        result = zeroimage(*command, check=False)
+        refused(result, 2, "tag")
+        assert len(result.stderr) < 600
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_docker_archive_name_never_carries_a_digest(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """``docker-archive:PATH:NAME@DIGEST`` is refused, as skopeo refuses it (before: written
+    as ``NAME:latest``, the digest dropped without a word)."""
+    images.tiny_program(tmp_path / "app")
+    before = fingerprint(tmp_path)
+    for name in (f"app@{SHA}", f"app:v1@{SHA}"):
+        refused(zeroimage("build", "-o", f"docker-archive:d.tar:{name}", "app", check=False), 2, "not a digest")
+    assert fingerprint(tmp_path) == before
+
+
+def test_a_docker_tag_follows_dockers_grammar(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """Docker's tag grammar (``[\\w][\\w.-]{0,127}``) takes ``1..2`` — a tag is never a path —
+    and skopeo opens it; white space, escapes and 129 characters are refused."""
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "-o", "docker-archive:d.tar:app:1..2", "app")
+    where, _, image_id = result.stdout.strip().rpartition("@")
+    assert where == "docker-archive:d.tar:app:1..2"
+    config = peers.skopeo_inspect(f"docker-archive:{tmp_path / 'd.tar'}:app:1..2", raw=True, config=True)
+    assert peers.digest_of(config) == image_id
+    for bad in ("app:a\x1bb", "app:a b", "app:" + "t" * 129):
+        refused(zeroimage("build", "-o", f"docker-archive:e.tar:{bad}", "app", check=False), 2, "invalid reference")
+    assert not (tmp_path / "e.tar").exists()
+
+
+NUL_REQUESTS = {
+    "oci-tag": {"outputs": ["oci:lay:a\0b"]},
+    "oci-dir": {"outputs": ["oci:l\0ay"]},
+    "archive": {"outputs": ["x\0.tar"]},
+    "program": {"programs": ["a\0pp"]},
+    "add-source": {"add": ["a\0pp:/srv/app"]},
+    "add-dest": {"add": ["app:/srv/a\0pp"]},
+    "digest-file": {"digest_file": "d\0f"},
+    "base-layout": {"base": "oci:L\0"},
+    "base-archive": {"from_archive": "b\0ase.tar"},
+    "entrypoint-path": {"entrypoint_path": "/a\0pp"},
+}
+
+
+@pytest.mark.parametrize("request_", NUL_REQUESTS.values(), ids=NUL_REQUESTS.keys())
+def test_a_nul_in_any_path_is_a_usage_error(
+    tmp_path: Path, request_: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the Python API (a command line cannot carry a NUL): before, Python's own
+    ``ValueError: embedded null byte`` escaped, or the name was cut at the NUL in the image."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZEROIMAGE_CACHE_DIR", str(tmp_path / ".cache"))
+    images.tiny_program(tmp_path / "app")
+    before = fingerprint(tmp_path)
+    keywords: dict[str, object] = {"programs": ["app"], "outputs": ["out.tar"], **request_}
+    with pytest.raises(zeroimage.UsageError, match="NUL"):
+        zeroimage.build(**keywords)  # type: ignore[arg-type]
+    assert fingerprint(tmp_path) == before
+
+
+# -- relatives -----------------------------------------------------------------------------------
+
+
+def test_a_fifo_named_as_a_base_is_refused_without_waiting_for_a_writer(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """A bare ``--from PATH`` (or ``inspect PATH``) that exists is opened as what it is: a FIFO
+    is no image (before: opened to be read as a tar, waiting forever for a writer)."""
+    images.tiny_program(tmp_path / "app")
+    os.mkfifo(tmp_path / "fifo")
+    for command in (["build", "--from", "fifo", "-o", "out.tar", "app"], ["inspect", "fifo"]):
+        refused(zeroimage(*command, check=False, timeout=60), 1, "fifo", "neither a file nor a directory")
+    assert not (tmp_path / "out.tar").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["4294967296", "2147483648", "1:2147483648", "9" * 5000], ids=["2^32", "2^31", "gid-2^31", "5000-digits"]
+)
+def test_chown_takes_the_ids_a_runtime_takes(zeroimage: Zeroimage, tmp_path: Path, value: str) -> None:
+    """runc takes uids and gids up to 2^31-1, as ``--user`` does (before: any number was written
+    into the layer; 5,000 digits were an internal error, int() refusing them)."""
+    images.tiny_program(tmp_path / "app")
+    (tmp_path / "conf").write_text("x\n")
+    result = zeroimage("build", "--chown", value, "--add", "conf:/etc/conf", "-o", "out.tar", "app", check=False)
+    refused(result, 2, "--chown", "2147483647")
     assert len(result.stderr) < 600
     assert not (tmp_path / "out.tar").exists()
