@@ -341,6 +341,20 @@ def test_a_tree_deeper_than_the_recursion_limit_is_added_whole(
     assert len(names) == depth + 2  # deep, its depth directories, the leaf: nothing left out
 
 
+def test_a_base_layer_holding_a_path_5000_deep_is_listed(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """A base's filesystem is a tree walked with stacks of its own, no recursion: a layer
+    holding a directory at each of 5,000 levels (the deepest path 10 kB, in a PAX header) is
+    listed, and the build goes on to read /etc/passwd from it."""
+    depth = 5000
+    deep = ["d/" * level + "d" for level in range(depth)]
+    tar = tar_of([("etc", None), ("etc/passwd", PASSWD), *((path, None) for path in deep)])
+    layout_of(tmp_path / "base", [(images.OCI_LAYER_GZIP, gzip.compress(tar, mtime=0), tar)])
+    images.tiny_program(tmp_path / "app")
+    result = zeroimage("build", "--from", "oci:base", "--user", "app", "-o", "out.tar", "app", measure_rss=True)
+    assert result.peak_rss_kb is not None and result.peak_rss_kb < MAX_RSS_KB, result.peak_rss_kb
+    assert images.read_image(tmp_path / "out.tar", tmp_path).config["config"]["User"] == "1000:1000"
+
+
 @pytest.mark.parametrize(
     ("path", "expect"),
     [("/" + "n" * 256, "longer than 255 bytes"), ("/a" * 2048 + "/app", "longer than 4095 bytes")],
