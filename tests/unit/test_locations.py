@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from zeroimage.errors import UsageError, ZeroimageError
-from zeroimage.transports.locations import parse_location, parse_output, parse_source
+from zeroimage.transports.locations import archive_location, parse_location, parse_output, parse_source
 
 #: The documented bound on an OCI tag (README: "What zeroimage refuses").
 MAX_OCI_TAG = 512
@@ -120,3 +120,14 @@ def test_every_tag_of_the_grammar_round_trips(tag: str) -> None:
     location = parse_output(f"oci:some/dir:{tag}")
     assert location.tag == tag
     assert parse_output(str(location)) == location
+
+
+@pytest.mark.parametrize("path", ["p:q.tar", "x:-y.tar", "dir/a:b:c.tar", "/abs/p:q.tar"])
+def test_an_archive_path_is_never_split_at_a_colon(path: str) -> None:
+    """For ``--from-archive PATH`` and the default ``./PROGRAM.tar``: the whole text is the
+    path (``oci-archive:p:q.tar`` would be the file ``p`` tagged ``q.tar``)."""
+    location = archive_location(path)
+    assert (location.transport, str(location.path), location.tag) == ("oci-archive", path, None)
+    for bad in ("a\0b.tar", "f" * 5000, ""):
+        with pytest.raises(UsageError):
+            archive_location(bad)

@@ -135,6 +135,18 @@ def _check_text(text: str) -> None:
         raise InvalidReference(f"invalid location {text[:200]!r}: it contains a NUL character")
 
 
+def archive_location(path: str | os.PathLike[str]) -> Location:
+    """The OCI archive at ``path``, taken as a path whatever it holds (``--from-archive PATH``,
+    the default ``./PROGRAM.tar``): never split at a colon, as ``oci-archive:PATH`` text is."""
+    text = os.fspath(path)
+    _check_text(text)
+    if not text:
+        raise InvalidReference("invalid location '': no path")
+    if len(os.fsencode(text)) > MAX_PATH_LENGTH:
+        raise InvalidReference(f"invalid location {text[:200]!r}: its path is longer than {MAX_PATH_LENGTH} bytes")
+    return Location("oci-archive", path=Path(text), bare=True)
+
+
 def parse_output(text: str) -> Location:
     """An ``-o`` destination: a known transport, or a path (an OCI archive). Refused, with the
     fix: an unknown transport name (``oci-archiv:x.tar``), and what is plainly a registry
