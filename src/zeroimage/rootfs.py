@@ -139,8 +139,8 @@ class _Stream(io.RawIOBase):
 
 #: The largest window a zstd frame of a base layer may ask for: the decompressor holds that much
 #: of the output in memory. 128 MiB is libzstd's and the zstd command's own limit (beyond it they
-#: want ``--long=N``/``--memory``), and what ``--ultra -22`` and ``--long`` write; every other
-#: level asks for 8 MiB at most. (containerd's decoder takes up to 512 MiB.)
+#: want ``--long=N``/``--memory``): levels 1 to 19 ask for 8 MiB at most, ``--ultra -20`` to
+#: ``-22`` and ``--long`` for 32 to 128 MiB. (containerd's decoder takes up to 512 MiB.)
 MAX_ZSTD_WINDOW = 128 << 20
 
 
