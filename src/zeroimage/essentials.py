@@ -17,10 +17,11 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from zeroimage.customize import is_id
+from zeroimage.customize import MAX_ID, is_id
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
-from zeroimage.layers.entries import Entry, clean_image_path, host_mode, image_path, link_target
+from zeroimage.layers.entries import Entry, clean_image_path, host_mode, image_path, link_target, shown
+from zeroimage.layers.walk import walk
 from zeroimage.progress import NullReporter, Reporter
 from zeroimage.rootfs import FileTree
 
@@ -192,18 +193,19 @@ def _file_from(source: Path, dest: str) -> Entry:
 
 def _tree(root: Path, dest: str, keep_links: bool) -> list[Entry]:
     entries = [_dir(dest)]
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        rel = Path(directory).relative_to(root)
+    for directory, rel, dirs, others in walk(root, str(root)):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in dirs:
             entries.append(_dir(image_path(dest, rel, name)))
-        for name in sorted(files):
+        for name in others:
             if name.endswith((".py", ".pyc")):
                 continue
-            path = Path(directory, name)
+            path = directory / name
             target = image_path(dest, rel, name)
             if path.is_symlink() and keep_links:
                 entries.append(Entry(target, "symlink", 0o777, target=link_target(path)))
+            elif path.is_dir():  # a link to a directory, not followed: an empty directory
+                entries.append(_dir(target))
             else:
                 entries.append(Entry(target, "file", 0o644, source=path.resolve(), size=path.stat().st_size))
     return entries
@@ -215,9 +217,11 @@ def _tree(root: Path, dest: str, keep_links: bool) -> list[Entry]:
 def parse_add(value: str) -> tuple[Path, str]:
     source, sep, dest = value.rpartition(":")
     if not sep or not source or not dest:
-        raise UsageError(f"--add {value!r}: expected SRC:DEST, e.g. --add ./static:/srv/static")
+        raise UsageError(f"--add {value[:200]!r}: expected SRC:DEST, e.g. --add ./static:/srv/static")
+    if "\0" in value:
+        raise UsageError(f"--add {value[:200]!r}: a path cannot hold a NUL character")
     if not dest.startswith("/"):
-        raise UsageError(f"--add {value!r}: DEST must be an absolute path in the image")
+        raise UsageError(f"--add {value[:200]!r}: DEST must be an absolute path in the image")
     return Path(source), dest
 
 
@@ -228,16 +232,16 @@ def add_entries(source: Path, dest: str, uid: int = 0, gid: int = 0) -> list[Ent
     try:
         st = os.lstat(source)
     except OSError as exc:
-        raise InputError(f"--add: cannot read {describe_os_error(exc, source)}") from None
+        raise InputError(f"--add: cannot read {describe_os_error(exc, shown(source))}") from None
     if stat.S_ISDIR(st.st_mode):
         entries = [Entry(clean_image_path(dest), "dir", host_mode(source, st), uid=uid, gid=gid)]
-        for directory, dirs, files in os.walk(source):
-            dirs.sort()
-            rel = Path(directory).relative_to(source)
-            for name in [*dirs, *sorted(files)]:
-                path = Path(directory, name)
-                entries.append(_host_entry(path, image_path(dest, rel, name), uid, gid))
-            dirs[:] = [d for d in dirs if not Path(directory, d).is_symlink()]
+        for directory, rel, dirs, others in walk(source, f"--add {shown(source)}"):
+            for name in [*dirs, *others]:
+                path = directory / name
+                try:
+                    entries.append(_host_entry(path, image_path(dest, rel, name), uid, gid))
+                except UsageError as exc:  # a path too long for an image: the tree's doing
+                    raise InputError(f"--add {shown(path)}: {exc.message}") from None
         return entries
     target = dest.rstrip("/") + "/" + source.name if dest.endswith("/") else dest
     return [_host_entry(source, target, uid, gid)]
@@ -247,7 +251,7 @@ def _host_entry(path: Path, dest: str, uid: int, gid: int) -> Entry:
     try:
         st = os.lstat(path)
     except OSError as exc:
-        raise InputError(f"--add: cannot read {describe_os_error(exc, path)}") from None
+        raise InputError(f"--add: cannot read {describe_os_error(exc, shown(path))}") from None
     dest = clean_image_path(dest)
     if stat.S_ISLNK(st.st_mode):
         return Entry(dest, "symlink", 0o777, target=link_target(path), uid=uid, gid=gid)
@@ -255,13 +259,13 @@ def _host_entry(path: Path, dest: str, uid: int, gid: int) -> Entry:
         return Entry(dest, "dir", host_mode(path, st), uid=uid, gid=gid)
     if not stat.S_ISREG(st.st_mode):
         raise InputError(
-            f"--add: {path} is a special file (device, socket or pipe); only files, "
+            f"--add: {shown(path)} is a special file (device, socket or pipe); only files, "
             "directories and symlinks can be added"
         )
     if st.st_nlink > 1:
-        raise InputError(f"--add: {path} is a hard link ({st.st_nlink} names); copy it to a plain file first")
+        raise InputError(f"--add: {shown(path)} is a hard link ({st.st_nlink} names); copy it to a plain file first")
     if not os.access(path, os.R_OK):
-        raise InputError(f"--add: cannot read {path}: permission denied")
+        raise InputError(f"--add: cannot read {shown(path)}: permission denied")
     return Entry(dest, "file", host_mode(path, st), source=path, size=st.st_size, uid=uid, gid=gid)
 
 
@@ -269,9 +273,15 @@ def parse_chown(value: str | None) -> tuple[int, int]:
     if not value:
         return 0, 0
     uid, _, gid = value.partition(":")
-    if not is_id(uid) or (gid and not is_id(gid)):
-        raise UsageError(f"--chown {value!r}: expected numeric UID[:GID]")
+    if not _id(uid) or (gid and not _id(gid)):
+        raise UsageError(f"--chown {value[:100]!r}: expected numeric UID[:GID], each from 0 to {MAX_ID}")
     return int(uid), int(gid or uid)
+
+
+def _id(text: str) -> bool:
+    """A uid or gid a runtime takes (its digits counted before int() reads them: Python refuses
+    to convert more than 4,300)."""
+    return is_id(text) and len(text) <= len(str(MAX_ID)) and int(text) <= MAX_ID
 
 
 def _a(kind: str) -> str:
@@ -295,30 +305,40 @@ def check_collisions(groups: Sequence[tuple[str, Sequence[Entry]]], program_path
         for entry in entries:
             path = entry.path
             if path in programs:
-                raise UsageError(f"{source} puts {_a(entry.kind)} at {path}, the program's path")
+                raise UsageError(f"{source} puts {_a(entry.kind)} at {shown(path)}, the program's path")
             parent = posixpath.dirname(path)
-            while parent != "/":
+            # An ancestor in ``below`` was checked with all of its own when it got there, and
+            # cannot be claimed by anything but a directory since: stop there. (Walking every
+            # entry up to the root costs depth² per entry on a deep tree.)
+            while parent != "/" and parent not in below:
                 if parent in programs:
-                    raise UsageError(f"{source} puts {path} below {parent}, the program's path")
+                    raise UsageError(f"{source} puts {shown(path)} below {shown(parent)}, the program's path")
                 kind, other = claims.get(parent, ("dir", ""))
                 if kind != "dir":
                     raise UsageError(
-                        f"{other} puts {_a(kind)} at {parent}, where {source} needs a directory for {path}"
+                        f"{other} puts {_a(kind)} at {shown(parent)}, "
+                        f"where {source} needs a directory for {shown(path)}"
                     )
                 below.setdefault(parent, source)
                 parent = posixpath.dirname(parent)
             if path in claims and not (entry.kind == "dir" and claims[path][0] == "dir"):
                 kind, other = claims[path]
-                raise UsageError(f"{other} and {source} both put something at {path}: {_a(kind)} and {_a(entry.kind)}")
+                raise UsageError(
+                    f"{other} and {source} both put something at {shown(path)}: {_a(kind)} and {_a(entry.kind)}"
+                )
             if entry.kind != "dir" and path in below:
-                raise UsageError(f"{source} puts {_a(entry.kind)} at {path}, where {below[path]} needs a directory")
+                raise UsageError(
+                    f"{source} puts {_a(entry.kind)} at {shown(path)}, where {below[path]} needs a directory"
+                )
             claims[path] = (entry.kind, source)
     for program in programs:
         parent = posixpath.dirname(program)
         while parent != "/":
             kind, other = claims.get(parent, ("dir", ""))
             if kind != "dir":
-                raise UsageError(f"{other} puts {_a(kind)} at {parent}, where the program {program} needs a directory")
+                raise UsageError(
+                    f"{other} puts {_a(kind)} at {shown(parent)}, where the program {shown(program)} needs a directory"
+                )
             parent = posixpath.dirname(parent)
 
 

@@ -35,6 +35,11 @@ from zeroimage.progress import Reporter
 
 #: Indexes nested deeper than this are refused (a cycle or an absurd document).
 MAX_INDEX_DEPTH = 8
+#: The most layers a base may have. Overlay filesystems stop far sooner (Docker's overlay2
+#: refuses an image deeper than 125 layers; the kernel stacks at most 500), and real images have
+#: a few dozen; past this a base is refused when its manifest is read, before a layer is
+#: fetched or listed (each would cost a download and a listing). A build adds at most 2.
+MAX_LAYERS = 1000
 
 #: The media types of a written image: OCI, or Docker's v2 schema 2.
 ImageFormat = Literal["oci", "docker"]
@@ -366,11 +371,17 @@ def load_base(source: Source, want: Platform, name: str = "", where: str = "") -
 
 
 def load_image(source: Source, chosen: Candidate, name: str = "", where: str = "") -> BaseImage:
-    """The image ``chosen`` names: its manifest and config read and checked, its layers as blobs."""
+    """The image ``chosen`` names: its manifest and config read and checked, its layers as blobs.
+    One of more than :data:`MAX_LAYERS` layers is refused before its config is read."""
     raw = source.document(chosen.descriptor)
     manifest = parse_document(raw, f"{source.description} manifest {chosen.descriptor.digest}")
     if not isinstance(manifest, Manifest):
         raise InputError(f"{source.description}: {chosen.descriptor.digest} is not an image manifest")
+    if len(manifest.layers) > MAX_LAYERS:
+        raise InputError(
+            f"{source.description}: the image {chosen.descriptor.digest} has {len(manifest.layers)} layers, "
+            f"more than the {MAX_LAYERS} zeroimage takes (overlay filesystems stop near 128)"
+        )
     config_raw = source.document(manifest.config)
     config = ImageConfig.from_bytes(config_raw, f"{source.description} config {manifest.config.digest}")
     if len(manifest.layers) != len(config.diff_ids):

@@ -29,7 +29,7 @@ import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from zeroimage.elf import BinaryInfo, inspect_binary, parse_elf
 from zeroimage.errors import InputError, OutputError
@@ -201,18 +201,29 @@ class _Stream(io.RawIOBase):
         return len(data)
 
 
+#: The largest window a zstd frame of a base layer may ask for: the decompressor holds that much
+#: of the output in memory. 128 MiB is libzstd's and the zstd command's own limit (beyond it they
+#: want ``--long=N``/``--memory``): levels 1 to 19 ask for 8 MiB at most, ``--ultra -20`` to
+#: ``-22`` and ``--long`` for 32 to 128 MiB. (containerd's decoder takes up to 512 MiB.)
+MAX_ZSTD_WINDOW = 128 << 20
+
+
 def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     raw = blob.open()
     kind = mt.compression_of(blob.descriptor.media_type)
     stream: Any = io.BufferedReader(_Stream(raw), 1 << 20)
+    what = f"layer {blob.descriptor.digest}"
     if kind == "gzip":
-        from isal import igzip
+        from isal import igzip, isal_zlib
 
-        stream = igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[no-untyped-call]
+        reader: Any = igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[no-untyped-call]
+        # isal's stubs call its error class an instance of Exception; it is the class itself
+        stream = _Decompressing(reader, what, "gzip", cast("type[Exception]", isal_zlib.error))
     elif kind == "zstd":
         import zstandard
 
-        stream = zstandard.ZstdDecompressor().stream_reader(stream)
+        reader = zstandard.ZstdDecompressor(max_window_size=MAX_ZSTD_WINDOW).stream_reader(stream)
+        stream = _Decompressing(reader, what, "zstd", zstandard.ZstdError)
     return stream, raw
 
 
@@ -220,6 +231,30 @@ def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
     its compressed bytes, verified against its digest, to close."""
     return _decompressed(blob)
+
+
+class _Decompressing:
+    """A decompressor's stream whose own errors (which are no OSError: ISA-L's on a corrupt
+    deflate block, zstd's on anything) are InputErrors naming the layer; a zstd frame asking for
+    a window over :data:`MAX_ZSTD_WINDOW` is refused so, before any of it is allocated."""
+
+    def __init__(self, reader: Any, what: str, kind: str, errors: type[Exception]) -> None:
+        self._reader = reader
+        self._what = what
+        self._kind = kind
+        self._errors = errors
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._reader.read(n)
+        except self._errors as exc:
+            if "too much memory" in str(exc):  # libzstd: ZSTD_error_frameParameter_windowTooLarge
+                raise InputError(
+                    f"cannot list {self._what}: a zstd frame asks for a window larger than "
+                    f"{MAX_ZSTD_WINDOW >> 20} MiB, the most zeroimage decompresses"
+                ) from None
+            raise InputError(f"cannot list {self._what}: not valid {self._kind} data ({str(exc)[:120]})") from None
+        return data
 
 
 class _Dir(dict[str, "Node | _Dir"]):

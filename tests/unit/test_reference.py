@@ -246,3 +246,18 @@ def test_valid_references_round_trip(ref: Reference) -> None:
         return
     assert parse_reference(str(ref)) == ref
     assert str(parse_reference(str(ref))) == str(ref)
+
+
+_CONTROLS = [chr(c) for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)]
+
+
+@pytest.mark.parametrize("where", ["registry.io/team/app:v1", "app:v1", f"app@{SHA256}"])
+def test_no_control_character_is_taken_anywhere_in_a_reference(where: str) -> None:
+    """A newline, an escape, a NUL, a Unicode line separator: refused in the host, the path, the
+    tag and the digest alike (they would split or repaint the line that prints the reference)."""
+    for position in range(len(where) + 1):
+        for control in _CONTROLS:
+            text = where[:position] + control + where[position:]
+            with pytest.raises(InvalidReference) as refused:
+                parse_reference(text)
+            assert repr(text[:200]) in str(refused.value)

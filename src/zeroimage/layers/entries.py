@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePath
 from typing import Literal
 
 from zeroimage import files
@@ -28,6 +28,12 @@ NO_POSIX_MODES = (
 )
 
 EntryKind = Literal["file", "dir", "symlink"]
+
+#: The longest path (bytes, UTF-8) and file name an entry of a new layer may have: Linux's
+#: PATH_MAX (4096, with its NUL) and NAME_MAX. Longer ones make a layer that no runtime unpacks
+#: (extraction opens each entry by its whole path: ENAMETOOLONG), so they are refused up front.
+MAX_PATH = 4095
+MAX_NAME = 255
 
 
 @dataclass(frozen=True)
@@ -50,13 +56,31 @@ class Entry:
 
 
 def clean_image_path(path: str) -> str:
-    """Normalise an absolute in-image path; refuse relative ones and '..'."""
+    """Normalise an absolute in-image path; refuse relative ones, '..', a NUL (which ends a
+    name in a tar header) and paths or names longer than :data:`MAX_PATH` and :data:`MAX_NAME`."""
     if not path.startswith("/"):
-        raise UsageError(f"path in the image must be absolute: {path!r}")
-    parts = [p for p in PurePosixPath(path).parts[1:] if p not in ("", ".")]
+        raise UsageError(f"path in the image must be absolute: {path[:200]!r}")
+    if "\0" in path:
+        raise UsageError(f"invalid path in the image: {path[:200]!r} contains a NUL character")
+    parts = [p for p in path.split("/") if p not in ("", ".")]  # str.split: linear, whatever the depth
     if ".." in parts or not parts:
-        raise UsageError(f"invalid path in the image: {path!r}")
-    return "/" + "/".join(parts)
+        raise UsageError(f"invalid path in the image: {path[:200]!r}")
+    clean = "/" + "/".join(parts)
+    if len(clean.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise UsageError(f"path in the image {shown(clean)} is longer than {MAX_PATH} bytes (Linux's PATH_MAX)")
+    if max(map(len, parts)) * 4 > MAX_NAME and any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME for p in parts):
+        raise UsageError(f"path in the image {shown(clean)} has a name longer than {MAX_NAME} bytes (NAME_MAX)")
+    return clean
+
+
+def shown(text: str | os.PathLike[str], limit: int = 160) -> str:
+    """A path or name as one line of a message shows it: its start and end around ``…`` when it
+    is longer than ``limit`` characters, quoted with escapes (``repr``) when it holds a
+    character that is not printable (a newline, a terminal's escape)."""
+    value = os.fspath(text)
+    if len(value) > limit:
+        value = value[: limit // 2] + "…" + value[-(limit // 2) :]
+    return value if value.isprintable() else repr(value)
 
 
 def modes_notice() -> str | None:
@@ -68,8 +92,9 @@ def modes_notice() -> str | None:
 def image_path(dest: str, relative: PurePath, name: str) -> str:
     """The in-image path of ``name`` in the host folder ``relative`` (a path relative to a tree
     copied to ``dest``, as ``os.walk`` finds it): joined from the host path's parts, so that a
-    Windows host's ``\\`` never reaches the image."""
-    return str(PurePosixPath(dest, *relative.parts, name))
+    Windows host's ``\\`` never reaches the image. (Joined as strings: parsing the whole path
+    again for each entry of a deep tree would cost its depth in Python steps each time.)"""
+    return "/".join([dest.rstrip("/"), *relative.parts, name])
 
 
 def link_target(path: Path) -> str:
@@ -123,4 +148,4 @@ def file_entry(source: Path, dest: str, uid: int = 0, gid: int = 0) -> Entry:
 
 def sort_key(entry: Entry) -> tuple[str, ...]:
     """Parents before children, siblings by name: the order entries take in a layer."""
-    return PurePosixPath(entry.path).parts
+    return tuple(p for p in entry.path.split("/") if p not in ("", "."))  # not pathlib: see image_path

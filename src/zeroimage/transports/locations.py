@@ -23,12 +23,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroimage.errors import InvalidReference, OutputError, RegistryError, UsageError
+from zeroimage.errors import InputError, InvalidReference, OutputError, RegistryError, UsageError
+from zeroimage.layers.entries import shown
+from zeroimage.layers.walk import walk
 from zeroimage.reference import Reference, parse_reference
 
 TRANSPORTS = ("docker", "oci", "oci-archive", "docker-archive", "docker-daemon")
 STDOUT = Path("-")
 _TRANSPORT_LIKE = re.compile(r"[a-z][a-z0-9-]*")
+
+#: The tag of ``oci:DIR:TAG`` and ``oci-archive:PATH:TAG``: the image-spec's grammar of
+#: ``org.opencontainers.image.ref.name`` (annotations.md), which skopeo and umoci check before
+#: they open a layout by name — so that every tag written here opens in both. ``:``, ``@``, ``/``
+#: and ``+`` are in it (``oci:DIR:example.com/app:v1`` is a tag, as the path ends at the first
+#: ``:``); ``..``, ``__``, ``---``, white space and control characters are not.
+_OCI_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_OCI_REF_NAME = re.compile(rf"{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*", re.ASCII)
+#: The longest tag an OCI layout takes: room for any Docker reference with a sha256 digest
+#: (a 255-character name, a 128-character tag, ``@sha256:`` and 64 digits: 455), no more.
+MAX_OCI_TAG = 512
+#: The longest path a location may name: Linux's PATH_MAX, less its NUL.
+MAX_PATH_LENGTH = 4095
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,13 @@ class Location:
 
 
 def parse_location(text: str, default: str) -> Location:
-    """Parse ``text``; a string with no known transport prefix uses ``default``."""
+    """Parse ``text``; a string with no known transport prefix uses ``default``.
+
+    Refused (InvalidReference, a usage error, naming the part that is wrong): a NUL anywhere, a
+    path longer than :data:`MAX_PATH_LENGTH` bytes, an OCI tag outside the image-spec's
+    grammar or longer than :data:`MAX_OCI_TAG` (:func:`check_oci_tag`), a docker-archive or
+    docker-daemon NAME:TAG that is not a reference by Docker's grammar or names a digest."""
+    _check_text(text)
     transport, sep, rest = text.partition(":")
     bare = False
     if text.startswith("docker://"):
@@ -66,43 +87,89 @@ def parse_location(text: str, default: str) -> Location:
     elif not sep or transport not in TRANSPORTS:
         transport, rest, bare = default, text, True
     if not rest:
-        raise InvalidReference(f"invalid location {text!r}: nothing after '{transport}:'")
+        raise InvalidReference(f"invalid location {text[:200]!r}: nothing after '{transport}:'")
     if transport == "docker":
         return Location("docker", reference=parse_reference(rest), bare=bare)
     if transport == "docker-daemon":
-        reference = parse_reference(rest)
-        if reference.digest:
-            raise InvalidReference(f"invalid location {text!r}: docker-daemon: needs NAME:TAG, not a digest")
+        reference = _docker_name(text, transport, rest)
         return Location("docker-daemon", tag=str(reference), reference=reference)
     path, _, tag = rest.partition(":")
     if not path:
-        raise InvalidReference(f"invalid location {text!r}: no path")
+        raise InvalidReference(f"invalid location {text[:200]!r}: no path")
+    if len(os.fsencode(path)) > MAX_PATH_LENGTH:
+        raise InvalidReference(f"invalid location {text[:200]!r}: its path is longer than {MAX_PATH_LENGTH} bytes")
     if transport == "docker-archive" and tag:
-        reference = parse_reference(tag)
+        reference = _docker_name(text, transport, tag)
         return Location(transport, path=Path(path), tag=str(reference), reference=reference, bare=bare)
+    if tag:
+        check_oci_tag(tag, f"invalid location {text[:200]!r}")
     return Location(transport, path=Path(path), tag=tag or None, bare=bare)
+
+
+def check_oci_tag(tag: str, context: str) -> None:
+    """Refuse (InvalidReference, after ``context``) a tag an OCI layout cannot hold by the
+    image-spec's grammar, which skopeo and umoci enforce: letters and digits, joined by one of
+    ``. _ - : @ +`` or by ``--``, in components joined by ``/``; at most :data:`MAX_OCI_TAG`."""
+    if len(tag) > MAX_OCI_TAG:
+        raise InvalidReference(f"{context}: the tag is {len(tag)} characters long, more than {MAX_OCI_TAG}")
+    if not _OCI_REF_NAME.fullmatch(tag):
+        raise InvalidReference(
+            f"{context}: the tag {tag[:100]!r} is not an OCI reference name: letters and digits, separated "
+            "by one of . _ - : @ + or by --, in components joined by / (e.g. v1.2, stable, example.com/app:v1)"
+        )
+
+
+def _docker_name(text: str, transport: str, name: str) -> Reference:
+    """The NAME[:TAG] of a docker-archive or docker-daemon location: by Docker's grammar
+    (:func:`parse_reference`), without a digest (neither Docker nor skopeo takes one there)."""
+    reference = parse_reference(name)
+    if reference.digest:
+        raise InvalidReference(f"invalid location {text[:200]!r}: {transport}: takes NAME[:TAG], not a digest")
+    return reference
+
+
+def _check_text(text: str) -> None:
+    """What no location may hold, whatever its transport: a NUL (no file name can, and the
+    system would end the name there)."""
+    if "\0" in text:
+        raise InvalidReference(f"invalid location {text[:200]!r}: it contains a NUL character")
+
+
+def archive_location(path: str | os.PathLike[str]) -> Location:
+    """The OCI archive at ``path``, taken as a path whatever it holds (``--from-archive PATH``,
+    the default ``./PROGRAM.tar``): never split at a colon, as ``oci-archive:PATH`` text is."""
+    text = os.fspath(path)
+    _check_text(text)
+    if not text:
+        raise InvalidReference("invalid location '': no path")
+    if len(os.fsencode(text)) > MAX_PATH_LENGTH:
+        raise InvalidReference(f"invalid location {text[:200]!r}: its path is longer than {MAX_PATH_LENGTH} bytes")
+    return Location("oci-archive", path=Path(text), bare=True)
 
 
 def parse_output(text: str) -> Location:
     """An ``-o`` destination: a known transport, or a path (an OCI archive). Refused, with the
     fix: an unknown transport name (``oci-archiv:x.tar``), and what is plainly a registry
     reference (``127.0.0.1:5000/app:v1``, ``ghcr.io/me/app:v1``), which belongs to ``--push``."""
+    _check_text(text)
     prefix, sep, _ = text.partition(":")
     local = text.startswith(("./", "../", "/")) or not sep and "/" not in text
     if not local and not text.startswith("docker://") and prefix not in TRANSPORTS:
         if _looks_like_registry(text):
             raise UsageError(
-                f"-o {text!r} looks like a registry reference: push it with --push {text} "
+                f"-o {text[:200]!r} looks like a registry reference: push it with --push {text} "
                 f"(for a file of that name, write ./{text})"
             )
         if sep and _TRANSPORT_LIKE.fullmatch(prefix):
             close = difflib.get_close_matches(prefix, TRANSPORTS, n=1)
             hint = f"did you mean {close[0]}:? " if close else ""
             raise UsageError(
-                f"-o {text!r}: unknown transport {prefix!r} ({hint}transports are {', '.join(TRANSPORTS)}; "
+                f"-o {text[:200]!r}: unknown transport {prefix[:100]!r} ({hint}transports are {', '.join(TRANSPORTS)}; "
                 f"for a file whose name has a colon, write ./{text})"
             )
     if local:
+        if len(os.fsencode(text)) > MAX_PATH_LENGTH:
+            raise UsageError(f"-o {text[:200]!r}: the path is longer than {MAX_PATH_LENGTH} bytes")
         return Location("oci-archive", path=Path(text), bare=True)  # ./name:x.tar is a file of that name
     return parse_location(text, "oci-archive")
 
@@ -123,11 +190,14 @@ def _looks_like_registry(text: str) -> bool:
 def parse_source(text: str) -> Location:
     """A ``--from`` or ``inspect`` source. Without a transport name, an existing local file or
     directory is opened as what its content says it is; anything else is a registry reference."""
+    _check_text(text)
     prefix = text.partition(":")[0]
     if not text.startswith("docker://") and prefix not in TRANSPORTS and os.path.exists(text):
         path = Path(text)
         if path.is_dir():
             return Location("oci", path=path, bare=True)
+        if not path.is_file():  # opening a FIFO would wait for a writer; a device never ends
+            raise InputError(f"{shown(path)} is neither a file nor a directory: it cannot hold an image")
         return Location(_archive_kind(path), path=path, bare=True)
     return parse_location(text, "docker")
 
@@ -183,6 +253,7 @@ def check_outputs(outputs: Sequence[Location], digest_file: Path | None, inputs:
     """Refuse, before any work, every output that cannot be written or that would destroy an
     input: a program, an ``--add`` source (or a file inside an added tree), the base archive or
     layout, or another output. ``terminal``: standard output is a terminal."""
+    _check_names(inputs, digest_file)
     taken: dict[str, str] = {}
     read = _input_paths(inputs)
     files = [(str(o), o.path) for o in outputs if o.path is not None and o.transport != "oci" and not o.is_stdout]
@@ -210,6 +281,15 @@ def check_outputs(outputs: Sequence[Location], digest_file: Path | None, inputs:
         raise UsageError(f"refusing to write {to_stdout[0]} to a terminal: redirect it (| docker load) or name a file")
 
 
+def _check_names(inputs: Inputs, digest_file: Path | None) -> None:
+    """Refuse a local path that holds a NUL: no file has such a name, and the system calls
+    that would be asked for it refuse it only once work has begun."""
+    named = [("the program", p) for p in inputs.programs] + [("--add", a) for a in inputs.added]
+    for what, path in [*named, *([("--digest-file", digest_file)] if digest_file is not None else [])]:
+        if "\0" in os.fspath(path):
+            raise UsageError(f"{what} {os.fspath(path)[:200]!r}: a path cannot hold a NUL character")
+
+
 def _real(path: Path) -> str:
     return os.path.realpath(path)
 
@@ -218,10 +298,15 @@ def _input_paths(inputs: Inputs) -> dict[str, str]:
     """Every local input file, by real path, with how to name it."""
     found = {_real(p): f"the program {p}" for p in inputs.programs}
     for source in inputs.added:
-        if source.is_dir():
-            for directory, _, names in os.walk(source):
+        if source.is_dir() and not source.is_symlink():
+            # Below a real directory, no symlink is entered: a file's real path is the tree's
+            # real path and the file's path below it (one realpath per tree, not per file).
+            real = _real(source)
+            for directory, relative, _, names in walk(source, f"--add {shown(source)}"):
                 for name in names:
-                    found.setdefault(_real(Path(directory, name)), f"{Path(directory, name)} (added with --add)")
+                    path = Path(directory, name)
+                    where = _real(path) if path.is_symlink() else os.path.join(real, relative, name)
+                    found.setdefault(os.path.normpath(where), f"{shown(path)} (added with --add)")
         else:
             found.setdefault(_real(source), f"{source} (added with --add)")
     base = inputs.base
