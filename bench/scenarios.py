@@ -16,6 +16,9 @@ binary gets fresh content (:meth:`~bench.workload.Binary.freshen`), dirty pages 
 7. ``touch`` of an unchanged program, rebuilt into an OCI archive with the same cache: rebuild /
    first build.
 8. two archive builds from a base in the registry, one cache: blobs the second one downloads.
+9. binary → pushed with ``--sbom spdx --sign-key KEY`` against the same push without: the cost of
+   signing and describing the image (SBOM, signature bundle, legacy signature, the referrers),
+   and the peak RSS of both.
 
 In 3, 6, 7 and 8 zeroimage is compared with its own first build, which must come first; their
 untimed warm-up round (on a copy of busybox) compiles the bytecode of the paths they take.
@@ -665,6 +668,62 @@ def registry_base_scenario(bench: Bench) -> None:
     bench.report.add(Row("8", label, "own first build", "s", None, second, first))
 
 
+# ---------------------------------------------------------------------------------------------- 9
+
+
+def _signing_key(work: Path) -> Path:
+    """A fresh ECDSA P-256 key (PKCS#8 PEM, unencrypted) for the signed pushes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = work / "bench-signing.key"
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+def attachments_scenario(bench: Bench) -> None:
+    """9. a push with ``--sbom spdx --sign-key`` against the same push without, alternately."""
+    if bench.registry is None:
+        bench.report.note("scenario 9 skipped: docker-registry is not available")
+        return
+    z, binary = bench.zeroimage, bench.small
+    signing = ["--sbom", "spdx", "--sign-key", str(_signing_key(bench.work))]
+    rss: dict[str, list[float]] = {"signed": [], "plain": []}
+
+    def push(extra: list[str], name: str) -> Measure:
+        def measure() -> float:
+            cache = z.fresh_cache()
+            try:
+                outcome = z.push(binary.path, bench.base, bench.next_ref(), cache=cache, extra=extra, measure_rss=True)
+            finally:
+                shutil.rmtree(cache, ignore_errors=True)
+            if outcome.peak_rss_mib is not None:
+                rss[name].append(outcome.peak_rss_mib)
+            return outcome.seconds
+
+        return measure
+
+    contenders = {"zeroimage": push(signing, "signed"), "unsigned push": push([], "plain")}
+    samples = alternate(bench, contenders, runs=bench.runs, binary=binary, what="[9] signed push")
+    bench.registry.check_alive()
+    row = Row(
+        "9",
+        f"{binary.megabytes:.0f} MB binary -> push with --sbom spdx --sign-key, / the same push without",
+        "unsigned push",
+        "s",
+        Target(1.15),
+        samples["zeroimage"],
+        samples["unsigned push"],
+    )
+    row.note = (
+        f"peak RSS, medians: {median(rss['signed']) or 0:.1f} MiB signed, {median(rss['plain']) or 0:.1f} MiB without"
+    )
+    bench.report.add(row)
+
+
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "1": archive_scenario,
     "2": push_scenario,
@@ -674,5 +733,6 @@ SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "6": fleet_scenario,
     "7": touch_scenario,
     "8": registry_base_scenario,
+    "9": attachments_scenario,
     "c": compression_context,
 }

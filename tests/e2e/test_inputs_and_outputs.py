@@ -412,3 +412,22 @@ def test_progress_lines_name_the_program_and_its_platform(
     lines = [line for line in result.stderr.splitlines() if "compressing" in line]
     assert any(f"{busybox.name} (linux/amd64)" in line for line in lines), result.stderr
     assert any(f"{busybox_arm64.name} (linux/arm64" in line for line in lines), result.stderr
+
+
+@pytest.mark.parametrize("base", ["./missing.tar", "/no/such/dir/base.tar", "../missing/layout"])
+def test_a_base_path_that_does_not_exist_says_so(zeroimage: Zeroimage, tmp_path: Path, base: str) -> None:
+    """A path is not an image reference: one that does not exist is named as missing (it was
+    "invalid reference"), for a build and for inspect alike."""
+    images.tiny_program(tmp_path / "app")
+    refused(zeroimage("build", "--from", base, "-o", "out.tar", "app", check=False), 1, f"{base}: no such file")
+    refused(zeroimage("inspect", base, check=False), 1, f"{base}: no such file")
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_plain_run_says_each_step_however_small(zeroimage: Zeroimage, tmp_path: Path) -> None:
+    """Without a terminal and without -q, one line per finished step, naming the program and
+    its platform — small builds included (they printed nothing); with -q, none."""
+    images.tiny_program(tmp_path / "app")
+    said = zeroimage("build", "-o", "out.tar", "app").stderr
+    assert "zeroimage: compressing app (linux/amd64) as /app: " in said, said
+    assert zeroimage("build", "-q", "--no-cache", "-o", "q.tar", "app").stderr == ""

@@ -199,7 +199,18 @@ def parse_source(text: str) -> Location:
         if not path.is_file():  # opening a FIFO would wait for a writer; a device never ends
             raise InputError(f"{shown(path)} is neither a file nor a directory: it cannot hold an image")
         return Location(_archive_kind(path), path=path, bare=True)
-    return parse_location(text, "docker")
+    try:
+        return parse_location(text, "docker")
+    except InvalidReference:
+        if prefix not in TRANSPORTS and _looks_like_a_path(text):
+            raise InputError(f"{shown(text)}: no such file or directory") from None
+        raise
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """What no image reference is, but a path plainly is: ``/…``, ``./…``, ``../…``, ``~/…``,
+    or a name holding a backslash."""
+    return text.startswith(("/", "./", "../", "~")) or "\\" in text
 
 
 def _archive_kind(path: Path) -> str:
