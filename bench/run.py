@@ -126,9 +126,9 @@ def setup(args: argparse.Namespace, work: Path, report: Report, stack: ExitStack
         else:
             bench.buildah = buildah = Buildah(base, work / "buildah")
             stack.callback(buildah.cleanup)
-    if {"2", "3", "4", "6", "8"} & set(args.only):
+    if {"2", "3", "4", "6", "8", "9"} & set(args.only):
         if peers.which("docker-registry") is None:
-            report.note("docker-registry missing: scenarios 2, 3, 6 and 8, and push memory in 4, are skipped")
+            report.note("docker-registry missing: scenarios 2, 3, 6, 8 and 9, and push memory in 4, are skipped")
         else:
             bench.registry = registry = start_registry(work / "registry")
             stack.callback(registry.close)

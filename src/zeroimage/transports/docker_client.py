@@ -45,6 +45,7 @@ from zeroimage.errors import NetworkError, OutputError, TLSError, UsageError
 from zeroimage.progress import Reporter
 from zeroimage.transports.docker_host import DockerEndpoint
 from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, LowSpeedLimit
+from zeroimage.transports.registry.speed import CheckedBackend
 
 #: The longest line of the load's answer (a JSON message) taken.
 MAX_LOAD_LINE = 64 * 1024
@@ -248,32 +249,6 @@ class _Exchange(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
-class _Backend(httpcore.NetworkBackend):
-    """httpcore's own sockets, each wrapped in an :class:`_Exchange`."""
-
-    def __init__(self, limit: LowSpeedLimit) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._limit = limit
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        return _Exchange(self._inner.connect_tcp(host, port, timeout, local_address, socket_options), self._limit)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-    ) -> httpcore.NetworkStream:
-        return _Exchange(self._inner.connect_unix_socket(path, timeout, socket_options), self._limit)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
 # -- the client -------------------------------------------------------------------------------------
 
 
@@ -296,7 +271,7 @@ class DockerClient:
             max_connections=1,
             max_keepalive_connections=0,
             uds=self.endpoint.socket,
-            network_backend=_Backend(self.low_speed),
+            network_backend=CheckedBackend(self.low_speed, _Exchange),
         )
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> list[tuple[bytes, bytes]]:

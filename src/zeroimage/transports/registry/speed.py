@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -62,12 +62,18 @@ def is_stall(exc: BaseException) -> bool:
     return False
 
 
-class CheckedBackend(httpcore.NetworkBackend):
-    """httpcore's synchronous backend, each of its streams checked against ``limit``."""
+#: Wraps one connection in a check of the low-speed limit.
+Checked = Callable[[httpcore.NetworkStream, "LowSpeedLimit"], httpcore.NetworkStream]
 
-    def __init__(self, limit: LowSpeedLimit) -> None:
+
+class CheckedBackend(httpcore.NetworkBackend):
+    """httpcore's synchronous backend, each of its streams checked against ``limit`` by
+    ``checked`` (a :class:`CheckedStream`, unless a caller brings a check of its own)."""
+
+    def __init__(self, limit: LowSpeedLimit, checked: Checked | None = None) -> None:
         self._inner = httpcore.SyncBackend()
         self._limit = limit
+        self._checked: Checked = checked or CheckedStream
 
     def connect_tcp(
         self,
@@ -77,12 +83,12 @@ class CheckedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        return CheckedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options), self._limit)
+        return self._checked(self._inner.connect_tcp(host, port, timeout, local_address, socket_options), self._limit)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
     ) -> httpcore.NetworkStream:
-        return CheckedStream(self._inner.connect_unix_socket(path, timeout, socket_options), self._limit)
+        return self._checked(self._inner.connect_unix_socket(path, timeout, socket_options), self._limit)
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
