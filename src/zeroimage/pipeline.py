@@ -178,45 +178,19 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
             for member in members
         ]
         _check_plans(options, plans, layer_options)
-        made: list[MadeLayer] = []
-        images: dict[ImageFormat, list[ImageGraph]] = {fmt: [] for fmt in _formats(options, sinks)}
-        primary: ImageFormat = options.format if options.format in images else next(iter(images))
-        annotations = dict(options.annotations)
-        results = []
-        for index, plan in enumerate(plans):
-            program, files = _make_layers(plan, producer, first if index == 0 else None)
-            made += [program, *([files] if files else [])]
-            layers = [(files, "files", plan.files_by)] if files else []
-            layers.append((program, "program", f"COPY {plan.member.name} {plan.entrypoint}"))
-            config = _config(options, plan, [(m.built.diff_id, by) for m, _, by in layers], created)
-            new = [NewLayer(producer.blob(m), m.built.diff_id) for m, _, _ in layers]
-            for fmt, graphs in images.items():
-                graphs.append(append(plan.base, new, config, fmt, annotations))
-            results.append(_platform_result(plan, config, images[primary][-1].root, layers))
-        order = tuple(dict.fromkeys(m.built.descriptor.digest for m in made))
-        graphs_by_format = {
-            fmt: replace(index_of(graphs, fmt, annotations), new=order) for fmt, graphs in images.items()
-        }
-        for graph in graphs_by_format.values():
+        images = _images(options, plans, producer, first, sinks, created)
+        for graph in images.graphs.values():
             policy.check_result(graph.root)
-        attacher = None
-        if key is not None or options.sbom is not None:
-            if key is not None:
-                _prove_reused(made, reporter)
-            facts = {
-                str(result.platform): _facts(options, plan, result, checksums, reporter)
-                for plan, result in zip(plans, results, strict=True)
-            }
-            attacher = _attacher(options, key, facts, created)
-        written = _write_all(sinks, options.format, graphs_by_format, reporter, attacher)
-        root = graphs_by_format[primary].root
+        attacher = _attachments(options, key, plans, images, checksums, created, reporter)
+        written = _write_all(sinks, options.format, images.graphs, reporter, attacher)
         if options.sbom_file is not None and attacher is not None:
-            _write_sbom_files(options.sbom_file, attacher.sboms(graphs_by_format[primary]))
+            _write_sbom_files(options.sbom_file, attacher.sboms(images.graphs[images.primary]))
+        root = images.graphs[images.primary].root
     if options.digest_file is not None:
         with atomic_write(options.digest_file) as out:
             out.write(root.digest.encode() + b"\n")
     base = str(options.source) if options.source is not None else None
-    return BuildResult(root=root, platforms=tuple(results), outputs=tuple(written), base=base)
+    return BuildResult(root=root, platforms=images.platforms, outputs=tuple(written), base=base)
 
 
 # -- before any work -----------------------------------------------------------------------------
@@ -505,6 +479,47 @@ def _formats(options: BuildOptions, sinks: Sequence[Sink]) -> list[ImageFormat]:
     return list(needed) or [options.format]
 
 
+@dataclass(frozen=True)
+class _Images:
+    """The image in each format the outputs need (one graph each), the format results speak of,
+    each platform's result, and the new layers, in the order made."""
+
+    graphs: dict[ImageFormat, ImageGraph]
+    primary: ImageFormat
+    platforms: tuple[PlatformResult, ...]
+    made: tuple[MadeLayer, ...]
+
+
+def _images(
+    options: BuildOptions,
+    plans: Sequence[_Plan],
+    producer: LayerProducer,
+    first: _Background | None,
+    sinks: Sequence[Sink],
+    created: str,
+) -> _Images:
+    """Each plan's layers made, its config and manifest derived in every format the outputs need,
+    and the platforms joined in an index when there are several."""
+    made: list[MadeLayer] = []
+    images: dict[ImageFormat, list[ImageGraph]] = {fmt: [] for fmt in _formats(options, sinks)}
+    primary: ImageFormat = options.format if options.format in images else next(iter(images))
+    annotations = dict(options.annotations)
+    results = []
+    for index, plan in enumerate(plans):
+        program, files = _make_layers(plan, producer, first if index == 0 else None)
+        made += [program, *([files] if files else [])]
+        layers = [(files, "files", plan.files_by)] if files else []
+        layers.append((program, "program", f"COPY {plan.member.name} {plan.entrypoint}"))
+        config = _config(options, plan, [(m.built.diff_id, by) for m, _, by in layers], created)
+        new = [NewLayer(producer.blob(m), m.built.diff_id) for m, _, _ in layers]
+        for fmt, graphs in images.items():
+            graphs.append(append(plan.base, new, config, fmt, annotations))
+        results.append(_platform_result(plan, config, images[primary][-1].root, layers))
+    order = tuple(dict.fromkeys(m.built.descriptor.digest for m in made))
+    joined = {fmt: replace(index_of(graphs, fmt, annotations), new=order) for fmt, graphs in images.items()}
+    return _Images(joined, primary, tuple(results), tuple(made))
+
+
 def _write_all(
     sinks: Sequence[Sink],
     fmt: ImageFormat,
@@ -528,6 +543,28 @@ def _write_all(
 
 
 # -- what the build attaches: signatures, SBOMs, provenance ----------------------------------------
+
+
+def _attachments(
+    options: BuildOptions,
+    key: SigningKey | None,
+    plans: Sequence[_Plan],
+    images: _Images,
+    checksums: Checksums | None,
+    created: str,
+    reporter: Reporter,
+) -> Attacher | None:
+    """What the build attaches to the image, when it is asked to sign or describe it; a layer
+    reused from a registry is proved before anything signs an image holding it."""
+    if key is None and options.sbom is None:
+        return None
+    if key is not None:
+        _prove_reused(images.made, reporter)
+    facts = {
+        str(result.platform): _facts(options, plan, result, checksums, reporter)
+        for plan, result in zip(plans, images.platforms, strict=True)
+    }
+    return _attacher(options, key, facts, created)
 
 
 def _signing_key(options: BuildOptions) -> SigningKey | None:
