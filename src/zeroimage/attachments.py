@@ -209,16 +209,17 @@ def checksum_of(data: bytes, algorithms: Sequence[str]) -> Checksum:
 
 
 class Checksums:
-    """The checksums of files, read in a thread of their own from the moment the build knows the
-    files (a program's while its layer is compressed), so that an SBOM costs no wait.
+    """The checksums of files (each with the algorithms ``wanted`` says), read in a thread of
+    their own from the moment the build knows the files (a program's while its layer is
+    compressed), so that an SBOM costs no wait.
 
     Each file's identity (size, times, inode) is taken when the build begins and checked again
     when its checksum is asked for: the layer was read in between, so a file that changed in the
     meantime — whose layer and checksum could then tell of different bytes — is refused."""
 
-    def __init__(self, paths: Sequence[Path], algorithms: Sequence[str]) -> None:
-        self._algorithms = tuple(algorithms)
-        self._paths = list(dict.fromkeys(paths))
+    def __init__(self, wanted: Mapping[Path, Sequence[str]]) -> None:
+        self._wanted = {path: tuple(algorithms) for path, algorithms in wanted.items()}
+        self._paths = list(self._wanted)
         self._identity = {path: _identity(path) for path in self._paths}
         self._done: dict[Path, Checksum] = {}
         self._failure: BaseException | None = None
@@ -231,7 +232,7 @@ class Checksums:
             for path in self._paths:
                 if self._stopped:
                     return
-                self._done[path] = _file_checksum(path, self._algorithms)
+                self._done[path] = _file_checksum(path, self._wanted[path])
         except BaseException as exc:  # noqa: BLE001 - raised in the build's thread by of()
             self._failure = exc
 

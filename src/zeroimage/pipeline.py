@@ -588,14 +588,21 @@ def _say_what_carries_no_attachments(options: BuildOptions, sinks: Sequence[Sink
 
 
 def _checksums(options: BuildOptions, added: Sequence[tuple[str, list[Entry]]]) -> Checksums | None:
-    """The programs' and added files' checksums, begun now if an SBOM or provenance names them:
-    SPDX wants SHA-1 beside SHA-256 of every file."""
+    """The programs' and added files' checksums, begun now if an SBOM or provenance names them."""
     if options.sbom is None and not options.provenance:
         return None
-    algorithms = ("sha1", "sha256") if options.sbom == "spdx" else ("sha256",)
-    paths = [request.path for request in options.requests]
-    paths += [entry.source for _, entries in added for entry in entries if entry.source and entry.kind == "file"]
-    return Checksums(paths, algorithms)
+    wanted: dict[Path, tuple[str, ...]] = {request.path: ("sha256",) for request in options.requests}
+    for _, entries in added:
+        for entry in entries:
+            if entry.source is not None and entry.kind == "file":
+                wanted.setdefault(entry.source, _file_algorithms(options))
+    return Checksums(wanted)
+
+
+def _file_algorithms(options: BuildOptions) -> tuple[str, ...]:
+    """What an added file's checksums are: SPDX wants SHA-1 beside SHA-256 of every file (its
+    programs are packages, whose checksums are free: a large binary is not read twice over)."""
+    return ("sha1", "sha256") if options.sbom == "spdx" else ("sha256",)
 
 
 def _facts(
@@ -605,11 +612,9 @@ def _facts(
     says of itself that cannot be read is a warning (the SBOM says so too)."""
     from zeroimage import sbom
 
-    algorithms = ("sha1", "sha256") if options.sbom == "spdx" else ("sha256",)
-
     def file(entry: Entry) -> sbom.File:
         if entry.data is not None:
-            found = checksum_of(entry.data, algorithms)
+            found = checksum_of(entry.data, _file_algorithms(options))
         else:
             assert entry.source is not None and checksums is not None
             found = checksums.of(entry.source)

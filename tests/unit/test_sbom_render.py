@@ -342,3 +342,32 @@ def test_each_platform_of_an_image_has_its_own_document(image: ImageDescription)
     properties = {p["name"]: p["value"] for p in bom["metadata"]["component"]["properties"]}
     assert properties["zeroimage:platform"] == "linux/arm/v7"
     assert render("spdx", arm) != render("spdx", image)
+
+
+def test_a_program_given_without_sha1_is_its_package_by_file_name_and_sha256(
+    image: ImageDescription, tmp_path: Path
+) -> None:
+    """A build reads a large program once for its SHA-256 and no more: such a program is the
+    package of the binary itself (``packageFileName``, a SHA256 checksum), which SPDX 2.3
+    allows of a package and spdx-tools accepts; the added files keep their SHA-1."""
+    only_sha256 = tuple(
+        dataclasses.replace(p, file=dataclasses.replace(p.file, checksums={"sha256": p.file.checksums["sha256"]}))
+        for p in image.programs
+    )
+    document = json.loads(render("spdx", dataclasses.replace(image, programs=only_sha256)))
+    applications = {
+        p["packageFileName"]: p for p in document["packages"] if p.get("primaryPackagePurpose") == "APPLICATION"
+    }
+    assert set(applications) == {"./app", "./usr/local/bin/rusty", "./hello.sh"}
+    for program in only_sha256:
+        package = applications["./" + program.file.path.lstrip("/")]
+        assert package["checksums"] == [{"algorithm": "SHA256", "checksumValue": program.file.checksums["sha256"]}]
+        assert package["filesAnalyzed"] is False
+    assert {f["fileName"] for f in document["files"]} == {"./etc/ssl/certs/ca-certificates.crt", "./etc/passwd"}
+    _, messages = spdx_document(tmp_path, json.dumps(document).encode())
+    assert messages == []
+    tool = Path(sys.executable).with_name("pyspdxtools")
+    path = tmp_path / "programs.spdx.json"
+    path.write_text(json.dumps(document))
+    proc = subprocess.run([str(tool), "-i", str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -2,7 +2,8 @@
 
 The document DESCRIBES the image (a package of purpose CONTAINER); each element is a package
 (purposes OPERATING-SYSTEM, APPLICATION, LIBRARY) with its purl as a PACKAGE-MANAGER external
-reference, or a file with its checksums (SHA-1 among them: SPDX 2.3 requires it). SPDX
+reference, or a file with its checksums (SHA-1 among them: SPDX 2.3 requires it). A program whose
+file comes without a SHA-1 is its package's ``packageFileName`` and ``checksums`` instead. SPDX
 identifiers begin as Trivy's do (``SPDXRef-OperatingSystem-``, ``-Application-``, ``-Package-``,
 ``-File-``), which is how Trivy tells them apart. Other facts (build settings, replacements)
 are annotations ``NAME: VALUE``, as Trivy writes them. A package that contains files has
@@ -138,7 +139,13 @@ class _Writer:
         out["filesAnalyzed"] = bool(files)
         if files:
             out["packageVerificationCode"] = _verification_code(files)
-        if package is not None and package.checksums:
+        program = element.file if element.kind == "application" and not files else None
+        if program is not None:
+            # A program given without SHA-1 (reading a large binary twice over costs a build
+            # time): the package of the binary itself, by its file name and checksums.
+            out["packageFileName"] = "./" + program.path.lstrip("/")
+            out["checksums"] = _checksums(program.checksums)
+        elif package is not None and package.checksums:
             out["checksums"] = _checksums(package.checksums)
         if package is not None and package.source:
             out["sourceInfo"] = f"built package from: {package.source} {package.source_version}".rstrip()
@@ -168,7 +175,7 @@ class _Writer:
             if element.kind == "file" and element.file is not None:
                 (owner,) = [s for s, _, t in graph.relations if t == element.key]
                 self.file(self.ids[owner], element.file)
-            elif element.kind == "application" and element.file is not None:
+            elif element.kind == "application" and element.file is not None and "sha1" in element.file.checksums:
                 self.file(self.ids[element.key], element.file)
         packages = [self.package(e) for e in elements if e.kind != "file"]
         for source, relation, target in graph.relations:
