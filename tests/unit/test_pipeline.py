@@ -17,7 +17,7 @@ import pytest
 from tests.support.images import tiny_program
 from zeroimage.elf import BinaryInfo
 from zeroimage.errors import RunCheckError, UsageError
-from zeroimage.image import BaseImage, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
+from zeroimage.image import Attachments, BaseImage, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.layers.entries import Entry
 from zeroimage.oci import Descriptor, Platform
 from zeroimage.options import BuildOptions
@@ -35,6 +35,7 @@ class RecordingSink:
     description: str = "recording"
     fixed_format: ImageFormat | None = None
     needs_layer_files: bool = True
+    takes_attachments: bool = False
     graphs: list[ImageGraph] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
     discarded: bool = False
@@ -45,7 +46,7 @@ class RecordingSink:
     def layer_sources(self) -> list[Source]:
         return []
 
-    def write(self, graph: ImageGraph, reporter: Reporter) -> list[WriteResult]:
+    def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         self.graphs.append(graph)
         for digest, blob in graph.blobs.items():
             stream = blob.open()
