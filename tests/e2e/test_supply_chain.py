@@ -770,6 +770,39 @@ def test_a_referrers_endpoint_that_is_not_one_falls_back_to_the_tag_schema(
         assert len(kinds["sbom"]) == 1
 
 
+def test_sbom_file_never_overwrites_an_input_or_an_output(static_binary: Path, tmp_path: Path) -> None:
+    """--sbom-file is an output like -o: checked against the programs and the other outputs
+    before anything is written (old behaviour: the SBOM replaced the program, or the archive
+    the build had just written)."""
+    home = cli.Home.under(tmp_path)
+    program = shutil.copy(static_binary, home.work / "linux-amd64")
+    for sbom_file, words in (
+        ("linux-amd64", ["--sbom-file linux-amd64", "the program"]),
+        ("{platform}", ["--sbom-file linux-amd64", "the program"]),  # {platform} names it too
+        ("app.tar", ["--sbom-file app.tar", "the same file"]),
+    ):
+        before = fingerprint(home.work)
+        proc = home.run("build", "-o", "app.tar", "--sbom", "spdx", "--sbom-file", sbom_file, str(program), env=EPOCH)
+        refused(proc, 2, *words)
+        assert fingerprint(home.work) == before, sbom_file
+
+
+def test_sbom_file_in_a_missing_folder_fails_before_anything_is_sent(
+    registry: Registry, static_binary: Path, tmp_path: Path
+) -> None:
+    home = cli.Home.under(tmp_path)
+    for n, sbom_file in enumerate(("missing/sbom.json", "missing/sbom-{platform}.json")):
+        repository = f"sbomfile/app{n}"
+        before = fingerprint(home.work)
+        proc = home.run(
+            "build", "--push", f"{registry.host}/{repository}:v1", "-o", "app.tar", "--sbom", "spdx",
+            "--sbom-file", sbom_file, str(static_binary), env=EPOCH,
+        )  # fmt: skip
+        refused(proc, 1, "directory missing does not exist")
+        assert fingerprint(home.work) == before  # no archive either
+        assert requests_for(registry, repository) == []
+
+
 # -- 9. layers reused from a registry -------------------------------------------------------------------
 
 
