@@ -494,19 +494,28 @@ def upload_blob(registry: Registry, repository: str, data: bytes) -> str:
     return digest
 
 
-def attach_foreign(registry: Registry, repository: str, subject: bytes) -> dict[str, Any]:
-    """A scanner's report about the manifest ``subject``, and its entry in the referrers tag,
-    pushed as another tool would (raw HTTP); the index written."""
-    report = b'{"scanner":"example","findings":[]}'
+def attach_foreign(
+    registry: Registry,
+    repository: str,
+    subject: bytes,
+    contents: tuple[bytes, ...] = (b'{"scanner":"example","findings":[]}',),
+    artifact_type: str = SCAN,
+) -> dict[str, Any]:
+    """A scanner's report about the manifest ``subject`` (one layer per item of ``contents``), and
+    its entry in the referrers tag — a new index, or added to the one there —, pushed as another
+    tool would (raw HTTP). Returns the index written."""
     upload_blob(registry, repository, b"{}")
-    layer = upload_blob(registry, repository, report)
+    layers = [
+        {"mediaType": artifact_type, "digest": upload_blob(registry, repository, data), "size": len(data)}
+        for data in contents
+    ]
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "artifactType": SCAN,
+            "artifactType": artifact_type,
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY_DIGEST, "size": 2},
-            "layers": [{"mediaType": SCAN, "digest": layer, "size": len(report)}],
+            "layers": layers,
             "subject": {"mediaType": OCI_MANIFEST, "digest": peers.digest_of(subject), "size": len(subject)},
             "annotations": {"org.example.scanner": "v1"},
         }
@@ -516,21 +525,25 @@ def attach_foreign(registry: Registry, repository: str, subject: bytes) -> dict[
         "PUT", f"{registry.url}/v2/{repository}/manifests/{digest}", manifest, {"Content-Type": OCI_MANIFEST}
     )
     assert status == 201, body
-    index = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": digest,
-                "size": len(manifest),
-                "artifactType": SCAN,
-                "annotations": {"org.example.scanner": "v1"},
-            }
-        ],
-        "annotations": {"org.example.written-by": "another-tool"},
+    entry = {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": len(manifest),
+        "artifactType": artifact_type,
+        "annotations": {"org.example.scanner": "v1"},
     }
     tag = referrers_tag(peers.digest_of(subject))
+    status, _, there = http("GET", f"{registry.url}/v2/{repository}/manifests/{tag}", headers={"Accept": OCI_INDEX})
+    if status == 200:
+        index = json.loads(there)
+        index["manifests"].append(entry)
+    else:
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [entry],
+            "annotations": {"org.example.written-by": "another-tool"},
+        }
     status, _, body = http(
         "PUT",
         f"{registry.url}/v2/{repository}/manifests/{tag}",
@@ -562,6 +575,43 @@ def test_a_referrer_someone_else_attached_first_is_kept(
     result = verify(home, keys.ours, reference, "--json")
     assert result.returncode == 0, result.describe()
     assert [a["form"] for a in verified_kinds(result)["attestation"]] == [SCAN]
+
+
+#: Peak RSS allowed to ``zeroimage verify``: it reads a few kB of signatures (a run is ~45 MB here).
+VERIFY_RSS_BOUND_KB = 100 * 1024
+
+
+def test_verify_reads_only_what_it_checks_and_a_referrer_that_is_gone_is_one_line_of_its_list(
+    registry: Registry, keys: Keys, static_binary: Path, tmp_path: Path
+) -> None:
+    """Another tool's SBOM of 6 layers of 15 MB is listed by its type, never read (old behaviour:
+    every layer of every referrer was read into memory, 150 MB here); once its manifest is
+    deleted (as a registry's clean-up does), the image's own signatures still verify (old
+    behaviour: verify failed, MANIFEST_UNKNOWN)."""
+    home = cli.Home.under(tmp_path)
+    repository = "verifying/app"
+    reference = f"{registry.host}/{repository}:v1"
+    home.run("build", "--push", reference, *sign(keys), str(static_binary), env=EPOCH, check=True)
+    reader = RegistryReader(registry.host)
+    layers = tuple(os.urandom(15 << 20) for _ in range(6))
+    index = attach_foreign(registry, repository, reader.manifest(repository, "v1"), layers, SPDX)
+    theirs = index["manifests"][-1]["digest"]
+
+    result = home.run("verify", "--json", "--key", str(keys.ours.public), reference, measure_rss=True)
+    assert result.returncode == 0, result.describe()
+    assert result.peak_rss_kb is not None and result.peak_rss_kb < VERIFY_RSS_BOUND_KB, result.peak_rss_kb
+    (sbom,) = verified_kinds(result)["sbom"]
+    assert (sbom["form"], sbom["where"]) == (SPDX, f"referrer {theirs}")
+
+    status, _, body = http("DELETE", f"{registry.url}/v2/{repository}/manifests/{theirs}")
+    assert status == 202, body
+    result = verify(home, keys.ours, reference, "--json")
+    assert result.returncode == 0, result.describe()
+    kinds = verified_kinds(result)
+    assert sorted(a["form"] for a in kinds["signature"] if a["verified"]) == ["bundle", "legacy"]
+    (gone,) = kinds["other"]
+    assert not gone["verified"] and gone["where"] == f"referrer {theirs}", gone
+    assert "cannot be read" in gone["detail"] and "not found" in gone["detail"], gone
 
 
 # -- 7. what a Go program and a Debian base hold ------------------------------------------------------
