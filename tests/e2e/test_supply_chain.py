@@ -44,6 +44,7 @@ from tests.support.attached import (
     check_bundle,
     check_cyclonedx,
     check_legacy,
+    check_slsa_predicate,
     check_spdx,
     dsse_statement,
     http,
@@ -177,7 +178,7 @@ def test_a_signed_push_keeps_its_tag_on_the_image_and_every_attachment_verifies(
     signature = check_bundle(bundles[COSIGN_SIGN].content, keys.ours, digest, COSIGN_SIGN)
     assert [s["digest"] for s in signature["subject"]] == [{"sha256": digest[7:]}]
     provenance = check_bundle(bundles[SLSA_PROVENANCE].content, keys.ours, digest, SLSA_PROVENANCE)
-    materials = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+    materials = check_slsa_predicate(provenance)["buildDefinition"]["resolvedDependencies"]
     assert {"sha256": sha256_file(static_binary)} in [m["digest"] for m in materials], materials
 
     # cosign's legacy signature: the simple-signing payload names this digest, signed by the key.
@@ -866,27 +867,31 @@ def gzip9(tmp_path_factory: pytest.TempPathFactory, static_binary: Path) -> Reco
     return recompressed(archive, root / "layout")
 
 
-def lying_copy(gzip9: Recompressed, layout: Path) -> str:
-    """A copy of ``gzip9``'s layout whose layer is another tar (gzip -9 too, of a plausible size)
-    while its config still says the diff_id of ``gzip9``'s: the new layer's digest."""
+def layout_copy(gzip9: Recompressed, layout: Path, layer: bytes) -> str:
+    """A copy of ``gzip9``'s layout whose layer is ``layer`` — its config unchanged, still naming
+    ``gzip9``'s diff_id. Returns the layer's digest."""
     shutil.copytree(gzip9.layout, layout)
     blobs = layout / "blobs" / "sha256"
+    (entry,) = peers.read_index(layout)["manifests"]
+    manifest = json.loads((blobs / entry["digest"][7:]).read_bytes())
+    (blobs / peers.digest_of(layer)[7:]).write_bytes(layer)
+    manifest["layers"][0].update(digest=peers.digest_of(layer), size=len(layer))
+    data = json.dumps(manifest).encode()
+    (blobs / peers.digest_of(data)[7:]).write_bytes(data)
+    entry.update(digest=peers.digest_of(data), size=len(data))
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return str(manifest["layers"][0]["digest"])
+
+
+def other_layer() -> bytes:
+    """A gzip -9 layer of another tar (a plausible size for the program's)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         data = os.urandom(256 * 1024)
         info = tarfile.TarInfo("other-program")
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(raw.getvalue(), 9, mtime=0)
-    (blobs / peers.digest_of(layer)[7:]).write_bytes(layer)
-    (entry,) = peers.read_index(layout)["manifests"]
-    manifest = json.loads((blobs / entry["digest"][7:]).read_bytes())
-    manifest["layers"][0].update(digest=peers.digest_of(layer), size=len(layer))
-    data = json.dumps(manifest).encode()
-    (blobs / peers.digest_of(data)[7:]).write_bytes(data)
-    entry.update(digest=peers.digest_of(data), size=len(data))
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    return peers.digest_of(layer)
+    return gzip.compress(raw.getvalue(), 9, mtime=0)
 
 
 def layers_of(result: cli.Result) -> list[dict[str, Any]]:
@@ -900,6 +905,19 @@ def test_a_layer_reused_from_the_registry_is_proved_then_signed(
 ) -> None:
     repository = "proved/app"
     seed(registry, f"oci:{gzip9.layout}:{gzip9.tag}", f"{repository}:v1")
+    # What the other tool wrote about its layer stays its own: our manifest names the blob alone.
+    # (skopeo does not upload a blob whose descriptor has urls: the manifest is put by hand.)
+    seeded = json.loads(RegistryReader(registry.host).manifest(repository, "v1"))
+    noted = {"annotations": {"org.example.compressed-by": "gzip -9"}, "urls": ["https://example.com/blobs/layer"]}
+    plain = dict(seeded["layers"][0])
+    seeded["layers"][0].update(noted)
+    status, _, body = http(
+        "PUT",
+        f"{registry.url}/v2/{repository}/manifests/v1",
+        json.dumps(seeded).encode(),
+        {"Content-Type": OCI_MANIFEST},
+    )
+    assert status == 201, body
     start = mark(registry)
     home = cli.Home.under(tmp_path)
     proc = home.run(
@@ -914,6 +932,8 @@ def test_a_layer_reused_from_the_registry_is_proved_then_signed(
     assert not [r for r in sent if r.startswith(("PATCH", "POST")) and gzip9.layer[7:] in r]  # never uploaded
     digest = json.loads(proc.stdout)["digest"]
     reader = RegistryReader(registry.host)
+    pushed = json.loads(reader.manifest(repository, "v1"))["layers"]
+    assert pushed == [plain] and plain["digest"] == gzip9.layer and set(plain) == {"mediaType", "digest", "size"}
     (signature,) = referrers_of(reader, repository, digest)[BUNDLE]
     check_bundle(signature.content, keys.ours, digest, COSIGN_SIGN)
     assert check_legacy(reader, repository, digest, keys.ours, f"{registry.host}/{repository}") == 1
@@ -924,7 +944,7 @@ def test_a_reused_layer_that_is_not_what_its_diff_id_says_is_refused_when_signin
     registry: Registry, gzip9: Recompressed, keys: Keys, static_binary: Path, tmp_path: Path
 ) -> None:
     repository = "lying/app"
-    lie = lying_copy(gzip9, tmp_path / "lying")
+    lie = layout_copy(gzip9, tmp_path / "lying", other_layer())
     seed(registry, f"oci:{tmp_path / 'lying'}:{gzip9.tag}", f"{repository}:v1")
     reader = RegistryReader(registry.host)
     before = reader.manifest(repository, "v1")

@@ -246,6 +246,17 @@ def check_bundle(bundle: bytes, key: KeyPair, digest: str, predicate_type: str) 
     return statement
 
 
+def check_slsa_predicate(statement: dict[str, Any]) -> dict[str, Any]:
+    """The statement's predicate, read strictly (an unknown field fails) by in-toto's bindings of
+    SLSA provenance v1."""
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+
+    predicate: dict[str, Any] = statement["predicate"]
+    json_format.Parse(json.dumps(predicate), provenance_pb2.Provenance())
+    return predicate
+
+
 def check_legacy(reader: Reader, repository: str, digest: str, key: KeyPair, docker_reference: str) -> int:
     """Cosign's legacy signature image of ``digest`` (``sha256-<hex>.sig``): each layer a
     simple-signing payload naming ``digest`` and ``docker_reference``, its annotation an ECDSA
