@@ -394,6 +394,34 @@ def test_oci_archives_and_layouts_hold_the_attachments_and_the_image_opens_by_it
         assert result.returncode == 0 and image in result.stdout.splitlines()[-1], result.describe()
 
 
+def test_a_layout_whose_tag_moves_keeps_no_attachments_of_the_image_it_no_longer_holds(
+    keys: Keys, static_binary: Path, busybox: Path, tmp_path: Path
+) -> None:
+    """A rebuild into the same layout and tag (a developer's loop): the image the tag named is
+    gone from index.json, and so are its attachments (old behaviour: three more dangling entries
+    each time); attachments of an image another tag still names stay."""
+    home = cli.Home.under(tmp_path)
+    attach = ["--sbom", "spdx", *sign(keys), "--provenance"]
+    first = digest_in(
+        home.run("build", "-o", "oci:layout:v1", *attach, str(static_binary), env=EPOCH, check=True).stdout
+    )
+    home.run("build", "-o", "oci:layout:v2", *attach, str(static_binary), env=EPOCH, check=True)
+    ours = LayoutReader(home.work / "layout")
+    kept = sorted(e["digest"] for e in ours.referrers(first))
+    moved = ["-o", "oci:layout:v1", "--entrypoint-path", "/app", *attach, str(busybox)]
+    second = digest_in(home.run("build", *moved, env=EPOCH, check=True).stdout)
+    assert sorted(e["digest"] for e in ours.referrers(first)) == kept  # v2 still names the first image
+    assert len(ours.index()["manifests"]) == 2 + 3 + 3
+
+    home.run("build", "-o", "oci:layout:v2", "--entrypoint-path", "/app", *attach, str(busybox), env=EPOCH, check=True)
+    entries = ours.index()["manifests"]
+    assert [e["digest"] for e in entries if not e.get("artifactType")] == [second, second]
+    assert ours.referrers(first) == [] and len(entries) == 2 + 3, entries
+    for tag in ("v1", "v2"):
+        result = verify(home, keys.ours, f"oci:{home.work / 'layout'}:{tag}")
+        assert result.returncode == 0 and second in result.stdout.splitlines()[-1], result.describe()
+
+
 def test_a_docker_archive_carries_no_attachments_and_says_so_once(
     keys: Keys, static_binary: Path, tmp_path: Path
 ) -> None:
