@@ -503,6 +503,37 @@ def test_the_same_inputs_and_key_give_the_same_attachments_and_a_repush_adds_no_
     assert not [r for r in sent if r.startswith("PUT") and f"/manifests/{referrers_tag(digest)}" in r], sent
 
 
+def test_the_library_makes_and_checks_the_same_attachments_as_the_cli(
+    keys: Keys, static_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zeroimage.build takes the same options (sbom=, sign_key=, provenance=) and writes the very
+    archive the CLI writes; zeroimage.verify says what zeroimage verify says, raising nothing."""
+    import zeroimage
+
+    home = cli.Home.under(tmp_path / "cli")
+    attach = ["--sbom", "spdx", *sign(keys), "--provenance"]
+    home.run("build", "-o", "oci-archive:app.tar:v1", *attach, str(static_binary), env=EPOCH, check=True)
+    monkeypatch.setenv("ZEROIMAGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    archive = tmp_path / "library.tar"
+    result = zeroimage.build(
+        [static_binary],
+        outputs=[f"oci-archive:{archive}:v1"],
+        sbom="spdx",
+        sign_key=keys.ours.private,
+        provenance=True,
+        source_date_epoch=int(EPOCH["SOURCE_DATE_EPOCH"]),
+    )
+    assert archive.read_bytes() == (home.work / "app.tar").read_bytes()
+    found = zeroimage.verify(f"oci-archive:{archive}:v1", key=keys.ours.public)
+    assert found.ok and found.digest == result.digest
+    assert sorted(a.kind for a in found.attachments) == ["provenance", "sbom", "signature"]
+    other = zeroimage.verify(f"oci-archive:{archive}:v1", key=keys.other.public)
+    assert not other.ok and other.reason().startswith(f"no valid signature of {result.digest} by this key")
+    with pytest.raises(zeroimage.UsageError, match="--provenance is a signed statement"):
+        zeroimage.build([static_binary], outputs=[f"oci-archive:{tmp_path / 'not.tar'}"], provenance=True)
+
+
 # -- 6. referrers others attached ---------------------------------------------------------------------
 
 SCAN = "application/vnd.example.scan.report+json"
