@@ -206,6 +206,26 @@ def test_a_signed_push_keeps_its_tag_on_the_image_and_every_attachment_verifies(
     assert HELLO in peers.run_image(pull(registry, f"{repository}:v1", tmp_path / "pulled.tar")).stdout
 
 
+def test_an_sbom_without_a_key_is_attached_unsigned_and_verify_says_there_is_no_signature(
+    registry: Registry, keys: Keys, static_binary: Path, tmp_path: Path
+) -> None:
+    home = cli.Home.under(tmp_path)
+    repository = "unsigned/app"
+    proc = home.run(
+        "build", "--push", f"{registry.host}/{repository}:v1", "--sbom", "cyclonedx", str(static_binary),
+        env=EPOCH, check=True,
+    )  # fmt: skip
+    digest = digest_in(proc.stdout)
+    reader = RegistryReader(registry.host)
+    found = referrers_of(reader, repository, digest)
+    assert {kind: len(items) for kind, items in found.items()} == {CYCLONEDX: 1}
+    check_cyclonedx(found[CYCLONEDX][0].content)
+    assert reader.tags(repository) == sorted(["v1", referrers_tag(digest)])  # no .sig
+    result = verify(home, keys.ours, f"{registry.host}/{repository}:v1")
+    refused(result, 1, f"no signature of {digest} found")
+    assert "sbom" in result.stdout and CYCLONEDX in result.stdout  # listed all the same
+
+
 # -- 2. the Referrers API --------------------------------------------------------------------------
 
 
