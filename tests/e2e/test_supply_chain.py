@@ -195,7 +195,10 @@ def test_a_signed_push_keeps_its_tag_on_the_image_and_every_attachment_verifies(
     assert result.returncode == 0, result.describe()
     for kind in ("signature", "provenance", "sbom"):
         assert re.search(rf"^\s+{kind}\b", result.stdout, re.MULTILINE), result.stdout
+    assert result.stdout.splitlines()[0] == f"{registry.host}/{repository}:v1@{digest}"
     assert result.stdout.splitlines()[-1] == f"{digest} is signed by this key (bundle, legacy)"
+    by_digest = verify(home, keys.ours, f"{registry.host}/{repository}@{digest}")
+    assert by_digest.returncode == 0 and by_digest.stdout.splitlines()[0] == f"{registry.host}/{repository}@{digest}"
     kinds = verified_kinds(verify(home, keys.ours, f"{registry.host}/{repository}:v1", "--json"))
     assert sorted((a["form"], a["verified"]) for a in kinds["signature"]) == [("bundle", True), ("legacy", True)]
     assert [a["verified"] for a in kinds["provenance"]] == [True]
