@@ -52,9 +52,11 @@ from tests.support.attached import (
     purls,
     referrers_tag,
 )
+from tests.support.containerd import Containerd
 from tests.support.fleet import Recompressed, mark, pull, recompressed, requests_since
 from tests.support.images import OCI_INDEX, OCI_MANIFEST
 from tests.support.outcomes import digest_in, fingerprint, refused, requests_for
+from tests.support.podman import Podman
 from tests.support.programs import static_amd64_header
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.registry import Registry, seed, start_registry
@@ -415,6 +417,25 @@ def test_oci_archives_and_layouts_hold_the_attachments_and_the_image_opens_by_it
         assert peers.skopeo_inspect(f"oci:{layout}:{tag}")["Digest"] == image
         result = verify(home, keys.ours, f"oci:{layout}:{tag}")
         assert result.returncode == 0 and image in result.stdout.splitlines()[-1], result.describe()
+
+
+def test_a_signed_archive_runs_by_its_tag_in_podman_and_containerd_imports_the_image_alone(
+    keys: Keys, static_binary: Path, podman: Podman, containerd: Containerd, tmp_path: Path
+) -> None:
+    """What a signed OCI archive is to the runtimes that load one: podman runs it by its tag
+    (untagged, it sees several manifests in index.json and asks which: `podman load` cannot take
+    a signed archive, `podman pull oci-archive:PATH:TAG` can); containerd imports the tagged
+    image, not the attachments beside it."""
+    home = cli.Home.under(tmp_path)
+    proc = home.run(
+        "build", "-o", "oci-archive:app.tar:v1", "--sbom", "spdx", *sign(keys), "--provenance", str(static_binary),
+        env=EPOCH, check=True,
+    )  # fmt: skip
+    digest = digest_in(proc.stdout)
+    archive = home.work / "app.tar"
+    assert HELLO in podman.run(f"oci-archive:{archive}:v1").stdout
+    assert list(containerd.import_archive(archive, name="signed/app").items()) == [("signed/app:v1", digest)]
+    assert HELLO in containerd.run("signed/app:v1", f"/{static_binary.name}").stdout
 
 
 def test_a_layout_whose_tag_moves_keeps_no_attachments_of_the_image_it_no_longer_holds(
