@@ -61,7 +61,6 @@ from tests.support.programs import static_amd64_header
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.registry import Registry, seed, start_registry
 from tests.support.sbom_inputs import go_program
-from tests.support.sigstore_verifier import require_verifier
 
 #: Every build fixes its time, as reproducible CI does.
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -87,7 +86,8 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    require_verifier()  # every test here judges bundles by @sigstore/verify
+    """Our key pair and another's (a test that judges bundles skips without @sigstore/verify:
+    `make sigstore-verifier`)."""
     folder = tmp_path_factory.mktemp("keys")
     return Keys(make_key(folder, "cosign"), make_key(folder, "other"))
 
