@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect as _inspect
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,40 +147,73 @@ def verify(source: PathLike, *, key: PathLike, insecure_registry: Sequence[str] 
     legacy ``sha256-<hex>.sig`` signature. ``.ok`` is whether a valid signature of the image
     itself by that key was found; ``.reason()`` says so, or why not, in one line;
     ``.attachments`` lists everything found (signatures, SBOMs, provenance) and what came of it."""
-    from zeroimage.signing import load_verifying_key, signature_tag
-    from zeroimage.signing.verification import LegacyImage, Referrer, verify_attachments
+    from zeroimage.errors import InputError, NotFoundError
+    from zeroimage.signing import SIMPLE_SIGNING_MEDIA_TYPE, load_verifying_key, signature_tag
+    from zeroimage.signing.bundle import BUNDLE_MEDIA_TYPES
+    from zeroimage.signing.verification import OTHER, SIGNATURE, Attachment, LegacyImage, Referrer, verify_attachments
 
     verifying = load_verifying_key(Path(_path(key, "key")))
     with _opened(source, insecure_registry, None) as opened:
         root = opened.root()
         manifest = opened.document(root)
-        referrers = [
-            Referrer(desc.digest, opened.document(desc), _blobs_of(opened, desc))
-            for desc in opened.referrers(root.digest)[:MAX_VERIFIED_REFERRERS]
-        ]
-        tagged = opened.tagged(signature_tag(root.digest))
-        legacy = LegacyImage(opened.document(tagged), _blobs_of(opened, tagged)) if tagged is not None else None
-        return verify_attachments(root.digest, verifying, referrers=referrers, legacy=legacy, subject_manifest=manifest)
+        budget = _Budget(MAX_VERIFIED_BYTES)
+        referrers: list[Referrer] = []
+        unread: list[Attachment] = []  # listed by someone, but gone or not what it says: one line each
+        for desc in opened.referrers(root.digest)[:MAX_VERIFIED_REFERRERS]:
+            try:
+                blobs = _blobs_of(opened, desc, BUNDLE_MEDIA_TYPES, budget)
+                referrers.append(Referrer(desc.digest, opened.document(desc), blobs))
+            except (NotFoundError, InputError) as exc:
+                unread.append(Attachment(OTHER, f"referrer {desc.digest}", "", False, f"cannot be read: {exc.message}"))
+        legacy = None
+        tag = signature_tag(root.digest)
+        try:
+            tagged = opened.tagged(tag)
+            if tagged is not None:
+                blobs = _blobs_of(opened, tagged, {SIMPLE_SIGNING_MEDIA_TYPE}, budget)
+                legacy = LegacyImage(opened.document(tagged), blobs)
+        except (NotFoundError, InputError) as exc:
+            unread.append(Attachment(SIGNATURE, tag, "legacy", False, f"cannot be read: {exc.message}"))
+        return verify_attachments(
+            root.digest, verifying, referrers=referrers, legacy=legacy, subject_manifest=manifest, unread=unread
+        )
 
 
 #: Referrers of one image that verify reads (each its manifest and its layers, bounded).
 MAX_VERIFIED_REFERRERS = 64
+#: What verify reads of signatures (bundles, legacy payloads) in all: a bundle made with a key is
+#: a few kB. SBOMs and other documents are listed by their manifests, never read.
+MAX_VERIFIED_BYTES = 16 * 1024 * 1024
 
 
-def _blobs_of(source: Source, desc: Descriptor) -> dict[str, bytes]:
-    """The layers of the artifact ``desc`` names (a bundle, an SBOM, a legacy payload), each
-    verified and at most MAX_ARTIFACT_CONTENT bytes: what verification reads."""
+class _Budget:
+    """The bytes verify may still read."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def charge(self, size: int, what: str) -> None:
+        from zeroimage.errors import InputError
+
+        if size > self.left:
+            raise InputError(f"{what}: verify reads at most {MAX_VERIFIED_BYTES} bytes of signatures in all")
+        self.left -= size
+
+
+def _blobs_of(source: Source, desc: Descriptor, wanted: Collection[str], budget: _Budget) -> dict[str, bytes]:
+    """The layers of the artifact ``desc`` names that verification reads — those of a media type
+    in ``wanted`` (a bundle, a legacy payload) —, each verified and charged to ``budget``."""
     from zeroimage.files import CHUNK
     from zeroimage.oci import Manifest, parse_document
-    from zeroimage.oci.artifact import MAX_ARTIFACT_CONTENT
 
     manifest = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
     if not isinstance(manifest, Manifest):
         return {}
     blobs: dict[str, bytes] = {}
     for layer in manifest.layers[:MAX_VERIFIED_REFERRERS]:
-        if layer.size > MAX_ARTIFACT_CONTENT:
-            continue  # not a signature, a bundle nor a payload: nothing verify reads
+        if layer.media_type not in wanted or layer.digest in blobs:
+            continue
+        budget.charge(layer.size, f"{source.description} {layer.digest}")
         stream = source.blob(layer).open()
         try:
             blobs[layer.digest] = b"".join(iter(lambda: stream.read(CHUNK), b""))  # noqa: B023 - read at once

@@ -182,10 +182,12 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
         for graph in images.graphs.values():
             policy.check_result(graph.root)
         attacher = _attachments(options, key, plans, images, checksums, created, reporter)
+        sbom_files: list[tuple[Path, bytes]] = []
+        if options.sbom_file is not None and attacher is not None:  # checked before any output is written
+            sbom_files = _sbom_files(options, options.sbom_file, attacher.sboms(images.graphs[images.primary]))
         written = _write_all(sinks, options.format, images.graphs, reporter, attacher)
-        if options.sbom_file is not None and attacher is not None:
-            _write_sbom_files(options.sbom_file, attacher.sboms(images.graphs[images.primary]))
         root = images.graphs[images.primary].root
+        _write_sbom_files(sbom_files)
     if options.digest_file is not None:
         with atomic_write(options.digest_file) as out:
             out.write(root.digest.encode() + b"\n")
@@ -198,15 +200,21 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
 
 def _check_request(options: BuildOptions, reporter: Reporter) -> None:
     """Everything the request alone decides: refused before a byte is read or written."""
-    programs = [request.path for request in options.requests]
-    inputs = Inputs(programs, [source for source, _ in options.add], options.source)
-    check_outputs(options.destinations, options.digest_file, inputs, terminal=sys.stdout.isatty())
+    # --sbom-file's folder now; its names, which {platform} makes, once the platforms are known
+    sbom_file = [(f"--sbom-file {options.sbom_file}", options.sbom_file)] if options.sbom_file is not None else []
+    check_outputs(options.destinations, options.digest_file, _inputs(options), sys.stdout.isatty(), sbom_file)
     _check_single_platform_outputs(options)
     _check_one_entrypoint(options)
     if options.chown is not None and not options.add:
         reporter.warn("--chown sets the owner of the files from --add, and there is no --add: it does nothing")
     if (notice := modes_notice()) is not None:
         reporter.warn(notice)
+
+
+def _inputs(options: BuildOptions) -> Inputs:
+    """What the build reads from the local disk, which nothing it writes may overwrite."""
+    programs = [request.path for request in options.requests]
+    return Inputs(programs, [source for source, _ in options.add], options.source)
 
 
 def _check_single_platform_outputs(options: BuildOptions) -> None:
@@ -697,11 +705,24 @@ def _prove_reused(made: Sequence[MadeLayer], reporter: Reporter) -> None:
             prove(RemoteLayer(layer.remote, layer.reused_from), layer.built.diff_id)
 
 
-def _write_sbom_files(template: Path, documents: Sequence[tuple[Platform, bytes]]) -> None:
-    """``--sbom-file``: each platform's SBOM, ``{platform}`` in the path naming it."""
-    for platform, document in documents:
-        name = str(template).replace("{platform}", str(platform).replace("/", "-"))
-        with atomic_write(Path(name)) as out:
+def _sbom_files(
+    options: BuildOptions, template: Path, documents: Sequence[tuple[Platform, bytes]]
+) -> list[tuple[Path, bytes]]:
+    """``--sbom-file``: each platform's SBOM and its path, ``{platform}`` in the template naming
+    it, checked as every output is — before any output is written: it never overwrites a
+    program, an input or another output."""
+    files = [
+        (Path(str(template).replace("{platform}", str(platform).replace("/", "-"))), document)
+        for platform, document in documents
+    ]
+    named = [(f"--sbom-file {path}", path) for path, _ in files]
+    check_outputs(options.destinations, options.digest_file, _inputs(options), sys.stdout.isatty(), named)
+    return files
+
+
+def _write_sbom_files(files: Sequence[tuple[Path, bytes]]) -> None:
+    for path, document in files:
+        with atomic_write(path) as out:
             out.write(document)
 
 

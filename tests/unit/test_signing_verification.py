@@ -12,6 +12,7 @@ from zeroimage.oci import Descriptor, Manifest, sha256_digest
 from zeroimage.signing import (
     BUNDLE_MEDIA_TYPE,
     PAYLOAD_TYPE,
+    Attachment,
     LegacyImage,
     Material,
     Referrer,
@@ -110,6 +111,17 @@ def test_another_keys_signatures(key: SigningKey) -> None:
     reason = result.reason()
     assert reason.startswith(f"no valid signature of {DIGEST} by this key: bundle of referrer sha256:")
     assert "is signed by another key (key hint" in reason and reason.endswith("(and 1 more)")
+
+
+def test_what_could_not_be_read_is_listed_and_decides_nothing(key: SigningKey) -> None:
+    """A referrer listed but gone (or a .sig image that cannot be read) is one entry of the list:
+    the image's own signatures still verify it; alone, it verifies nothing and says why."""
+    gone = Attachment("other", "referrer sha256:" + "7" * 64, "", False, "cannot be read: manifest unknown")
+    result = verify_attachments(DIGEST, key.verifying_key, referrers=[signature_referrer(key)], unread=[gone])
+    assert result.ok and result.attachments[-1] == gone
+    alone = verify_attachments(DIGEST, key.verifying_key, unread=[gone])
+    assert not alone.ok
+    assert alone.reason() == f"no valid signature of {DIGEST} by this key: cannot be read: manifest unknown"
 
 
 def test_signature_of_another_image(key: SigningKey) -> None:

@@ -340,7 +340,7 @@ def verify(source: str, key: str, as_json: bool, insecure: tuple[str, ...], verb
     if as_json:
         click.echo(json_text(found.to_json()))
     else:
-        _echo(f"{source}@{found.digest}")
+        _echo(source if source.endswith(f"@{found.digest}") else f"{source}@{found.digest}")
         for attachment in found.attachments:
             state = "verified" if attachment.verified else "attached" if attachment.kind == "sbom" else "NOT verified"
             _echo(f"  {attachment.kind:<11} {attachment.form:<8} {state}: {attachment.detail}  ({attachment.where})")

@@ -194,11 +194,15 @@ def verify_attachments(
     referrers: Sequence[Referrer] = (),
     legacy: LegacyImage | None = None,
     subject_manifest: bytes | None = None,
+    unread: Sequence[Attachment] = (),
 ) -> Verification:
     """Check what is attached to the manifest ``digest`` against ``key`` (see the module).
-    ``subject_manifest``, that manifest's bytes, lets message-signature bundles be checked."""
+    ``subject_manifest``, that manifest's bytes, lets message-signature bundles be checked.
+    ``unread``: what the caller found listed but could not fetch (a referrer deleted since it
+    was listed), listed as it says."""
     validate_digest(digest)
     attachments = [_referrer(referrer, digest, key, subject_manifest) for referrer in referrers]
     if legacy is not None:
         attachments.extend(_legacy(legacy, digest, key))
+    attachments.extend(unread)
     return Verification(digest, tuple(attachments))

@@ -260,16 +260,24 @@ class Inputs:
     base: Location | None = None
 
 
-def check_outputs(outputs: Sequence[Location], digest_file: Path | None, inputs: Inputs, terminal: bool) -> None:
+def check_outputs(
+    outputs: Sequence[Location],
+    digest_file: Path | None,
+    inputs: Inputs,
+    terminal: bool,
+    others: Sequence[tuple[str, Path]] = (),
+) -> None:
     """Refuse, before any work, every output that cannot be written or that would destroy an
     input: a program, an ``--add`` source (or a file inside an added tree), the base archive or
-    layout, or another output. ``terminal``: standard output is a terminal."""
+    layout, or another output. ``terminal``: standard output is a terminal. ``others``: more
+    files the build writes (how to name each, its path), checked as ``digest_file`` is."""
     _check_names(inputs, digest_file)
     taken: dict[str, str] = {}
     read = _input_paths(inputs)
     files = [(str(o), o.path) for o in outputs if o.path is not None and o.transport != "oci" and not o.is_stdout]
     if digest_file is not None:
         files.append((f"--digest-file {digest_file}", digest_file))
+    files.extend(others)
     layouts = _layouts(outputs, inputs)
     for name, path in files:
         real = _real(path)

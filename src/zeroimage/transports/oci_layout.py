@@ -293,7 +293,10 @@ class OciDirSink:
         index_path = root / "index.json"
         existing: list[dict[str, object]] = []
         if os.path.lexists(index_path):
-            existing = [m for m in _index_entries(index_path) if _ref_name(m) != self.tag]
+            entries = _index_entries(index_path)
+            existing = [m for m in entries if _ref_name(m) != self.tag]
+            gone = {str(m.get("digest")) for m in entries if _ref_name(m) == self.tag} - {graph.root.digest}
+            existing = _without_referrers_of(root, existing, gone - {str(m.get("digest")) for m in existing})
         elif any(root.iterdir()):
             raise OutputError(f"{root} is not empty and is not an OCI layout (no index.json)")
         _layout_dir(root / "blobs")
@@ -346,6 +349,32 @@ def _merged(existing: list[dict[str, object]], added: list[dict[str, object]]) -
     is listed once."""
     ours = {str(entry["digest"]) for entry in added if not _ref_name(entry)}
     return [e for e in existing if _ref_name(e) or str(e.get("digest")) not in ours] + added
+
+
+def _without_referrers_of(root: Path, entries: list[dict[str, object]], gone: set[str]) -> list[dict[str, object]]:
+    """``entries`` without the attachments (untagged artifacts) whose subject is an image in
+    ``gone``: one the layout no longer lists, its tag now naming another. An entry whose
+    manifest cannot be read is kept."""
+    if not gone:
+        return entries
+    kept = []
+    for entry in entries:
+        if entry.get("artifactType") and not _ref_name(entry) and _subject_of(root, entry) in gone:
+            continue
+        kept.append(entry)
+    return kept
+
+
+def _subject_of(root: Path, entry: dict[str, object]) -> str | None:
+    """The digest an artifact entry's manifest names as its subject, if it can be read."""
+    try:
+        name = blob_name(str(entry.get("digest")))
+        data = read_regular(root / name, MAX_DOCUMENT_SIZE, str(root / name))
+        subject = json.loads(data).get("subject")
+    except (OSError, ValueError, AttributeError, InputError):
+        return None
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _index_entries(path: Path) -> list[dict[str, object]]:
