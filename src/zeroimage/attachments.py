@@ -143,17 +143,16 @@ class Attacher:
 
     def _statement(self, subjects: Sequence[Descriptor]) -> bytes:
         from zeroimage import __version__
-        from zeroimage.signing import provenance_statement
+        from zeroimage.signing.provenance import provenance_predicate, provenance_statement
 
         assert self.provenance is not None
-        materials = self._materials()
-        return provenance_statement(
-            [(self.name, desc.digest) for desc in subjects],
-            materials=materials,
+        predicate = provenance_predicate(
+            materials=self._materials(),
             parameters=self.provenance,
             builder_version=__version__,
             environment=self.environment,
         )
+        return provenance_statement([(self.name, desc.digest) for desc in subjects], predicate)
 
     def _materials(self) -> list[Material]:
         """The programs and added files (by path in the image and sha256) and the bases (by

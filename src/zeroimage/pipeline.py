@@ -102,6 +102,10 @@ class BuildResult:
     platforms: tuple[PlatformResult, ...]
     outputs: tuple[WriteResult, ...]
     base: str | None
+    #: What was attached (signatures, SBOMs, provenance), as referrers list them: each artifact's
+    #: descriptor with its artifactType; :attr:`subjects` says which manifest each speaks of.
+    attachments: tuple[Descriptor, ...] = ()
+    subjects: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -192,7 +196,15 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
         with atomic_write(options.digest_file) as out:
             out.write(root.digest.encode() + b"\n")
     base = str(options.source) if options.source is not None else None
-    return BuildResult(root=root, platforms=images.platforms, outputs=tuple(written), base=base)
+    attached = attacher.referrers(images.graphs[images.primary]) if attacher is not None else []
+    return BuildResult(
+        root=root,
+        platforms=images.platforms,
+        outputs=tuple(written),
+        base=base,
+        attachments=tuple(artifact.descriptor for artifact in attached),
+        subjects=tuple(artifact.subject.digest for artifact in attached),
+    )
 
 
 # -- before any work -----------------------------------------------------------------------------

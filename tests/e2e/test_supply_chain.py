@@ -383,6 +383,10 @@ def test_oci_archives_and_layouts_hold_the_attachments_and_the_image_opens_by_it
     assert len(extracted.index()["manifests"]) == 1 + len(in_archive)  # the image and its attachments, nothing else
     in_layout = check_layout(LayoutReader(layout), digest, "v1", keys.ours, tmp_path)
     assert sorted(in_layout) == sorted(in_archive)  # the same artifacts, byte for byte
+    described = json.loads(home.run("build", "--json", "-o", "j.tar", *attach, str(static_binary), env=EPOCH).stdout)
+    listed = {(e["subject"], e["artifactType"], e["digest"]) for e in described["attachments"]}
+    entries = [e for e in extracted.index()["manifests"] if e.get("artifactType")]
+    assert listed == {(digest, e["artifactType"], e["digest"]) for e in entries}  # --json says what it attached
 
     # skopeo and umoci open the image by its tag; runc runs it.
     assert peers.skopeo_inspect(f"oci-archive:{archive}:v1")["Digest"] == digest
@@ -867,14 +871,14 @@ def test_a_bad_request_is_one_line_and_nothing_is_sent(
 def test_an_unknown_format_name_is_refused_before_anything_is_sent(
     flags: list[str], words: str, registry: Registry, keys: Keys, static_binary: Path, tmp_path: Path
 ) -> None:
-    """A choice every zeroimage flag of its kind declares to click: click's own usage error, whose
-    one line that is an error says what is wrong (as for --format and --compression)."""
+    """A choice every zeroimage flag of its kind declares to click: click's usage error, told as
+    every error is, on one line (as for --format and --compression)."""
     home = cli.Home.under(tmp_path)
     repository = f"bad/{flags[-1]}"
     args = [a.format(key=keys.ours.private) for a in flags]
     proc = home.run("build", "--push", f"{registry.host}/{repository}:v1", *args, str(static_binary))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.describe()
-    assert [line for line in proc.stderr.splitlines() if "rror" in line] == [f"Error: {words}"], proc.describe()
+    assert proc.stderr == f"zeroimage: error: {words} (see zeroimage build --help)\n", proc.describe()
     assert requests_for(registry, repository) == []
 
 

@@ -25,6 +25,7 @@ from zeroimage.signing import (
     SigningKey,
     ci_identity,
     dsse_bundle,
+    provenance_predicate,
     provenance_statement,
     verify_bundle,
 )
@@ -78,13 +79,15 @@ GITLAB = {
 def make(environment: dict[str, str] | None = None, **extra: Any) -> bytes:
     return provenance_statement(
         SUBJECTS,
-        materials=MATERIALS,
-        parameters=PARAMETERS,
-        builder_version="0.1.0",
-        environment=environment,
-        started_on="2024-05-01T10:00:00Z",
-        finished_on="2024-05-01T10:00:07Z",
-        **extra,
+        provenance_predicate(
+            materials=MATERIALS,
+            parameters=PARAMETERS,
+            builder_version="0.1.0",
+            environment=environment,
+            started_on="2024-05-01T10:00:00Z",
+            finished_on="2024-05-01T10:00:07Z",
+            **extra,
+        ),
     )
 
 
@@ -224,8 +227,8 @@ def test_github_without_a_run_is_no_identity() -> None:
 
 def test_bad_times_are_refused() -> None:
     with pytest.raises(ValueError, match=r"started_on must be an RFC 3339 UTC time"):
-        provenance_statement(
-            SUBJECTS, materials=[], parameters={}, builder_version="0.1.0", started_on="2024-05-01 10:00:00+02:00"
+        provenance_predicate(
+            materials=[], parameters={}, builder_version="0.1.0", started_on="2024-05-01 10:00:00+02:00"
         )
 
 

@@ -21,6 +21,7 @@ from zeroimage.signing import (
     image_signature_bundle,
     legacy_signature_image,
     message_signature_bundle,
+    provenance_predicate,
     provenance_statement,
     simple_signing_payload,
     verify_attachments,
@@ -60,9 +61,9 @@ def legacy(key: SigningKey, digest: str = DIGEST) -> LegacyImage:
 def test_everything_attached_is_listed(key: SigningKey) -> None:
     provenance = provenance_statement(
         [("registry.example.com/app", DIGEST)],
-        materials=[Material("/app", "sha256:" + "4" * 64)],
-        parameters={},
-        builder_version="0.1.0",
+        provenance_predicate(
+            materials=[Material("/app", "sha256:" + "4" * 64)], parameters={}, builder_version="0.1.0"
+        ),
     )
     referrers = [
         signature_referrer(key),
@@ -159,7 +160,8 @@ def test_altered_blobs_are_refused(key: SigningKey) -> None:
 
 def test_provenance_alone_is_no_signature(key: SigningKey) -> None:
     provenance = provenance_statement(
-        [("registry.example.com/app", DIGEST)], materials=[], parameters={}, builder_version="0.1.0"
+        [("registry.example.com/app", DIGEST)],
+        provenance_predicate(materials=[], parameters={}, builder_version="0.1.0"),
     )
     referrer = artifact(dsse_bundle(key, PAYLOAD_TYPE, provenance), BUNDLE_MEDIA_TYPE)
     result = verify_attachments(DIGEST, key.verifying_key, referrers=[referrer])

@@ -116,7 +116,28 @@ _insecure_option = click.option(
 _verbose_option = click.option("-v", "--verbose", is_flag=True, help="Say what is being done.")
 
 
-@click.group(context_settings=CONTEXT)
+class _Commands(click.Group):
+    """The command group, its misuse told as every error is: one line (``zeroimage: error: …``)
+    and exit 2, where click would print the usage, a hint and the error on three."""
+
+    def main(self, *args: Any, **kwargs: Any) -> NoReturn:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "zeroimage"
+            say(f"error: {exc.format_message()} (see {where} --help)")
+            _exit(exc.exit_code)
+        except click.ClickException as exc:
+            say(f"error: {exc.format_message()}")
+            _exit(exc.exit_code)
+        except click.Abort:
+            say("interrupted")
+            _exit(130)
+        _exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="zeroimage", message="%(prog)s %(version)s")
 def main() -> None:
     """Build container images for single-binary programs, without Docker.
@@ -208,6 +229,10 @@ def _result_json(result: BuildResult) -> dict[str, Any]:
         "outputs": [
             {"reference": w.reference, "digest": w.digest, **({"blobs": dict(w.blobs)} if w.blobs is not None else {})}
             for w in result.outputs
+        ],
+        "attachments": [
+            {"subject": subject, **attachment.to_dict()}
+            for attachment, subject in zip(result.attachments, result.subjects, strict=True)
         ],
         "platforms": [
             {

@@ -59,6 +59,7 @@ from zeroimage.signing.provenance import (
     CIIdentity,
     Material,
     ci_identity,
+    provenance_predicate,
     provenance_statement,
 )
 from zeroimage.signing.verification import Attachment, LegacyImage, Referrer, Verification, verify_attachments
@@ -101,6 +102,7 @@ __all__ = [
     "load_verifying_key",
     "message_signature_bundle",
     "parse_statement",
+    "provenance_predicate",
     "provenance_statement",
     "signature_tag",
     "simple_signing_payload",

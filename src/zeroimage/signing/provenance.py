@@ -200,28 +200,9 @@ def provenance_predicate(
     return {"buildDefinition": definition, "runDetails": run}
 
 
-def provenance_statement(
-    subjects: Sequence[tuple[str, str]],
-    *,
-    materials: Sequence[Material],
-    parameters: Mapping[str, Any],
-    builder_version: str,
-    environment: Mapping[str, str] | None = None,
-    internal_parameters: Mapping[str, Any] | None = None,
-    started_on: str | None = None,
-    finished_on: str | None = None,
-) -> bytes:
-    """The in-toto Statement of the build's provenance over ``subjects`` — (name, digest) pairs:
-    the image's repository and the digest of each manifest (and index) it pushed. Compact JSON
-    in a fixed order: the same facts give the same bytes."""
-    predicate = provenance_predicate(
-        materials=materials,
-        parameters=parameters,
-        builder_version=builder_version,
-        environment=environment,
-        internal_parameters=internal_parameters,
-        started_on=started_on,
-        finished_on=finished_on,
-    )
+def provenance_statement(subjects: Sequence[tuple[str, str]], predicate: Mapping[str, Any]) -> bytes:
+    """The in-toto Statement of the build's provenance (``predicate``: :func:`provenance_predicate`)
+    over ``subjects`` — (name, digest) pairs: the image's name and the digest of each manifest
+    (and index) it pushed. Compact JSON in a fixed order: the same facts give the same bytes."""
     resources = [intoto.resource(digest, name=name) for name, digest in subjects]
     return intoto.statement(resources, intoto.SLSA_PROVENANCE_PREDICATE_TYPE, predicate)
