@@ -122,6 +122,7 @@ class _Commands(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> NoReturn:
         kwargs["standalone_mode"] = False
+        kwargs.setdefault("prog_name", "zeroimage")  # as the user knows it, also under python -m
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as exc:

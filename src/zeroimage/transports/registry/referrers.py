@@ -26,6 +26,7 @@ bounded, each verified against its digest, and checks the subject it names.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -56,6 +57,8 @@ from zeroimage.transports.registry.upload import push_scopes, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
 MAX_REFERRER_PAGES = 32
+#: Blobs and manifests of artifacts put at once (the client is shared by threads).
+PUSH_CONCURRENCY = 4
 MAX_REFERRERS_BYTES = 4 * MAX_DOCUMENT_SIZE
 #: Times the tag-schema index is merged again when a re-read lacks our entry (another pusher's
 #: write crossed ours).
@@ -221,9 +224,10 @@ def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tup
     return document, tag
 
 
-def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifact: Artifact) -> None:
-    """Merge ``artifact`` into the referrers tag of ``digest``, and check it stayed there."""
-    ours = artifact.descriptor
+def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifacts: Sequence[Artifact]) -> None:
+    """Merge ``artifacts`` (all of one subject, ``digest``) into its referrers tag at once, and
+    check they stayed there."""
+    ours = {artifact.descriptor.digest: artifact.descriptor for artifact in artifacts}
     for attempt in range(1, MERGE_ATTEMPTS + 1):
         existing, tag = _read_tag_index(client, repository, digest)
         if isinstance(existing, str):
@@ -232,21 +236,22 @@ def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifa
                 f"{digest}, and zeroimage will not overwrite it"
             )
         listed = {entry.digest: entry for entry in (existing.manifests if existing is not None else ())}
-        if listed.get(ours.digest) != ours:
-            merged = referrers_index(existing, [ours])
-            _put_index(client, repository, tag, merged, ours.digest)
+        if any(listed.get(key) != desc for key, desc in ours.items()):
+            merged = referrers_index(existing, list(ours.values()))
+            _put_index(client, repository, tag, merged, set(ours))
             after, _ = _read_tag_index(client, repository, digest)
-            if not (isinstance(after, Index) and any(entry.digest == ours.digest for entry in after.manifests)):
+            kept = {entry.digest for entry in after.manifests} if isinstance(after, Index) else set()
+            if not set(ours) <= kept:
                 client.pause(attempt)  # another pusher's write crossed ours: merge again
                 continue
         return
     raise RegistryError(
         f"{client.registry}/{repository}: the referrers tag of {digest} kept changing while "
-        f"{ours.digest} was added to it ({MERGE_ATTEMPTS} tries); push again"
+        f"{', '.join(ours)} {'was' if len(ours) == 1 else 'were'} added to it ({MERGE_ATTEMPTS} tries); push again"
     )
 
 
-def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: str) -> None:
+def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: set[str]) -> None:
     """Put ``index`` under ``tag``. A registry that refuses it for naming a manifest that is gone
     (distribution checks every entry exists) gets it again without the entries it lacks, once."""
     reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
@@ -258,10 +263,12 @@ def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, 
     _check_put(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
 
 
-def _present_entries(client: RegistryClient, repository: str, index: Index, ours: str) -> tuple[Descriptor, ...] | None:
+def _present_entries(
+    client: RegistryClient, repository: str, index: Index, ours: set[str]
+) -> tuple[Descriptor, ...] | None:
     """The entries of ``index`` whose manifests the repository has (ours always); None when none
     is missing, or there are too many to check."""
-    others = [entry for entry in index.manifests if entry.digest != ours]
+    others = [entry for entry in index.manifests if entry.digest not in ours]
     if len(others) > MAX_PRUNE_CHECKS:
         return None
     missing: set[str] = set()
@@ -283,13 +290,39 @@ def _present_entries(client: RegistryClient, repository: str, index: Index, ours
 
 
 def push_artifact(client: RegistryClient, repository: str, artifact: Artifact) -> Recorded:
-    """Push ``artifact`` to ``repository`` as a referrer of its subject (see the module docstring):
-    ``api`` when the registry recorded it (``OCI-Subject``), ``tag`` when the tag-schema index
-    now lists it. A registry that does not take OCI artifacts is a RegistryError saying so; no tag
-    is written then."""
-    for desc in artifact.blob_descriptors:
-        if not _blob_exists(client, repository, desc):
-            upload_blob(client, repository, desc, artifact.blobs[desc.digest], NullReporter())
+    """Push ``artifact`` to ``repository`` as a referrer of its subject (see :func:`push_artifacts`)."""
+    return push_artifacts(client, repository, [artifact])[0]
+
+
+def push_artifacts(client: RegistryClient, repository: str, artifacts: Sequence[Artifact]) -> list[Recorded]:
+    """Push ``artifacts`` to ``repository`` as referrers of their subjects (see the module
+    docstring): their blobs (each once, the empty config among them), then their manifests, a
+    few at a time; then, for what the registry did not record itself, one merge of each
+    subject's referrers tag. For each, ``api`` when the registry recorded it (``OCI-Subject``),
+    ``tag`` when the tag-schema index lists it. A registry that does not take OCI artifacts is a
+    RegistryError saying so; no tag is written then."""
+    from concurrent.futures import ThreadPoolExecutor  # here: it imports logging
+
+    blobs = {desc.digest: (desc, a.blobs[desc.digest]) for a in artifacts for desc in a.blob_descriptors}
+    with ThreadPoolExecutor(max_workers=PUSH_CONCURRENCY, thread_name_prefix="attach") as pool:
+        list(pool.map(lambda item: _ensure_blob(client, repository, *item), blobs.values()))
+        recorded = list(pool.map(lambda artifact: _put_artifact(client, repository, artifact), artifacts))
+    by_subject: dict[str, list[Artifact]] = {}
+    for artifact, how in zip(artifacts, recorded, strict=True):
+        if how == "tag":
+            by_subject.setdefault(artifact.subject.digest, []).append(artifact)
+    for digest, group in by_subject.items():
+        _push_tag_index(client, repository, digest, group)
+    return recorded
+
+
+def _ensure_blob(client: RegistryClient, repository: str, desc: Descriptor, data: bytes) -> None:
+    if not _blob_exists(client, repository, desc):
+        upload_blob(client, repository, desc, data, NullReporter())
+
+
+def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -> Recorded:
+    """Put the artifact's manifest by digest: ``api`` when the registry recorded it as a referrer."""
     ours = artifact.descriptor
     reply = _put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
     if reply.status in REFUSED_STATUS and not (_BLOB_MISSING_CODES & error_codes(reply)):
@@ -300,10 +333,7 @@ def push_artifact(client: RegistryClient, repository: str, artifact: Artifact) -
             "supports OCI 1.1 artifacts, or push without attachments"
         )
     _check_put(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
-    if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest:
-        return "api"
-    _push_tag_index(client, repository, artifact.subject.digest, artifact)
-    return "tag"
+    return "api" if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest else "tag"
 
 
 def _blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:

@@ -231,8 +231,13 @@ class RegistrySink:
         image = legacy_signature_image(signature.payload, signature.signature, manifest, config)
         if not image.added:
             return
-        for digest, data in image.blobs.items():
-            self._push_blob(repository, Descriptor("application/octet-stream", digest, len(data)), data, reporter, None)
+        from concurrent.futures import ThreadPoolExecutor  # here, not for every build: it imports logging
+
+        blobs = [
+            (Descriptor("application/octet-stream", digest, len(data)), data) for digest, data in image.blobs.items()
+        ]
+        with ThreadPoolExecutor(max_workers=len(blobs) or 1, thread_name_prefix="sig") as pool:
+            list(pool.map(lambda blob: self._push_blob(repository, blob[0], blob[1], reporter, None), blobs))
         cancel.check()
         self._put_manifest(
             repository, tag, Descriptor(image.media_type, image.digest, len(image.manifest)), image.manifest
@@ -378,12 +383,13 @@ class _Attach:
     def __call__(self) -> None:
         if not self.needed:
             return
-        from zeroimage.transports.registry.referrers import push_artifact
+        from zeroimage.transports.registry.referrers import push_artifacts
 
         where = f"{self.sink.registry}/{self.repository}"
-        for artifact in self.artifacts:
-            cancel.check()
-            how = push_artifact(self.sink.client, self.repository, artifact)
+        cancel.check()
+        for artifact, how in zip(
+            self.artifacts, push_artifacts(self.sink.client, self.repository, self.artifacts), strict=True
+        ):
             self.reporter.info(f"attached {artifact.artifact_type} {artifact.descriptor.digest} to {where} ({how})")
         for signature in self.legacy:
             self.sink._push_legacy(self.repository, signature, self.reporter)
