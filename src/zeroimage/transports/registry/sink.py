@@ -360,8 +360,10 @@ class RegistrySink:
 
 
 class _Attach:
-    """A repository's attachments, pushed when called (once): every referrer artifact (Referrers
-    API, or the tag schema), then every legacy signature."""
+    """A repository's attachments, pushed when called (once), after the image is there: the
+    referrer artifacts (Referrers API, or the tag schema), then cosign's legacy signatures — all
+    of them at once, since each is an image of its own under a tag of its own. A registry that
+    refuses the referrers gets no ``.sig`` tag either."""
 
     def __init__(
         self,
@@ -371,29 +373,31 @@ class _Attach:
         legacy: Sequence[LegacySignature],
         reporter: Reporter,
     ) -> None:
-        self.sink, self.repository, self.artifacts, self.legacy, self.reporter = (
-            sink,
-            repository,
-            artifacts,
-            legacy,
-            reporter,
-        )
+        self.sink = sink
+        self.repository = repository
+        self.artifacts = artifacts
+        self.legacy = legacy
+        self.reporter = reporter
         self.needed = bool(artifacts or legacy)
 
     def __call__(self) -> None:
         if not self.needed:
             return
+        from concurrent.futures import ThreadPoolExecutor  # here, not for every build: it imports logging
+
         from zeroimage.transports.registry.referrers import push_artifacts
 
         where = f"{self.sink.registry}/{self.repository}"
         cancel.check()
-        for artifact, how in zip(
-            self.artifacts, push_artifacts(self.sink.client, self.repository, self.artifacts), strict=True
-        ):
+        recorded = push_artifacts(self.sink.client, self.repository, self.artifacts) if self.artifacts else []
+        for artifact, how in zip(self.artifacts, recorded, strict=True):
             self.reporter.info(f"attached {artifact.artifact_type} {artifact.descriptor.digest} to {where} ({how})")
-        for signature in self.legacy:
-            self.sink._push_legacy(self.repository, signature, self.reporter)
         if self.legacy:
+            cancel.check()
+            with ThreadPoolExecutor(max_workers=len(self.legacy), thread_name_prefix="sig") as pool:
+                signed = [pool.submit(self.sink._push_legacy, self.repository, s, self.reporter) for s in self.legacy]
+                for done in signed:
+                    done.result()
             self.reporter.info(f"signed {len(self.legacy)} manifests in {where} (cosign's .sig tags)")
         self.needed = False
 
