@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,9 @@ class Attacher:
 
     name: str  # the image's name in SBOMs and provenance: its first push's repository, or the program's
     created: str  # RFC 3339: the image's created time, the artifacts' too
-    facts: Mapping[str, PlatformFacts]  # by platform (as the image's config spells it)
+    #: What each platform's image holds, by platform (as its config spells it): asked for once,
+    #: when the first attachment is made (its files' checksums, its programs' contents).
+    facts_of: Callable[[], Mapping[str, PlatformFacts]]
     key: SigningKey | None = None
     legacy_signatures: bool = False
     bundles: bool = False
@@ -67,21 +70,56 @@ class Attacher:
     tag: str = ""
     _made: dict[str, list[Artifact]] = field(default_factory=dict)
     _sboms: dict[str, list[tuple[Platform, bytes]]] = field(default_factory=dict)
+    _facts: Mapping[str, PlatformFacts] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _worker: Worker | None = None
+    _failure: BaseException | None = None
 
     @property
-    def any(self) -> bool:
-        return bool(self.sbom or self.key)
+    def facts(self) -> Mapping[str, PlatformFacts]:
+        if self._facts is None:
+            self._facts = self.facts_of()
+        return self._facts
+
+    def begin(self, graphs: Iterable[ImageGraph]) -> None:
+        """Make the attachments of ``graphs`` in a thread of their own, from now on, while the
+        outputs take the image (a push waits for its upload meanwhile); :meth:`referrers` waits
+        for them, and raises what went wrong."""
+        chosen = list(graphs)
+
+        def run() -> None:
+            try:
+                for graph in chosen:
+                    self._made_for(graph)
+            except BaseException as exc:  # noqa: BLE001 - raised in the build's thread by referrers()
+                self._failure = exc
+
+        self._worker = Worker(run, "attachments")
+        self._worker.start()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.wait()
 
     # -- referrers -----------------------------------------------------------------------------
 
     def referrers(self, graph: ImageGraph) -> list[Artifact]:
         """The artifacts about ``graph``'s manifests: SBOMs, signature bundles, provenance."""
+        if self._worker is not None:
+            self._worker.wait(interruptible=True)
+            if self._failure is not None:
+                raise self._failure
+        return self._made_for(graph)
+
+    def _made_for(self, graph: ImageGraph) -> list[Artifact]:
         root = graph.root.digest
-        if root not in self._made:
-            self._made[root] = self._referrers(graph)
-        return self._made[root]
+        with self._lock:
+            if root not in self._made:
+                self._made[root] = self._referrers(graph)
+            return self._made[root]
 
     def _referrers(self, graph: ImageGraph) -> list[Artifact]:
+        self.facts  # noqa: B018 - what the image holds, read once, first
         made: list[Artifact] = []
         manifests = list(graph.manifests())
         for desc, _ in manifests:

@@ -186,12 +186,14 @@ def build(options: BuildOptions, reporter: Reporter | None = None, open_outputs:
         for graph in images.graphs.values():
             policy.check_result(graph.root)
         attacher = _attachments(options, key, plans, images, checksums, created, reporter)
-        sbom_files: list[tuple[Path, bytes]] = []
-        if options.sbom_file is not None and attacher is not None:  # checked before any output is written
-            sbom_files = _sbom_files(options, options.sbom_file, attacher.sboms(images.graphs[images.primary]))
+        sbom_files = _sbom_files(options, images.platforms) if options.sbom_file is not None else []
+        if attacher is not None:
+            attacher.begin(images.graphs.values())
+            stack.callback(attacher.stop)
         written = _write_all(sinks, options.format, images.graphs, reporter, attacher)
         root = images.graphs[images.primary].root
-        _write_sbom_files(sbom_files)
+        if attacher is not None and sbom_files:
+            _write_sbom_files(sbom_files, attacher.sboms(images.graphs[images.primary]))
     if options.digest_file is not None:
         with atomic_write(options.digest_file) as out:
             out.write(root.digest.encode() + b"\n")
@@ -574,16 +576,20 @@ def _attachments(
     created: str,
     reporter: Reporter,
 ) -> Attacher | None:
-    """What the build attaches to the image, when it is asked to sign or describe it; a layer
-    reused from a registry is proved before anything signs an image holding it."""
+    """What the build attaches to the image, when it is asked to sign or describe it (made while
+    the outputs take the image: see :meth:`Attacher.begin`). A layer reused from a registry is
+    proved first, before any output is written."""
     if key is None and options.sbom is None:
         return None
     if key is not None:
-        _prove_reused(images.made, reporter)
-    facts = {
-        str(result.platform): _facts(options, plan, result, checksums, reporter)
-        for plan, result in zip(plans, images.platforms, strict=True)
-    }
+        _prove_reused(images.made, reporter)  # before anything is written: a lie sends nothing
+
+    def facts() -> dict[str, PlatformFacts]:
+        return {
+            str(result.platform): _facts(options, plan, result, checksums, reporter)
+            for plan, result in zip(plans, images.platforms, strict=True)
+        }
+
     return _attacher(options, key, facts, created)
 
 
@@ -660,7 +666,9 @@ def _facts(
     return PlatformFacts(result.platform, programs, files, base)
 
 
-def _attacher(options: BuildOptions, key: SigningKey | None, facts: dict[str, PlatformFacts], created: str) -> Attacher:
+def _attacher(
+    options: BuildOptions, key: SigningKey | None, facts: Callable[[], dict[str, PlatformFacts]], created: str
+) -> Attacher:
     """What the build attaches, named as the image is: its first push's repository, else its
     program's name — the same for every output, so that an archive and a push carry the very
     same artifacts."""
@@ -669,7 +677,7 @@ def _attacher(options: BuildOptions, key: SigningKey | None, facts: dict[str, Pl
     return Attacher(
         name=name,
         created=created,
-        facts=facts,
+        facts_of=facts,
         key=key,
         legacy_signatures=options.signature_format in ("legacy", "both"),
         bundles=options.signature_format in ("bundle", "both"),
@@ -717,25 +725,23 @@ def _prove_reused(made: Sequence[MadeLayer], reporter: Reporter) -> None:
             prove(RemoteLayer(layer.remote, layer.reused_from), layer.built.diff_id)
 
 
-def _sbom_files(
-    options: BuildOptions, template: Path, documents: Sequence[tuple[Platform, bytes]]
-) -> list[tuple[Path, bytes]]:
-    """``--sbom-file``: each platform's SBOM and its path, ``{platform}`` in the template naming
-    it, checked as every output is — before any output is written: it never overwrites a
-    program, an input or another output."""
-    files = [
-        (Path(str(template).replace("{platform}", str(platform).replace("/", "-"))), document)
-        for platform, document in documents
-    ]
-    named = [(f"--sbom-file {path}", path) for path, _ in files]
+def _sbom_files(options: BuildOptions, platforms: Sequence[PlatformResult]) -> list[tuple[Platform, Path]]:
+    """``--sbom-file``: each platform's SBOM's path, ``{platform}`` in the template naming it,
+    checked as every output is — before any output is written: it never overwrites a program,
+    an input or another output."""
+    assert options.sbom_file is not None
+    template = str(options.sbom_file)
+    files = [(p.platform, Path(template.replace("{platform}", str(p.platform).replace("/", "-")))) for p in platforms]
+    named = [(f"--sbom-file {path}", path) for _, path in files]
     check_outputs(options.destinations, options.digest_file, _inputs(options), sys.stdout.isatty(), named)
     return files
 
 
-def _write_sbom_files(files: Sequence[tuple[Path, bytes]]) -> None:
-    for path, document in files:
+def _write_sbom_files(files: Sequence[tuple[Platform, Path]], documents: Sequence[tuple[Platform, bytes]]) -> None:
+    made = {str(platform): document for platform, document in documents}
+    for platform, path in files:
         with atomic_write(path) as out:
-            out.write(document)
+            out.write(made[str(platform)])
 
 
 class _Background:

@@ -214,9 +214,6 @@ class OciArchiveSink:
         self._staged.discard()  # nothing, once written
 
     def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
-        artifacts = attachments.referrers(graph) if attachments is not None else []
-        entries = [_index_entry(graph, self.tag), *(a.descriptor.to_dict() for a in artifacts)]
-        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
         with self._staged.output(graph) as (tar, written):
             add_new_layers(tar, graph, written, reporter)
             algorithms = {split_digest(d.digest)[0] for d in graph.children_first()} - {"sha256"}
@@ -234,10 +231,13 @@ class OciArchiveSink:
                     tar.add_blob(blob_name(desc.digest), blob, reporter, f"writing {desc.digest[7:19]}")
 
             _write_graph(graph, put_document, put_blob)
+            # The attachments, made meanwhile: asked for once the image's own blobs are in.
+            artifacts = attachments.referrers(graph) if attachments is not None else []
             for artifact in artifacts:
                 for desc in (*artifact.blob_descriptors, artifact.descriptor):
                     put_document(desc, artifact.raw if desc == artifact.descriptor else artifact.blobs[desc.digest])
-            tar.add_bytes("index.json", dumps(index))
+            entries = [_index_entry(graph, self.tag), *(a.descriptor.to_dict() for a in artifacts)]
+            tar.add_bytes("index.json", dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}))
             tar.close()
         return [WriteResult(f"{self.description}:{self.tag}", graph.root.digest)]
 

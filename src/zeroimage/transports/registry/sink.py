@@ -32,7 +32,6 @@ from zeroimage.image import (
 from zeroimage.layers.feed import LayerAbandoned
 from zeroimage.oci import Descriptor, Manifest, parse_document
 from zeroimage.oci import mediatypes as mt
-from zeroimage.oci.artifact import Artifact
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
@@ -208,9 +207,7 @@ class RegistrySink:
     def _attaching(
         self, repository: str, graph: ImageGraph, attachments: Attachments | None, reporter: Reporter
     ) -> _Attach:
-        artifacts = list(attachments.referrers(graph)) if attachments is not None else []
-        legacy = list(attachments.legacy(graph, f"{self.registry}/{repository}")) if attachments is not None else []
-        return _Attach(self, repository, artifacts, legacy, reporter)
+        return _Attach(self, repository, graph, attachments, reporter)
 
     def _push_legacy(self, repository: str, signature: LegacySignature, reporter: Reporter) -> None:
         """Add a legacy signature to the image under ``sha256-<hex>.sig``, keeping the signatures
@@ -363,42 +360,45 @@ class _Attach:
     """A repository's attachments, pushed when called (once), after the image is there: the
     referrer artifacts (Referrers API, or the tag schema), then cosign's legacy signatures — all
     of them at once, since each is an image of its own under a tag of its own. A registry that
-    refuses the referrers gets no ``.sig`` tag either."""
+    refuses the referrers gets no ``.sig`` tag either. They are asked of ``attachments`` only
+    then: the build makes them meanwhile, while the image goes up."""
 
     def __init__(
         self,
         sink: RegistrySink,
         repository: str,
-        artifacts: Sequence[Artifact],
-        legacy: Sequence[LegacySignature],
+        graph: ImageGraph,
+        attachments: Attachments | None,
         reporter: Reporter,
     ) -> None:
         self.sink = sink
         self.repository = repository
-        self.artifacts = artifacts
-        self.legacy = legacy
+        self.graph = graph
+        self.attachments = attachments
         self.reporter = reporter
-        self.needed = bool(artifacts or legacy)
+        self.needed = attachments is not None
 
     def __call__(self) -> None:
-        if not self.needed:
+        if self.attachments is None or not self.needed:
             return
         from concurrent.futures import ThreadPoolExecutor  # here, not for every build: it imports logging
 
         from zeroimage.transports.registry.referrers import push_artifacts
 
         where = f"{self.sink.registry}/{self.repository}"
+        artifacts = list(self.attachments.referrers(self.graph))
+        legacy = list(self.attachments.legacy(self.graph, where))
         cancel.check()
-        recorded = push_artifacts(self.sink.client, self.repository, self.artifacts) if self.artifacts else []
-        for artifact, how in zip(self.artifacts, recorded, strict=True):
+        recorded = push_artifacts(self.sink.client, self.repository, artifacts) if artifacts else []
+        for artifact, how in zip(artifacts, recorded, strict=True):
             self.reporter.info(f"attached {artifact.artifact_type} {artifact.descriptor.digest} to {where} ({how})")
-        if self.legacy:
+        if legacy:
             cancel.check()
-            with ThreadPoolExecutor(max_workers=len(self.legacy), thread_name_prefix="sig") as pool:
-                signed = [pool.submit(self.sink._push_legacy, self.repository, s, self.reporter) for s in self.legacy]
+            with ThreadPoolExecutor(max_workers=len(legacy), thread_name_prefix="sig") as pool:
+                signed = [pool.submit(self.sink._push_legacy, self.repository, s, self.reporter) for s in legacy]
                 for done in signed:
                     done.result()
-            self.reporter.info(f"signed {len(self.legacy)} manifests in {where} (cosign's .sig tags)")
+            self.reporter.info(f"signed {len(legacy)} manifests in {where} (cosign's .sig tags)")
         self.needed = False
 
 
