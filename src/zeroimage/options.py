@@ -54,7 +54,7 @@ class Declared:
     help: str
     kind: Kind
     metavar: str | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()  # the values it takes, checked before ``convert``
     #: What a Python caller may put in a list besides strings (``expose=[8080]``, ``add=[(src, dest)]``).
     items: tuple[type, ...] = ()
     convert: Callable[[Any], Any] | None = None
@@ -107,15 +107,6 @@ def declared(item: Field[Any]) -> Declared:
 # -- conversions ---------------------------------------------------------------------------------
 # Each takes what the kind's check leaves (a str, a Path, a tuple of them …) and gives what the
 # build gets; a wrong value is a UsageError naming the flag.
-
-
-def _choice(flag: str, choices: Sequence[str]) -> Callable[[str], str]:
-    def convert(value: str) -> str:
-        if value not in choices:
-            raise UsageError(f"{flag} {value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
-        return value
-
-    return convert
 
 
 def _source(value: str) -> Location:
@@ -331,7 +322,6 @@ class BuildOptions:
         show_default=True,
         help="Media types of a push and of Docker outputs: OCI, or Docker v2s2 for registries that display "
         "OCI poorly (OCI archives and layouts are always OCI).",
-        convert=_choice("--format", ("oci", "docker")),
     )
     compression: Compression = option(
         "--compression",
@@ -339,7 +329,6 @@ class BuildOptions:
         default="gzip",
         show_default=True,
         help="Compression of the new layers.",
-        convert=_choice("--compression", ("gzip", "zstd", "none")),
     )
     compression_level: int | None = option(
         "--compression-level",
@@ -440,7 +429,6 @@ class BuildOptions:
         show_default=True,
         help="When to ask the registry for a base seen before: always; missing (one request resolves the tag, "
         "the rest comes from the cache); never (offline, from the cache alone).",
-        convert=_choice("--pull", ("always", "missing", "never")),
     )
     cache_from: tuple[Reference, ...] = option(
         "--cache-from",
@@ -469,7 +457,6 @@ class BuildOptions:
         help="Attach a software bill of materials to each image manifest, as an OCI referrer: SPDX 2.3 or "
         "CycloneDX 1.6 JSON, read from the programs themselves (Go build info, cargo auditable's crate list), "
         "the files added and the base's package database.",
-        convert=_choice("--sbom", ("spdx", "cyclonedx")),
     )
     sbom_file: Path | None = option(
         "--sbom-file",
@@ -492,7 +479,6 @@ class BuildOptions:
         show_default=True,
         help="How signatures are stored: bundle (a Sigstore bundle as an OCI referrer, as cosign 3 does), "
         "legacy (cosign's sha256-<hex>.sig tag, which cosign 2 and Kyverno read), or both.",
-        convert=_choice("--signature-format", ("bundle", "legacy", "both")),
     )
     provenance: bool = option(
         "--provenance",
@@ -523,6 +509,11 @@ class BuildOptions:
         for name, value in given.items():
             spec = declared(known[name])
             checked = _check_kind(value, name, spec)
+            if spec.choices and checked is not None and checked not in spec.choices:
+                flag = max(spec.flags, key=len) if spec.flags else name
+                *most, last = spec.choices
+                choose = f"choose {', '.join(most)} or {last}" if most else f"the one choice is {last}"
+                raise UsageError(f"{flag} {checked!r}: {choose}")
             values[name] = spec.convert(checked) if spec.convert is not None and checked is not None else checked
         if values.get("source_date_epoch") is None:
             values["source_date_epoch"] = _environment_epoch()

@@ -234,24 +234,19 @@ def test_an_sbom_without_a_key_is_attached_unsigned_and_verify_says_there_is_no_
 # -- 2. the Referrers API --------------------------------------------------------------------------
 
 
+def push_everything(home: cli.Home, keys: Keys, reference: str, program: Path) -> cli.Result:
+    """A push with an SPDX SBOM, signatures and provenance."""
+    args = ["build", "--push", reference, "--sbom", "spdx", *sign(keys), "--provenance", str(program)]
+    return home.run(*args, env=EPOCH, check=True)
+
+
 def test_a_registry_with_the_referrers_api_records_them_and_verify_finds_them_there(
     registry: Registry, keys: Keys, static_binary: Path, tmp_path: Path
 ) -> None:
     home = cli.Home.under(tmp_path)
     repository = "api/app"
     with ReferrersRegistry(registry) as double:
-        proc = home.run(
-            "build",
-            "--push",
-            f"{double.host}/{repository}:v1",
-            "--sbom",
-            "spdx",
-            *sign(keys),
-            "--provenance",
-            str(static_binary),
-            env=EPOCH,
-            check=True,
-        )
+        proc = push_everything(home, keys, f"{double.host}/{repository}:v1", static_binary)
         digest = digest_in(proc.stdout)
         reader = RegistryReader(double.host)
         recorded = double.referrers(repository, digest)
@@ -903,18 +898,7 @@ def test_a_referrers_endpoint_that_is_not_one_falls_back_to_the_tag_schema(
     home = cli.Home.under(tmp_path)
     repository = f"fallback/{mode}"
     with ReferrersRegistry(registry, referrers_mode=mode, send_oci_subject=False) as double:
-        proc = home.run(
-            "build",
-            "--push",
-            f"{double.host}/{repository}:v1",
-            "--sbom",
-            "spdx",
-            *sign(keys),
-            "--provenance",
-            str(static_binary),
-            env=EPOCH,
-            check=True,
-        )
+        proc = push_everything(home, keys, f"{double.host}/{repository}:v1", static_binary)
         digest = digest_in(proc.stdout)
         found = referrers_of(RegistryReader(registry.host), repository, digest)  # the tag schema, in the registry
         assert {kind: len(items) for kind, items in found.items()} == {SPDX: 1, BUNDLE: 2}
