@@ -54,9 +54,12 @@ def read_program(path: Path) -> ProgramContents:
 
 def _open(name: str) -> int:
     """A descriptor of the program (followed through symlinks, as it is added to the image) if
-    it is a regular file; never blocking on a FIFO."""
+    it is a regular file; never blocking on a FIFO (a host without ``O_NONBLOCK``: looked at first)."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | files.O_BINARY)
+        if not nonblock and not stat.S_ISREG(os.stat(name).st_mode):
+            raise InputError(f"program {name} is not a regular file")
+        fd = os.open(name, os.O_RDONLY | nonblock | files.O_BINARY)
     except FileNotFoundError:
         raise InputError(f"program {name} does not exist") from None
     except OSError as exc:

@@ -313,8 +313,11 @@ def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint
 def _read_small(path: Path, limit: int, what: str) -> bytes | None:
     """A small regular file of the user's (a symlink to one is followed, as the CLI does), or
     None when it does not exist; InputError naming it when it cannot be read or is too large."""
+    nonblock = getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block; a host without it: look first
     try:
-        fd = os.open(path, os.O_RDONLY | O_BINARY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+        if not nonblock and not stat.S_ISREG(os.stat(path).st_mode):
+            raise InputError(f"{path} ({what}) is not a regular file")
+        fd = os.open(path, os.O_RDONLY | O_BINARY | nonblock)
     except FileNotFoundError:
         return None
     except OSError as exc:
