@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from zeroimage.describe import Inspection
 from zeroimage.errors import UsageError
-from zeroimage.options import Declared, options_fields
+from zeroimage.options import Declared, options_fields, path_value, text_value, texts_value
 from zeroimage.pipeline import BuildResult
 from zeroimage.progress import CallbackReporter, Event, Reporter
 from zeroimage.reference import Reference
@@ -74,7 +74,7 @@ def inspect(source: PathLike, *, insecure_registry: Sequence[str] = (), target: 
     from zeroimage.store import BlobStore, default_cache_dir
     from zeroimage.targets import target_named
 
-    policy = target_named(_text(target, "target")) if target is not None else None
+    policy = target_named(text_value(target, "target")) if target is not None else None
     store = BlobStore(default_cache_dir()) if policy is not None else None
     with _opened(source, insecure_registry, store) as opened:
         info = describe(opened)
@@ -99,13 +99,13 @@ def login(registry: str = "docker.io", *, username: str, password: str, insecure
     from zeroimage.transports.registry import client_for
     from zeroimage.transports.registry.credentials import Credential, CredentialStore
 
-    name = parse_registry(_text(registry, "registry"))
-    if not _text(username, "username"):
+    name = parse_registry(text_value(registry, "registry"))
+    if not text_value(username, "username"):
         raise UsageError("no username")
-    if not _text(password, "password"):
+    if not text_value(password, "password"):
         raise UsageError("the password is empty")
     credential = Credential(username=username, password=password)
-    client = client_for(name, _texts(insecure_registry, "insecure_registry"))
+    client = client_for(name, texts_value(insecure_registry, "insecure_registry"))
     try:
         client.set_credential(credential)
         client.login_check()
@@ -119,7 +119,7 @@ def logout(registry: str = "docker.io") -> bool:
     from zeroimage.reference import parse_registry
     from zeroimage.transports.registry.credentials import CredentialStore
 
-    return CredentialStore().erase(parse_registry(_text(registry, "registry")))
+    return CredentialStore().erase(parse_registry(text_value(registry, "registry")))
 
 
 def check_auth(reference: str, *, insecure_registry: Sequence[str] = ()) -> Reference:
@@ -129,10 +129,10 @@ def check_auth(reference: str, *, insecure_registry: Sequence[str] = ()) -> Refe
     from zeroimage.transports import parse_location
     from zeroimage.transports.registry import RegistrySink
 
-    location = parse_location(_text(reference, "reference"), "docker")
+    location = parse_location(text_value(reference, "reference"), "docker")
     if location.reference is None or not location.is_registry:
         raise UsageError(f"check-auth takes a registry reference, not {reference!r}")
-    sink = RegistrySink([location.reference], _texts(insecure_registry, "insecure_registry"))
+    sink = RegistrySink([location.reference], texts_value(insecure_registry, "insecure_registry"))
     try:
         sink.check_push_access()
     finally:
@@ -152,7 +152,7 @@ def verify(source: PathLike, *, key: PathLike, insecure_registry: Sequence[str] 
     from zeroimage.signing.bundle import BUNDLE_MEDIA_TYPES
     from zeroimage.signing.verification import OTHER, SIGNATURE, Attachment, LegacyImage, Referrer, verify_attachments
 
-    verifying = load_verifying_key(Path(_path(key, "key")))
+    verifying = load_verifying_key(Path(path_value(key, "key")))
     with _opened(source, insecure_registry, None) as opened:
         root = opened.root()
         manifest = opened.document(root)
@@ -232,9 +232,8 @@ def _opened(source: PathLike, insecure: Sequence[str], store: BlobStore | None) 
     from zeroimage.transports import TransportOptions, open_source, parse_source
     from zeroimage.transports.locations import hinted
 
-    text = os.fspath(source) if isinstance(source, os.PathLike) else source
-    location = parse_source(_text(text, "source"))
-    options = TransportOptions(insecure_registries=_texts(insecure, "insecure_registry"), store=store)
+    location = parse_source(path_value(source, "source"))
+    options = TransportOptions(insecure_registries=texts_value(insecure, "insecure_registry"), store=store)
     with hinted(location):
         opened = open_source(location, options)
         try:
@@ -242,24 +241,6 @@ def _opened(source: PathLike, insecure: Sequence[str], store: BlobStore | None) 
         finally:
             opened.close()
             options.close()
-
-
-def _text(value: object, name: str) -> str:
-    if not isinstance(value, str) or "\0" in value:
-        raise UsageError(f"{name}: expected a str without NUL characters, not {type(value).__name__} {value!r:.60}")
-    return value
-
-
-def _path(value: object, name: str) -> str:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    return _text(value, name)
-
-
-def _texts(values: object, name: str) -> tuple[str, ...]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise UsageError(f"{name}: expected a list of str, not {type(values).__name__} {values!r:.60}")
-    return tuple(_text(value, name) for value in values)
 
 
 # -- build's keywords, made from the options' declaration, for help() and IDEs -------------------

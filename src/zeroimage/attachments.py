@@ -31,7 +31,6 @@ from zeroimage.errors import InputError
 from zeroimage.files import CHUNK, describe_os_error
 from zeroimage.image import ImageGraph, LegacySignature
 from zeroimage.oci import Descriptor, Platform
-from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.artifact import Artifact, make_artifact
 
 if TYPE_CHECKING:
@@ -308,6 +307,3 @@ def _file_checksum(path: Path, algorithms: Sequence[str]) -> Checksum:
         raise InputError(f"cannot read {describe_os_error(exc, path)}") from None
     return Checksum(size, {name: hasher.hexdigest() for name, hasher in zip(algorithms, hashers, strict=True)})
 
-
-#: What an SBOM's media type is, for messages.
-SBOM_TYPES = {mt.SPDX_JSON: "SPDX", mt.CYCLONEDX_JSON: "CycloneDX"}

@@ -215,7 +215,7 @@ def _adds(values: tuple[str | tuple[Any, ...], ...]) -> tuple[tuple[Path, str], 
             continue
         if len(value) != 2 or not isinstance(value[0], str | os.PathLike) or not isinstance(value[1], str):
             raise UsageError(f"add: expected 'SRC:DEST' strings or (source path, destination) pairs, not {value!r}")
-        source, dest = Path(_path_text(value[0], "add")), _text(value[1], "add")
+        source, dest = Path(path_value(value[0], "add")), text_value(value[1], "add")
         if not dest.startswith("/"):
             raise UsageError(f"add: the destination {dest[:80]!r} must be an absolute path in the image")
         out.append((source, dest))
@@ -611,10 +611,10 @@ def options_fields() -> Iterator[tuple[str, Declared, Any]]:
         yield item.name, declared(item), None if item.default is MISSING else item.default
 
 
-# -- checks of what a Python caller gives -------------------------------------------------------
+# -- checks of what a Python caller gives (the other API functions' too) ---------------------------
 
 
-def _text(value: object, name: str) -> str:
+def text_value(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise UsageError(f"{name}: expected a str, not {_shown(value)}")
     if "\0" in value:
@@ -622,13 +622,18 @@ def _text(value: object, name: str) -> str:
     return value
 
 
-def _path_text(value: object, name: str) -> str:
+def path_value(value: object, name: str) -> str:
     if isinstance(value, bytes) or not isinstance(value, str | os.PathLike):
         raise UsageError(f"{name}: expected a path (str or os.PathLike), not {_shown(value)}")
     text = os.fspath(value)
     if not isinstance(text, str):
         raise UsageError(f"{name}: expected a path (str or os.PathLike), not {_shown(value)}")
-    return _text(text, name)
+    return text_value(text, name)
+
+
+def texts_value(value: object, name: str) -> tuple[str, ...]:
+    """A list of str a Python caller gave as ``name`` (checked as :func:`text_value` checks each)."""
+    return tuple(text_value(item, name) for item in _items(value, name, "str"))
 
 
 def _items(value: object, name: str, what: str) -> list[object]:
@@ -646,9 +651,9 @@ def _check_kind(value: object, name: str, spec: Declared) -> object:
         return None
     kind = spec.kind
     if kind == "text":
-        return _text(value, name)
+        return text_value(value, name)
     if kind == "path":
-        return Path(_path_text(value, name))
+        return Path(path_value(value, name))
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"{name}: expected an int, not {_shown(value)}")
@@ -662,21 +667,21 @@ def _check_kind(value: object, name: str, spec: Declared) -> object:
             value = [value]
         # A str keeps its transport syntax (an output's "oci:DIR"); a path object is a path.
         return tuple(
-            _text(item, name) if isinstance(item, str) else Path(_path_text(item, name))
+            text_value(item, name) if isinstance(item, str) else Path(path_value(item, name))
             for item in _items(value, name, "paths")
         )
     if kind == "pairs":
         if isinstance(value, Mapping):
             pairs = []
             for key, item in value.items():
-                pairs.append(f"{_text(key, name)}={_text(item, name)}")
+                pairs.append(f"{text_value(key, name)}={text_value(item, name)}")
             return tuple(pairs)
-        return tuple(_text(item, name) for item in _items(value, name, "'KEY=VALUE' strings (or a mapping)"))
+        return tuple(text_value(item, name) for item in _items(value, name, "'KEY=VALUE' strings (or a mapping)"))
     # texts
     out: list[object] = []
     for item in _items(value, name, "str"):
         if isinstance(item, str):
-            out.append(_text(item, name))
+            out.append(text_value(item, name))
         elif spec.items and isinstance(item, spec.items) and not isinstance(item, bool):
             out.append(item)
         else:
