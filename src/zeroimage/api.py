@@ -161,8 +161,8 @@ def verify(source: PathLike, *, key: PathLike, insecure_registry: Sequence[str] 
         unread: list[Attachment] = []  # listed by someone, but gone or not what it says: one line each
         for desc in opened.referrers(root.digest)[:MAX_VERIFIED_REFERRERS]:
             try:
-                blobs = _blobs_of(opened, desc, BUNDLE_MEDIA_TYPES, budget)
-                referrers.append(Referrer(desc.digest, opened.document(desc), blobs))
+                raw = opened.document(desc)
+                referrers.append(Referrer(desc.digest, raw, _blobs_of(opened, desc, raw, BUNDLE_MEDIA_TYPES, budget)))
             except (NotFoundError, InputError) as exc:
                 unread.append(Attachment(OTHER, f"referrer {desc.digest}", "", False, f"cannot be read: {exc.message}"))
         legacy = None
@@ -170,8 +170,8 @@ def verify(source: PathLike, *, key: PathLike, insecure_registry: Sequence[str] 
         try:
             tagged = opened.tagged(tag)
             if tagged is not None:
-                blobs = _blobs_of(opened, tagged, {SIMPLE_SIGNING_MEDIA_TYPE}, budget)
-                legacy = LegacyImage(opened.document(tagged), blobs)
+                raw = opened.document(tagged)
+                legacy = LegacyImage(raw, _blobs_of(opened, tagged, raw, {SIMPLE_SIGNING_MEDIA_TYPE}, budget))
         except (NotFoundError, InputError) as exc:
             unread.append(Attachment(SIGNATURE, tag, "legacy", False, f"cannot be read: {exc.message}"))
         return verify_attachments(
@@ -200,13 +200,16 @@ class _Budget:
         self.left -= size
 
 
-def _blobs_of(source: Source, desc: Descriptor, wanted: Collection[str], budget: _Budget) -> dict[str, bytes]:
-    """The layers of the artifact ``desc`` names that verification reads — those of a media type
-    in ``wanted`` (a bundle, a legacy payload) —, each verified and charged to ``budget``."""
+def _blobs_of(
+    source: Source, desc: Descriptor, raw: bytes, wanted: Collection[str], budget: _Budget
+) -> dict[str, bytes]:
+    """The layers of the artifact ``desc`` (its manifest: ``raw``) that verification reads —
+    those of a media type in ``wanted`` (a bundle, a legacy payload) —, each verified and charged
+    to ``budget``."""
     from zeroimage.files import CHUNK
     from zeroimage.oci import Manifest, parse_document
 
-    manifest = parse_document(source.document(desc), f"{source.description} {desc.digest}", desc.media_type)
+    manifest = parse_document(raw, f"{source.description} {desc.digest}", desc.media_type)
     if not isinstance(manifest, Manifest):
         return {}
     blobs: dict[str, bytes] = {}

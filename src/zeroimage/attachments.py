@@ -118,7 +118,6 @@ class Attacher:
             return self._made[root]
 
     def _referrers(self, graph: ImageGraph) -> list[Artifact]:
-        self.facts  # noqa: B018 - what the image holds, read once, first
         made: list[Artifact] = []
         manifests = list(graph.manifests())
         for desc, _ in manifests:
@@ -306,4 +305,3 @@ def _file_checksum(path: Path, algorithms: Sequence[str]) -> Checksum:
     except OSError as exc:
         raise InputError(f"cannot read {describe_os_error(exc, path)}") from None
     return Checksum(size, {name: hasher.hexdigest() for name, hasher in zip(algorithms, hashers, strict=True)})
-

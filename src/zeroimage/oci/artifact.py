@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from zeroimage.errors import DigestError, InputError, UsageError
@@ -155,6 +155,12 @@ class Artifact:
             unique.setdefault(desc.digest, desc)
         return tuple(unique.values())
 
+    def parts(self) -> Iterator[tuple[Descriptor, bytes]]:
+        """Each blob, then the manifest: the order in which a repository or layout takes them."""
+        for desc in self.blob_descriptors:
+            yield desc, self.blobs[desc.digest]
+        yield self.descriptor, self.raw
+
     @property
     def content(self) -> bytes:
         """The document the artifact holds: its one layer's bytes."""
@@ -228,14 +234,7 @@ def referrers_index(existing: Index | None, added: Sequence[Descriptor]) -> Inde
         merged[entry.digest] = entry  # in place when listed (a dict keeps the first insertion's position)
     if existing is None:
         return Index(manifests=tuple(merged.values()))
-    return Index(
-        manifests=tuple(merged.values()),
-        media_type=mt.OCI_INDEX,
-        annotations=existing.annotations,
-        subject=existing.subject,
-        artifact_type=existing.artifact_type,
-        extra=existing.extra,
-    )
+    return replace(existing, manifests=tuple(merged.values()))
 
 
 def fallback_tag(digest: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+from zeroimage.oci import mediatypes as mt
 from zeroimage.sbom.base import read_base
 from zeroimage.sbom.cyclonedx import render_cyclonedx
 from zeroimage.sbom.model import (
@@ -44,7 +45,7 @@ from zeroimage.sbom.spdx import render_spdx
 Format = Literal["spdx", "cyclonedx"]
 FORMATS: tuple[Format, ...] = ("spdx", "cyclonedx")
 #: The media type of each format's documents (an artifact's layer, a referrer's artifactType).
-MEDIA_TYPES: Mapping[Format, str] = {"spdx": "application/spdx+json", "cyclonedx": "application/vnd.cyclonedx+json"}
+MEDIA_TYPES: Mapping[Format, str] = {"spdx": mt.SPDX_JSON, "cyclonedx": mt.CYCLONEDX_JSON}
 
 
 def render(fmt: Format, image: ImageDescription) -> bytes:

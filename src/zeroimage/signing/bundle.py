@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zeroimage.errors import InputError, SignatureError
-from zeroimage.oci.descriptor import dumps, loads
-from zeroimage.oci.digest import split_digest, validate_digest
+from zeroimage.oci import mediatypes as mt
+from zeroimage.oci.descriptor import CREATED, dumps, loads
+from zeroimage.oci.digest import sha256_digest, split_digest, validate_digest
 from zeroimage.signing import intoto
 from zeroimage.signing.keys import SigningKey, VerifyingKey
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_MEDIA_TYPE = mt.SIGSTORE_BUNDLE_V03
 #: Every media type a Sigstore bundle has had; v0.1 and v0.2 bundles verify the same way here.
 BUNDLE_MEDIA_TYPES = frozenset(
     {
@@ -54,7 +55,7 @@ BUNDLE_MEDIA_TYPES = frozenset(
 #: Annotations of the OCI artifact manifest holding a bundle (cosign's BUNDLE_SPEC.md).
 ANNOTATION_CONTENT = "dev.sigstore.bundle.content"
 ANNOTATION_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
-ANNOTATION_CREATED = "org.opencontainers.image.created"
+ANNOTATION_CREATED = CREATED
 CONTENT_DSSE = "dsse-envelope"
 CONTENT_MESSAGE = "message-signature"
 
@@ -98,7 +99,7 @@ def image_signature_bundle(key: SigningKey, manifest: bytes, annotations: Mappin
     """What cosign 3 stores as an image's signature: a DSSE bundle of the in-toto Statement
     ``https://sigstore.dev/cosign/sign/v1`` over the digest of ``manifest`` — the exact bytes
     pushed, whose digest is computed here rather than taken on trust."""
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    digest = sha256_digest(manifest)
     return dsse_bundle(key, intoto.PAYLOAD_TYPE, intoto.cosign_sign_statement(digest, annotations))
 
 

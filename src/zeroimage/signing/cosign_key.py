@@ -60,7 +60,7 @@ def parse(body: bytes, what: str) -> tuple[tuple[int, int, int], bytes, bytes, b
     ``what`` for anything cosign would not have written."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InputError(f"{what} is not a cosign key: its content is not JSON") from None
     if _field(document, "kdf", "name") != "scrypt":
         raise InputError(

@@ -166,14 +166,13 @@ def provenance_predicate(
     parameters: Mapping[str, Any],
     builder_version: str,
     environment: Mapping[str, str] | None = None,
-    internal_parameters: Mapping[str, Any] | None = None,
     started_on: str | None = None,
     finished_on: str | None = None,
 ) -> dict[str, Any]:
     """The SLSA v1 provenance predicate (see the module for each field)."""
     ci = ci_identity(environment or {})
     external: dict[str, Any] = {"build": dict(parameters)}
-    internal: dict[str, Any] = dict(internal_parameters or {})
+    internal: dict[str, Any] = {}
     dependencies = [material.to_dict() for material in materials]
     if ci is not None:
         external.update(ci.external)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zeroimage.errors import DigestError, InputError, SignatureError
+from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.oci.manifest import Manifest, parse_document
 from zeroimage.signing import intoto
@@ -29,9 +30,9 @@ from zeroimage.signing.legacy import legacy_signatures, signature_tag, verify_le
 
 #: SBOM media types (an artifact's artifactType, or its layer's media type) and their format.
 SBOM_FORMATS = {
-    "application/spdx+json": "SPDX",
+    mt.SPDX_JSON: "SPDX",
     "text/spdx": "SPDX",
-    "application/vnd.cyclonedx+json": "CycloneDX",
+    mt.CYCLONEDX_JSON: "CycloneDX",
     "application/vnd.cyclonedx+xml": "CycloneDX",
     "application/vnd.syft+json": "Syft",
 }

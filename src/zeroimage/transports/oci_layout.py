@@ -9,11 +9,10 @@ Writes ``oci-layout``, ``index.json`` (one entry per tag, annotated with
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from zeroimage.errors import DigestError, InputError, OutputError
@@ -42,7 +41,6 @@ from zeroimage.oci import (
     verify_bytes,
 )
 from zeroimage.oci import mediatypes as mt
-from zeroimage.oci.artifact import Artifact
 from zeroimage.progress import Reporter
 from zeroimage.transports.storage import DirFiles, Files, TarFiles
 from zeroimage.transports.tarwriter import TarWriter, add_new_layers, archive_file, blob_name
@@ -148,7 +146,9 @@ class LayoutSource:
         as its subject, at most MAX_LISTED_REFERRERS of them."""
         found: list[Descriptor] = []
         for entry in self.index().manifests:
-            if not entry.artifact_type or entry.media_type not in mt.MANIFESTS or len(found) >= MAX_LISTED_REFERRERS:
+            if len(found) >= MAX_LISTED_REFERRERS:
+                break
+            if not entry.artifact_type or entry.media_type not in mt.MANIFESTS:
                 continue
             manifest = parse_document(self.document(entry), f"{self.description} {entry.digest}", entry.media_type)
             if isinstance(manifest, Manifest) and manifest.subject is not None and manifest.subject.digest == digest:
@@ -234,8 +234,8 @@ class OciArchiveSink:
             # The attachments, made meanwhile: asked for once the image's own blobs are in.
             artifacts = attachments.referrers(graph) if attachments is not None else []
             for artifact in artifacts:
-                for desc in (*artifact.blob_descriptors, artifact.descriptor):
-                    put_document(desc, artifact.raw if desc == artifact.descriptor else artifact.blobs[desc.digest])
+                for desc, data in artifact.parts():
+                    put_document(desc, data)
             entries = [_index_entry(graph, self.tag), *(a.descriptor.to_dict() for a in artifacts)]
             tar.add_bytes("index.json", dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}))
             tar.close()
@@ -276,15 +276,14 @@ class OciDirSink:
     def write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None = None) -> list[WriteResult]:
         created = not self.path.exists()
         began = created or _is_empty_dir(self.path)  # never clean up a directory that held anything
-        artifacts = attachments.referrers(graph) if attachments is not None else []
         try:
-            return [self._write(graph, reporter, artifacts)]
+            return [self._write(graph, reporter, attachments)]
         except BaseException:
             if began:
                 _remove_layout(self.path, created)
             raise
 
-    def _write(self, graph: ImageGraph, reporter: Reporter, artifacts: Sequence[Artifact]) -> WriteResult:
+    def _write(self, graph: ImageGraph, reporter: Reporter, attachments: Attachments | None) -> WriteResult:
         root = self.path
         try:
             root.mkdir(exist_ok=True)
@@ -321,10 +320,11 @@ class OciDirSink:
                         stream.close()
 
         _write_graph(graph, put, put)
+        # The attachments, made meanwhile: asked for once the image's own blobs are in.
+        artifacts = attachments.referrers(graph) if attachments is not None else []
         for artifact in artifacts:
-            for desc in artifact.blob_descriptors:
-                put(desc, artifact.blobs[desc.digest])
-            put(artifact.descriptor, artifact.raw)
+            for desc, data in artifact.parts():
+                put(desc, data)
         if not os.path.isfile(root / "oci-layout") or os.path.islink(root / "oci-layout"):
             with atomic_write(root / "oci-layout") as out:
                 out.write(LAYOUT_FILE)
@@ -336,12 +336,8 @@ class OciDirSink:
             ),
         }
         with atomic_write(index_path) as out:
-            out.write(json.dumps(index, separators=(",", ":")).encode())
+            out.write(dumps(index))
         return WriteResult(f"{self.description}:{self.tag}", graph.root.digest)
-
-
-def _entries(artifacts: Sequence[Artifact]) -> list[dict[str, object]]:
-    return [artifact.descriptor.to_dict() for artifact in artifacts]
 
 
 def _merged(existing: list[dict[str, object]], added: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -370,8 +366,8 @@ def _subject_of(root: Path, entry: dict[str, object]) -> str | None:
     try:
         name = blob_name(str(entry.get("digest")))
         data = read_regular(root / name, MAX_DOCUMENT_SIZE, str(root / name))
-        subject = json.loads(data).get("subject")
-    except (OSError, ValueError, AttributeError, InputError):
+        subject = loads(data, name).get("subject")
+    except (OSError, InputError):
         return None
     digest = subject.get("digest") if isinstance(subject, dict) else None
     return digest if isinstance(digest, str) else None
