@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -94,17 +95,24 @@ def test_a_file_name_is_shown_escaped_in_errors_progress_and_the_printed_line(
 
 
 def test_a_credential_helpers_complaint_is_shown_escaped(zeroimage: Zeroimage, tmp_path: Path) -> None:
-    """docker-credential-evil writes an escape-laden complaint and fails; what zeroimage says of
-    it is one line, escaped."""
+    """A registry asks for credentials; docker-credential-evil writes an escape-laden complaint
+    and fails. What zeroimage says of it is one line naming the helper, the complaint escaped."""
     helper = tmp_path / "bin" / "docker-credential-evil"
     helper.parent.mkdir()
-    helper.write_text(f"#!/bin/sh\nprintf '%s' {json.dumps(ESCAPES)} >&2\nexit 1\n")
+    complaint = tmp_path / "complaint"
+    complaint.write_bytes(ESCAPES.encode())  # the raw controls, as a helper would write them
+    helper.write_text(f"#!/bin/sh\ncat {shlex.quote(str(complaint))} >&2\nexit 1\n")
     helper.chmod(0o755)
     (tmp_path / ".docker").mkdir(exist_ok=True)
     (tmp_path / ".docker" / "config.json").write_text(json.dumps({"credsStore": "evil"}))
     images.tiny_program(tmp_path / "app")
     env = {"PATH": f"{helper.parent}:{os.environ['PATH']}"}
-    result = zeroimage("build", "--push", "registry.invalid:5000/app:v1", "app", env=env, check=False)
-    assert result.returncode != 0
-    for stream in (result.stdout, result.stderr):
-        assert not [c for c in RAW if c in stream], result.describe()
+    with HostileRegistry("honest", auth="basic") as registry:
+        host = registry.host
+        result = zeroimage("build", "--push", f"{host}/app:v1", "app", env=env, check=False)
+    assert result.returncode == 1, result.describe()
+    shown_not_obeyed(result)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zeroimage: error")]
+    assert errors == [
+        f"zeroimage: error: credential helper 'evil' could not get credentials for {host} (exit status 1): {SHOWN}"
+    ], result.describe()

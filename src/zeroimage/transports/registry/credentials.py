@@ -336,8 +336,11 @@ def _normalise(registry: str) -> str:
 
 
 def _first_line(text: str, secrets: Iterable[str]) -> str:
-    """The first line of a helper's message, or "" if it might contain a secret."""
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    """The first line of a helper's message, or "" if it might contain a secret.
+
+    Lines end at a newline alone: ``str.splitlines`` would also end one at a carriage return or a
+    C1 control, dropping the rest of the line from the message (the CLI escapes what it shows)."""
+    line = next((line.strip() for line in text.split("\n") if line.strip()), "")
     for secret in secrets:
         if secret and (secret in line or json.dumps(secret)[1:-1] in line):
             return ""
