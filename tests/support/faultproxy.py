@@ -104,7 +104,6 @@ import json
 import re
 import secrets
 import socket
-import socketserver
 import ssl
 import sys
 import threading
@@ -112,10 +111,11 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .loopback import LoopbackHTTPServer, LoopbackService, request_body
 
 MODES = (
     "pass",
@@ -230,25 +230,11 @@ def _oci_error(code: str, message: str) -> bytes:
     return json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy, listener: str) -> None:
         self.proxy = proxy
         self.listener = listener
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup; not needed here.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.socket.getsockname()[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    @property
-    def host(self) -> str:
-        return f"{self.server_name}:{self.server_port}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client may drop a kept-alive connection while the proxy waits for its next request, and
@@ -269,13 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.proxy._track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.proxy._untrack(self.connection)
+        self.server.proxy._note_connection()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
@@ -301,32 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body_chunks(self, rec: RecordedRequest) -> Iterator[bytes]:
         """The request body, decoded, in pieces of at most CHUNK bytes (empty iterator if none)."""
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            while True:
-                line = self.rfile.readline(65537)
-                if not line:
-                    raise ConnectionError("client closed the connection inside a chunked body")
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return
-                while size:
-                    piece = self.rfile.read(min(size, CHUNK))
-                    if not piece:
-                        raise ConnectionError("client closed the connection inside a chunk")
-                    size -= len(piece)
-                    rec.bytes_in += len(piece)
-                    yield piece
-                self.rfile.readline(3)  # CRLF after the chunk
-            return
-        remaining = int(self.headers.get("Content-Length") or 0)
-        while remaining > 0:
-            piece = self.rfile.read(min(remaining, CHUNK))
-            if not piece:
-                raise ConnectionError("client closed the connection inside the body")
-            remaining -= len(piece)
+        for piece in request_body(self, CHUNK):
             rec.bytes_in += len(piece)
             yield piece
 
@@ -691,7 +646,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._abort()  # the upstream cut its reply short: pass that on
 
 
-class FaultProxy:
+class FaultProxy(LoopbackService):
     """A fault-injecting reverse proxy in front of ``upstream``; see the module docstring.
 
     ``upstream``: ``http://HOST:PORT`` (``https://`` works with ``upstream_context``), or bare
@@ -716,6 +671,7 @@ class FaultProxy:
             raise ValueError(f"upstream must be http(s)://HOST:PORT, got {upstream!r}")
         if listen_host == redirect_listen_host:
             raise ValueError("the redirect listener needs another address than the main one")
+        super().__init__(name="faultproxy", lifetime=None)
         self.upstream = f"{split.scheme}://{split.netloc}"
         self.upstream_host = split.netloc
         self._upstream_tls = split.scheme == "https"
@@ -744,9 +700,6 @@ class FaultProxy:
         self._patched: set[str] = set()
         self._grants: dict[str, tuple[str, str]] = {}
         self._big_cache: dict[tuple[str, int], tuple[bytes, bytes, int, str]] = {}
-        self._conns: set[socket.socket] = set()
-        self._servers: list[_Server] = []
-        self._threads: list[threading.Thread] = []
         self.mode = mode
 
     # ------------------------------------------------------------------ public API
@@ -765,9 +718,7 @@ class FaultProxy:
 
     @property
     def host(self) -> str:
-        if not self._servers:
-            raise RuntimeError("FaultProxy not started")
-        return self._servers[0].host
+        return self.servers[0].host
 
     @property
     def url(self) -> str:
@@ -775,9 +726,7 @@ class FaultProxy:
 
     @property
     def redirect_host(self) -> str:
-        if len(self._servers) < 2:
-            raise RuntimeError("FaultProxy not started")
-        return self._servers[1].host
+        return self.servers[1].host
 
     def ref(self, repo_tag: str) -> str:
         """``docker://PROXYHOST/<repo_tag>`` (for skopeo)."""
@@ -821,15 +770,9 @@ class FaultProxy:
 
     def drop_connections(self) -> None:
         """Shut down every open client connection now (idle keep-alive ones and transfers in flight)."""
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        self.close_connections()
 
-    def start(self) -> FaultProxy:
-        if self._servers:
-            return self
+    def listen(self) -> list[LoopbackHTTPServer]:
         main = _Server((self.listen_host, 0), self, MAIN)
         try:
             try:
@@ -839,36 +782,7 @@ class FaultProxy:
         except BaseException:
             main.server_close()
             raise
-        self._servers = [main, other]
-        for server in self._servers:
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"faultproxy-{server.listener}-{server.host}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        servers, self._servers = self._servers, []
-        for server in servers:
-            server.shutdown()
-        self.drop_connections()
-        for server in servers:
-            server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads = []
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return [main, other]
 
     def __repr__(self) -> str:
         where = self.host if self._servers else "stopped"
@@ -883,14 +797,9 @@ class FaultProxy:
             )
         return http.client.HTTPConnection(self._upstream_hostname, self._upstream_port, timeout=60)
 
-    def _track(self, conn: socket.socket) -> None:
+    def _note_connection(self) -> None:
         with self._lock:
-            self._conns.add(conn)
             self.connections += 1
-
-    def _untrack(self, conn: socket.socket) -> None:
-        with self._lock:
-            self._conns.discard(conn)
 
     def _record(self, rec: RecordedRequest) -> None:
         with self._lock:

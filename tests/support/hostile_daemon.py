@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
+
+from tests.support.loopback import LoopbackHTTPServer, LoopbackService, request_body
 
 MODES = (
     "honest",
@@ -56,24 +57,10 @@ PROGRESS = b'{"status":"Loading layer","progressDetail":{"current":524288,"total
 ERROR_TEXT = "write /var/lib/docker/tmp/docker-import-1/layer.tar: no space left on device\nsecond line"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, owner: HostileDaemon) -> None:
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # without http.server's reverse DNS lookup
-        self.server_name, self.server_port = "127.0.0.1", int(self.socket.getsockname()[1])
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        self.owner._track(request)
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away: nothing to report
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -110,32 +97,27 @@ class _Handler(BaseHTTPRequestHandler):
         if endless:
             chunk = b"%x\r\n%s\r\n" % (len(endless), endless)
             sent = 0
-            while sent < HUGE and not self.server.owner._stopping.is_set():
+            while sent < HUGE and not self.server.owner.stopping.is_set():
                 self.wfile.write(chunk)
                 sent += len(endless)
             return
         self.wfile.write(b"0\r\n\r\n")
 
 
-class HostileDaemon:
+class HostileDaemon(LoopbackService):
     """See the module docstring. ``name`` is what an honest load says it loaded."""
 
     def __init__(self, mode: str = "honest", *, name: str = "app:v1", lifetime: float = 120.0) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
+        super().__init__(name="hostile-daemon", lifetime=lifetime)
         self.mode = mode
         self.name = name
-        self.lifetime = lifetime
         self.requests: list[str] = []  # "METHOD PATH", in order
         self.port = 0
         self.received = 0  # bytes of archive taken
         self.uploaded = threading.Event()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
 
     @property
     def host(self) -> str:
@@ -147,43 +129,10 @@ class HostileDaemon:
     def env(self) -> dict[str, str]:
         return {"DOCKER_HOST": self.host}
 
-    def start(self) -> HostileDaemon:
-        self._server = _Server(self)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-daemon", daemon=True
-        )
-        self._thread.start()
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._timer is not None:
-            self._timer.cancel()
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> HostileDaemon:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _track(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.add(connection)
+    def listen(self) -> list[LoopbackHTTPServer]:
+        server = _Server(self)
+        self.port = server.server_port
+        return [server]
 
     # -- the daemon --------------------------------------------------------------------------------
 
@@ -202,18 +151,13 @@ class HostileDaemon:
             return
         if self.mode == "never-reads":
             handler.close_connection = True
-            self._stopping.wait()
+            self.stopping.wait()
             return
         self._take_archive(handler)
         self._answer_load(handler)
 
     def _take_archive(self, handler: _Handler) -> None:
-        left = int(handler.headers.get("Content-Length") or 0)
-        while left > 0:
-            piece = handler.rfile.read(min(left, 1 << 16))
-            if not piece:
-                raise ConnectionError("the client closed the connection inside the archive")
-            left -= len(piece)
+        for piece in request_body(handler):
             with self._lock:
                 self.received += len(piece)
         self.uploaded.set()
@@ -240,7 +184,7 @@ class HostileDaemon:
             handler.stream(200, [b'{"stream":"Loaded image: other:v1\\n"}\r\n'])
         else:  # silent
             handler.close_connection = True
-            self._stopping.wait()
+            self.stopping.wait()
 
 
 class PlainListener:

@@ -40,7 +40,6 @@ Modes (``honest`` misbehaves in no way):
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import io
@@ -48,16 +47,15 @@ import json
 import re
 import secrets
 import socket
-import socketserver
 import ssl
 import tarfile
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.support.loopback import LoopbackHTTPServer, LoopbackService, request_body
 from tests.support.pki import KeyPair
 
 MODES = (
@@ -142,38 +140,28 @@ def _zstd_bomb(size: int = 2 << 30) -> bytes:
     return b"".join(out)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, address: tuple[str, int], owner: HostileRegistry, listener: str) -> None:
         self.owner = owner
         self.listener = listener
         super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # without http.server's reverse DNS lookup
-        host, port = self.socket.getsockname()[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Peek at the first byte: a TLS handshake (0x16) is answered with TLS, anything else plainly."""
-        self.owner._track(request)
         try:
             request.settimeout(10)
             first = request.recv(1, socket.MSG_PEEK)
             context = self.owner._tls_context
             if first == b"\x16" and context is not None:
                 request = context.wrap_socket(request, server_side=True)
-                self.owner._track(request)
+                self.track(request)
             request.settimeout(None)
         except (OSError, ssl.SSLError):
             return
-        _Handler(request, client_address, self)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that went away: nothing to report
+        try:
+            _Handler(request, client_address, self)
+        finally:
+            self.untrack(request)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -196,30 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         return isinstance(self.connection, ssl.SSLSocket)
 
     def read_body(self) -> bytes:
-        """The request body (Content-Length or chunked), of which the first MAX_RECORDED bytes are kept."""
-        kept = bytearray()
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(kept)
-                while size:
-                    piece = self.rfile.read(min(size, 65536))
-                    if not piece:
-                        raise ConnectionError("the client closed the connection inside a chunk")
-                    size -= len(piece)
-                    kept += piece
-                self.rfile.readline(3)
-        left = int(self.headers.get("Content-Length") or 0)
-        while left > 0:
-            piece = self.rfile.read(min(left, 65536))
-            if not piece:
-                raise ConnectionError("the client closed the connection inside the body")
-            left -= len(piece)
-            kept += piece
-        return bytes(kept)
+        """The whole request body (Content-Length or chunked)."""
+        return b"".join(request_body(self))
 
     def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -248,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         block = b'{"errors": [' + b" " * 65500 if declared is None else bytes(65536)
         piece = b"%x\r\n%s\r\n" % (len(block), block) if declared is None else block
         sent = 0
-        while not self.server.owner._stopping.is_set() and (declared is None or sent < declared):
+        while not self.server.owner.stopping.is_set() and (declared is None or sent < declared):
             self.wfile.write(piece)
             sent += len(block)
 
@@ -256,13 +222,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Send ``data`` one byte every TRICKLE_INTERVAL seconds, until the server stops."""
         self.close_connection = True
         for byte in data:
-            if self.server.owner._stopping.wait(TRICKLE_INTERVAL):
+            if self.server.owner.stopping.wait(TRICKLE_INTERVAL):
                 return
             self.wfile.write(bytes([byte]))
             self.wfile.flush()
 
 
-class HostileRegistry:
+class HostileRegistry(LoopbackService):
     """See the module docstring. ``host`` is ``127.0.0.1:PORT``; ``storage_host`` ``127.0.0.2:PORT``."""
 
     def __init__(
@@ -278,13 +244,13 @@ class HostileRegistry:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
+        super().__init__(name="hostile-registry", lifetime=lifetime)
         self.mode = mode
         self.auth = auth
         self.username = username
         self.password = password
         self.token = "hostile-token-" + secrets.token_hex(8)
         self.storage_challenge = storage_challenge
-        self.lifetime = lifetime
         self.requests: list[Seen] = []
         self.blobs: dict[str, bytes] = {}
         self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}  # (name, tag or digest) -> (type, bytes)
@@ -294,22 +260,17 @@ class HostileRegistry:
             self._tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._tls_context.load_cert_chain(tls.cert_path, tls.key_path)
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._servers: list[_Server] = []
-        self._threads: list[threading.Thread] = []
-        self._timer: threading.Timer | None = None
         self._bomb: bytes | None = _zstd_bomb() if mode == "zstd-manifest" else None
 
     # -- what a test uses ----------------------------------------------------------------------
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._servers[0].server_port}"
+        return self.servers[0].host
 
     @property
     def storage_host(self) -> str:
-        return f"127.0.0.2:{self._servers[1].server_port}"
+        return self.servers[1].host
 
     @property
     def scheme(self) -> str:
@@ -378,44 +339,8 @@ class HostileRegistry:
 
     # -- life ------------------------------------------------------------------------------------
 
-    def start(self) -> HostileRegistry:
-        self._servers = [_Server(("127.0.0.1", 0), self, REGISTRY), _Server(("127.0.0.2", 0), self, STORAGE)]
-        for server in self._servers:
-            thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hostile-registry", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        self._timer = threading.Timer(self.lifetime, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._timer is not None:
-            self._timer.cancel()
-        servers, self._servers = self._servers, []
-        for server in servers:
-            server.shutdown()
-            server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> HostileRegistry:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    def _track(self, connection: socket.socket) -> None:
-        with self._lock:
-            self._connections.add(connection)
+    def listen(self) -> list[LoopbackHTTPServer]:
+        return [_Server(("127.0.0.1", 0), self, REGISTRY), _Server(("127.0.0.2", 0), self, STORAGE)]
 
     # -- the registry ------------------------------------------------------------------------------
 
@@ -463,7 +388,7 @@ class HostileRegistry:
             return
         has_body = int(handler.headers.get("Content-Length") or 0) > 0 or bool(handler.headers.get("Transfer-Encoding"))
         if mode == "never-read-uploads" and handler.command in ("PUT", "PATCH") and has_body:
-            self._stopping.wait()  # neither read nor answered: the client's bytes pile up
+            self.stopping.wait()  # neither read nor answered: the client's bytes pile up
             handler.close_connection = True
             return
         seen.body = handler.read_body()[:MAX_RECORDED]

@@ -49,16 +49,16 @@ import hashlib
 import http.client
 import json
 import re
-import socketserver
 import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from .loopback import LoopbackHTTPServer, LoopbackService, request_body
 from .registry import Registry
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -109,18 +109,10 @@ def referrer_entry(body: bytes, content_type: str) -> tuple[str, dict[str, Any]]
     return subject, entry
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, double: ReferrersRegistry) -> None:
         self.double = double
         super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # without HTTPServer's reverse DNS lookup
-        host, port = self.socket.getsockname()[:2]
-        self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client hanging up mid-reply (as one refusing a huge body does) is its right; anything
@@ -160,27 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> Iterator[bytes]:
         """The request body, decoded, in pieces (chunked or by Content-Length)."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            while True:
-                size = int(self.rfile.readline(65537).split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return
-                while size:
-                    piece = self.rfile.read(min(size, CHUNK))
-                    if not piece:
-                        raise ConnectionError("the client closed the connection inside a chunk")
-                    size -= len(piece)
-                    yield piece
-                self.rfile.readline(3)
-        remaining = int(self.headers.get("Content-Length") or 0)
-        while remaining > 0:
-            piece = self.rfile.read(min(remaining, CHUNK))
-            if not piece:
-                raise ConnectionError("the client closed the connection inside the body")
-            remaining -= len(piece)
-            yield piece
+        return request_body(self, CHUNK)
 
     def _whole_body(self, limit: int) -> bytes | None:
         data = bytearray()
@@ -383,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             response._zeroimage_conn.close()  # type: ignore[attr-defined]
 
 
-class ReferrersRegistry:
+class ReferrersRegistry(LoopbackService):
     """The double (see the module docstring). ``host`` is ``127.0.0.1:PORT`` once started."""
 
     def __init__(
@@ -401,6 +373,7 @@ class ReferrersRegistry:
             raise ValueError("the double speaks plain HTTP: its upstream's Location URLs must too")
         if referrers_mode not in MODES:
             raise ValueError(f"unknown referrers_mode {referrers_mode!r}; one of {', '.join(MODES)}")
+        super().__init__(name="referrers-double", lifetime=None)
         self.upstream = upstream
         self.referrers_mode = referrers_mode
         self.refuse_artifacts = refuse_artifacts
@@ -415,16 +388,12 @@ class ReferrersRegistry:
         self._entries: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._clobber: bytes | None = None
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- what tests use -----------------------------------------------------------------------------
 
     @property
     def host(self) -> str:
-        if self._server is None:
-            raise RuntimeError("ReferrersRegistry not started")
-        return f"127.0.0.1:{self._server.server_port}"
+        return self.servers[0].host
 
     @property
     def url(self) -> str:
@@ -451,31 +420,13 @@ class ReferrersRegistry:
 
     # -- life ---------------------------------------------------------------------------------------
 
-    def start(self) -> ReferrersRegistry:
-        if self._server is None:
-            self._server = _Server(self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="referrers-double", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ReferrersRegistry:
-        return self.start()
+    def listen(self) -> list[LoopbackHTTPServer]:
+        return [_Server(self)]
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        super().__exit__(exc_type, exc, tb)
         if exc is None and self.errors:
             raise AssertionError("the referrers double failed:\n" + "\n".join(self.errors))
 
