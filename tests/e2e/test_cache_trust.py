@@ -19,7 +19,6 @@ import stat
 import subprocess
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 
 from tests.conftest import Zeroimage
 from tests.support import images, peers
+from tests.support.attached import put_manifest
 from tests.support.fleet import bad_blobs, program_copy, pull, skopeo_copies
 from tests.support.host import without_modes_notice
 from tests.support.layers import settle
@@ -198,24 +198,13 @@ def test_the_documents_of_one_build_are_bounded_in_total(
     assert proc.peak_rss_kb is not None and proc.peak_rss_kb < PEAK_RSS_KB, proc.peak_rss_kb
 
 
-def put_manifest(registry: Registry, repository: str, reference: str, data: bytes) -> None:
-    request = urllib.request.Request(
-        f"{registry.url}/v2/{repository}/manifests/{reference}",
-        data=data,
-        method="PUT",
-        headers={"Content-Type": images.OCI_INDEX},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 201
-
-
 def test_the_documents_read_from_a_registry_are_bounded_in_total(
     zeroimage: Zeroimage, registry: Registry, static_binary: Path, tmp_path: Path
 ) -> None:
     children = [child_index(300_000, n) for n in range(12)]
     for child in children:
-        put_manifest(registry, "wide/base", peers.digest_of(child), child)
-    put_manifest(registry, "wide/base", "v1", json.dumps(index_of(children)).encode())
+        put_manifest(registry.url, "wide/base", peers.digest_of(child), child, images.OCI_INDEX)
+    put_manifest(registry.url, "wide/base", "v1", json.dumps(index_of(children)).encode(), images.OCI_INDEX)
     before = fingerprint(tmp_path)
     proc = zeroimage(
         "build",

@@ -23,8 +23,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import pytest
 import zeroimage
 from tests.conftest import Zeroimage
 from tests.support import images, peers
+from tests.support.attached import put_manifest, upload_blob
 from tests.support.images import directory, text_file
 from tests.support.outcomes import fingerprint, refused, requests_for
 from tests.support.registry import Registry, start_registry
@@ -218,29 +217,8 @@ def push(registry: Registry, repository: str, tag: str, layout: Path) -> None:
     manifest = (blobs / json.loads((layout / "index.json").read_text())["manifests"][0]["digest"][7:]).read_bytes()
     named = json.loads(manifest)
     for digest in dict.fromkeys([named["config"]["digest"], *(layer["digest"] for layer in named["layers"])]):
-        started = urllib.request.urlopen(
-            urllib.request.Request(f"{registry.url}/v2/{repository}/blobs/uploads/", method="POST"), timeout=30
-        )
-        location = urllib.parse.urljoin(registry.url, started.headers["Location"])
-        joint = "&" if "?" in location else "?"
-        urllib.request.urlopen(
-            urllib.request.Request(
-                f"{location}{joint}digest={digest}",
-                data=(blobs / digest[7:]).read_bytes(),
-                method="PUT",
-                headers={"Content-Type": "application/octet-stream"},  # else Go reads the body as a form
-            ),
-            timeout=30,
-        )
-    urllib.request.urlopen(
-        urllib.request.Request(
-            f"{registry.url}/v2/{repository}/manifests/{tag}",
-            data=manifest,
-            method="PUT",
-            headers={"Content-Type": images.OCI_MANIFEST},
-        ),
-        timeout=30,
-    )
+        upload_blob(registry.url, repository, (blobs / digest[7:]).read_bytes())
+    put_manifest(registry.url, repository, tag, manifest, images.OCI_MANIFEST)
 
 
 def test_a_registry_base_of_too_many_layers_is_refused_before_any_blob_is_fetched(

@@ -11,6 +11,8 @@ zeroimage's code and judged by the verifiers others use.
   legacy ``sha256-<hex>.sig`` image with ``cryptography`` over the exact payload bytes;
   :func:`check_spdx` and :func:`check_cyclonedx` run ``pyspdxtools`` and cyclonedx-python-lib's
   strict validator.
+* :func:`http` is one raw HTTP exchange; :func:`upload_blob` and :func:`put_manifest` store a
+  blob or a manifest in a registry the way another tool would.
 * :func:`make_key` writes a fresh ECDSA P-256 key pair as ``cosign generate-key-pair`` would use
   it (PKCS#8 PEM, and the public key's PEM).
 """
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,6 +103,31 @@ def http(
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers.items()), error.read()
+
+
+def upload_blob(url: str, repository: str, data: bytes) -> str:
+    """Upload ``data`` into ``repository`` of the registry at ``url`` (``http://HOST:PORT``) as
+    another client would, in raw HTTP: POST an upload session, then PUT the bytes with their
+    digest. The digest."""
+    status, headers, body = http("POST", f"{url}/v2/{repository}/blobs/uploads/")
+    assert status == 202, (status, body)
+    location = urljoin(url, headers["Location"])
+    digest = peers.digest_of(data)
+    separator = "&" if "?" in location else "?"
+    # application/octet-stream: without a type, the registry (Go) would read the body as a form
+    status, _, body = http(
+        "PUT", f"{location}{separator}digest={digest}", data, {"Content-Type": "application/octet-stream"}
+    )
+    assert status == 201, (status, body)
+    return digest
+
+
+def put_manifest(url: str, repository: str, reference: str, data: bytes, media_type: str) -> str:
+    """PUT ``data`` (of ``media_type``) as the manifest ``reference`` (a tag or a digest) of
+    ``repository`` in the registry at ``url``, in raw HTTP; its digest."""
+    status, _, body = http("PUT", f"{url}/v2/{repository}/manifests/{reference}", data, {"Content-Type": media_type})
+    assert status == 201, (status, body)
+    return peers.digest_of(data)
 
 
 @dataclass(frozen=True)
