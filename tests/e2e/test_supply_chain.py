@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -50,11 +49,13 @@ from tests.support.attached import (
     http,
     make_key,
     purls,
+    put_manifest,
     referrers_tag,
+    upload_blob,
 )
 from tests.support.containerd import Containerd
 from tests.support.fleet import Recompressed, mark, pull, recompressed, requests_since
-from tests.support.images import OCI_INDEX, OCI_MANIFEST
+from tests.support.images import OCI_INDEX, OCI_MANIFEST, sha256_file
 from tests.support.outcomes import digest_in, fingerprint, refused, requests_for
 from tests.support.podman import Podman
 from tests.support.programs import static_amd64_header
@@ -125,8 +126,10 @@ def bundles_by_predicate(bundles: list[Attached]) -> dict[str, Attached]:
     return by
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def push_everything(home: cli.Home, keys: Keys, reference: str, program: Path) -> cli.Result:
+    """A push with an SPDX SBOM, signatures and provenance."""
+    args = ["build", "--push", reference, "--sbom", "spdx", *sign(keys), "--provenance", str(program)]
+    return home.run(*args, env=EPOCH, check=True)
 
 
 def verify(home: cli.Home, key: KeyPair, source: str, *extra: str) -> cli.Result:
@@ -149,18 +152,7 @@ def test_a_signed_push_keeps_its_tag_on_the_image_and_every_attachment_verifies(
 ) -> None:
     home = cli.Home.under(tmp_path)
     repository = "signed/app"
-    proc = home.run(
-        "build",
-        "--push",
-        f"{registry.host}/{repository}:v1",
-        "--sbom",
-        "spdx",
-        *sign(keys),
-        "--provenance",
-        str(static_binary),
-        env=EPOCH,
-        check=True,
-    )
+    proc = push_everything(home, keys, f"{registry.host}/{repository}:v1", static_binary)
     digest = digest_in(proc.stdout)
     reader = RegistryReader(registry.host)
 
@@ -232,12 +224,6 @@ def test_an_sbom_without_a_key_is_attached_unsigned_and_verify_says_there_is_no_
 
 
 # -- 2. the Referrers API --------------------------------------------------------------------------
-
-
-def push_everything(home: cli.Home, keys: Keys, reference: str, program: Path) -> cli.Result:
-    """A push with an SPDX SBOM, signatures and provenance."""
-    args = ["build", "--push", reference, "--sbom", "spdx", *sign(keys), "--provenance", str(program)]
-    return home.run(*args, env=EPOCH, check=True)
 
 
 def test_a_registry_with_the_referrers_api_records_them_and_verify_finds_them_there(
@@ -582,21 +568,6 @@ def test_the_library_makes_and_checks_the_same_attachments_as_the_cli(
 SCAN = "application/vnd.example.scan.report+json"
 
 
-def upload_blob(registry: Registry, repository: str, data: bytes) -> str:
-    """A monolithic upload (POST, then PUT with the digest), raw HTTP."""
-    status, headers, _ = http("POST", f"{registry.url}/v2/{repository}/blobs/uploads/")
-    assert status == 202, status
-    location = headers["Location"]
-    location = location if location.startswith("http") else registry.url + location
-    digest = peers.digest_of(data)
-    separator = "&" if "?" in location else "?"
-    status, _, body = http(
-        "PUT", f"{location}{separator}digest={digest}", data, {"Content-Type": "application/octet-stream"}
-    )
-    assert status == 201, body
-    return digest
-
-
 def attach_foreign(
     registry: Registry,
     repository: str,
@@ -607,9 +578,9 @@ def attach_foreign(
     """A scanner's report about the manifest ``subject`` (one layer per item of ``contents``), and
     its entry in the referrers tag — a new index, or added to the one there —, pushed as another
     tool would (raw HTTP). Returns the index written."""
-    upload_blob(registry, repository, b"{}")
+    upload_blob(registry.url, repository, b"{}")
     layers = [
-        {"mediaType": artifact_type, "digest": upload_blob(registry, repository, data), "size": len(data)}
+        {"mediaType": artifact_type, "digest": upload_blob(registry.url, repository, data), "size": len(data)}
         for data in contents
     ]
     manifest = json.dumps(
@@ -623,11 +594,7 @@ def attach_foreign(
             "annotations": {"org.example.scanner": "v1"},
         }
     ).encode()
-    digest = peers.digest_of(manifest)
-    status, _, body = http(
-        "PUT", f"{registry.url}/v2/{repository}/manifests/{digest}", manifest, {"Content-Type": OCI_MANIFEST}
-    )
-    assert status == 201, body
+    digest = put_manifest(registry.url, repository, peers.digest_of(manifest), manifest, OCI_MANIFEST)
     entry = {
         "mediaType": OCI_MANIFEST,
         "digest": digest,
@@ -647,13 +614,7 @@ def attach_foreign(
             "manifests": [entry],
             "annotations": {"org.example.written-by": "another-tool"},
         }
-    status, _, body = http(
-        "PUT",
-        f"{registry.url}/v2/{repository}/manifests/{tag}",
-        json.dumps(index).encode(),
-        {"Content-Type": OCI_INDEX},
-    )
-    assert status == 201, body
+    put_manifest(registry.url, repository, tag, json.dumps(index).encode(), OCI_INDEX)
     return index
 
 
