@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import socket
 from collections.abc import Iterator
@@ -27,10 +26,11 @@ from tests.conftest import Zeroimage
 from tests.support import peers
 from tests.support.cli import Home, finish
 from tests.support.daemon import Daemon, PeerUnavailable, private_folder
-from tests.support.dockerd import Dockerd
+from tests.support.dockerd import Dockerd, cert_folder
 from tests.support.hostile_daemon import HostileDaemon, PlainListener
 from tests.support.outcomes import digest_in
 from tests.support.pki import KeyPair, make_ca, make_client_cert
+from tests.support.podman import podman_flags
 from tests.support.programs import static_amd64_header
 
 pytestmark = pytest.mark.e2e
@@ -109,11 +109,7 @@ def test_a_daemon_the_ca_does_not_vouch_for_gets_nothing(
 ) -> None:
     """DOCKER_CERT_PATH whose ca.pem is another CA's: the daemon's certificate is refused before a
     byte of HTTP, and nothing is loaded."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    shutil.copyfile(stranger[0].cert_path, certs / "ca.pem")
-    shutil.copyfile(dockerd.tls.cert_path / "cert.pem", certs / "cert.pem")
-    shutil.copyfile(dockerd.tls.cert_path / "key.pem", certs / "key.pem")
+    certs = cert_folder(tmp_path / "certs", (stranger[0], dockerd.tls.client), "ca.pem", "cert.pem", "key.pem")
     env = {**dockerd.tls.env(certs), "TMPDIR": str(tmpdir_)}
     result = zeroimage("build", "-q", "-o", "docker-daemon:zi/wrong-ca:v1", str(static_binary), check=False, env=env)
     one_line_failure(
@@ -128,9 +124,7 @@ def test_a_daemon_the_ca_does_not_vouch_for_gets_nothing(
 def test_a_daemon_that_wants_a_client_certificate_is_told_none_was_found(
     zeroimage: Zeroimage, dockerd: Dockerd, program: Path, tmp_path: Path, tmpdir_: Path
 ) -> None:
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    shutil.copyfile(dockerd.tls.cert_path / "ca.pem", certs / "ca.pem")
+    certs = cert_folder(tmp_path / "certs", (dockerd.tls.ca, dockerd.tls.client), "ca.pem")
     env = {**dockerd.tls.env(certs), "TMPDIR": str(tmpdir_)}
     result = zeroimage("build", "-q", "-o", "docker-daemon:zi/no-cert:v1", str(program), check=False, env=env)
     assert result.returncode == 1, result.describe()
@@ -145,9 +139,7 @@ def test_tls_asked_for_never_sends_plain_http(
 ) -> None:
     """With DOCKER_TLS_VERIFY, a listener that does not speak TLS receives a TLS handshake and
     nothing else: no request line, no header, no archive byte."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    shutil.copyfile(stranger[0].cert_path, certs / "ca.pem")
+    certs = cert_folder(tmp_path / "certs", stranger, "ca.pem")
     with PlainListener(hold=2) as listener:
         env = {"DOCKER_HOST": listener.host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}
         result = zeroimage(
@@ -168,11 +160,7 @@ def test_docker_tls_alone_is_tls_without_verification_as_in_the_cli(
     """``DOCKER_TLS=1`` without ``DOCKER_TLS_VERIFY`` is the CLI's TLS without verifying the
     daemon: the load goes over TLS (the daemon takes no plain HTTP there) although ca.pem is not
     the daemon's CA, and zeroimage says that the daemon was not verified."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    shutil.copyfile(stranger[0].cert_path, certs / "ca.pem")
-    shutil.copyfile(dockerd.tls.cert_path / "cert.pem", certs / "cert.pem")
-    shutil.copyfile(dockerd.tls.cert_path / "key.pem", certs / "key.pem")
+    certs = cert_folder(tmp_path / "certs", (stranger[0], dockerd.tls.client), "ca.pem", "cert.pem", "key.pem")
     env = {"DOCKER_HOST": dockerd.tls.host, "DOCKER_TLS": "1", "DOCKER_CERT_PATH": str(certs), "DOCKER_TLS_VERIFY": ""}
     result = zeroimage("build", "-q", "-o", "docker-daemon:zi/unverified:v1", str(static_binary), env=env)
     assert result.stderr.splitlines() == [
@@ -261,15 +249,7 @@ def podman_service() -> Iterator[tuple[str, list[str]]]:
     if peers.which("podman") is None:
         pytest.skip("podman is not installed")
     root = private_folder("podman-api")
-    flags = [
-        f"--root={root / 'storage'}",
-        f"--runroot={root / 'run'}",
-        f"--tmpdir={root / 'tmp'}",
-        "--storage-driver=vfs",
-        "--cgroup-manager=cgroupfs",
-        "--events-backend=file",
-        "--runtime=runc",
-    ]
+    flags = podman_flags(root)
     sock = root / "p.sock"
 
     def answers() -> bool:

@@ -39,6 +39,8 @@ class DockerTLS:
 
     host: str  # tcp://127.0.0.1:PORT
     ca: KeyPair
+    #: The client certificate the CA signed (and its key).
+    client: KeyPair
     #: ``ca.pem``, ``cert.pem``, ``key.pem``: what ``DOCKER_CERT_PATH`` names.
     cert_path: Path
 
@@ -49,18 +51,26 @@ class DockerTLS:
         return {"DOCKER_HOST": self.host, "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(folder)}
 
 
+def cert_folder(path: Path, pki: tuple[KeyPair, KeyPair], *files: str) -> Path:
+    """A ``DOCKER_CERT_PATH`` folder at ``path`` holding the given ones of ``ca.pem`` (the
+    certificate of ``pki``'s CA), ``cert.pem`` and ``key.pem`` (its client's), as the Docker CLI
+    reads them."""
+    ca, client = pki
+    sources = {"ca.pem": ca.cert_path, "cert.pem": client.cert_path, "key.pem": client.key_path}
+    path.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copyfile(sources[name], path / name)
+    return path
+
+
 def _make_tls(root: Path) -> tuple[DockerTLS, list[str]]:
     """The PKI of a TLS listener on a free port, and dockerd's arguments for it."""
     pki = root / "pki"
     ca = make_ca(pki, "zeroimage test dockerd CA")
     server = make_server_cert(ca, pki, stem="server")
     client = make_client_cert(ca, pki, stem="client")
-    cert_path = root / "client-certs"
-    cert_path.mkdir()
-    shutil.copyfile(ca.cert_path, cert_path / "ca.pem")
-    shutil.copyfile(client.cert_path, cert_path / "cert.pem")
-    shutil.copyfile(client.key_path, cert_path / "key.pem")
-    tls = DockerTLS(host=f"tcp://127.0.0.1:{free_port()}", ca=ca, cert_path=cert_path)
+    cert_path = cert_folder(root / "client-certs", (ca, client), "ca.pem", "cert.pem", "key.pem")
+    tls = DockerTLS(host=f"tcp://127.0.0.1:{free_port()}", ca=ca, client=client, cert_path=cert_path)
     argv = [
         f"--host={tls.host}",
         "--tlsverify",

@@ -18,20 +18,26 @@ from . import peers
 from .daemon import PeerUnavailable, private_folder
 
 
+def podman_flags(root: Path) -> list[str]:
+    """The global flags of every podman command on the private store under ``root`` (see the
+    module docstring): also what reaches the store a ``podman system service`` serves."""
+    return [
+        f"--root={root / 'storage'}",
+        f"--runroot={root / 'run'}",
+        f"--tmpdir={root / 'tmp'}",
+        "--storage-driver=vfs",
+        "--cgroup-manager=cgroupfs",
+        "--events-backend=file",
+        "--runtime=runc",
+    ]
+
+
 class Podman:
     """Podman on a private store; see the module docstring."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._global = [
-            f"--root={root / 'storage'}",
-            f"--runroot={root / 'run'}",
-            f"--tmpdir={root / 'tmp'}",
-            "--storage-driver=vfs",
-            "--cgroup-manager=cgroupfs",
-            "--events-backend=file",
-            "--runtime=runc",
-        ]
+        self._global = podman_flags(root)
 
     def podman(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``podman GLOBAL-FLAGS ARGS``; see :func:`peers.run`."""

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.dockerd import cert_folder
 from tests.support.pki import KeyPair, make_ca, make_client_cert
 from tests.support.waiting import bounded
 from zeroimage.errors import InputError, OutputError, UsageError
@@ -118,16 +119,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[KeyPair, KeyPair]:
     directory = tmp_path_factory.mktemp("pki")
     ca = make_ca(directory)
     return ca, make_client_cert(ca, directory)
-
-
-def cert_folder(path: Path, pki: tuple[KeyPair, KeyPair], *files: str) -> Path:
-    """A DOCKER_CERT_PATH holding the given files of ca.pem, cert.pem, key.pem."""
-    ca, client = pki
-    sources = {"ca.pem": ca.cert_path, "cert.pem": client.cert_path, "key.pem": client.key_path}
-    path.mkdir(parents=True, exist_ok=True)
-    for name in files:
-        shutil.copyfile(sources[name], path / name)
-    return path
 
 
 def env_for(tmp_path: Path, **values: str) -> dict[str, str]:
