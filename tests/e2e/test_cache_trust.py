@@ -31,7 +31,7 @@ from tests.support.attached import put_manifest
 from tests.support.fleet import bad_blobs, program_copy, pull, skopeo_copies
 from tests.support.host import without_modes_notice
 from tests.support.layers import settle
-from tests.support.outcomes import fingerprint, refused
+from tests.support.outcomes import fill, fingerprint, refused, with_times
 from tests.support.registry import Registry, start_registry
 from zeroimage import files
 
@@ -223,19 +223,6 @@ def test_the_documents_read_from_a_registry_are_bounded_in_total(
 # -- a directory of its own, and only ours touched (issue 19) ---------------------------------------
 
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
-
-
-def with_times(root: Path) -> dict[str, tuple[str, int]]:
-    """:func:`fingerprint` of ``root`` (nothing skipped), with each entry's modification time."""
-    return {name: (what, os.lstat(root / name).st_mtime_ns) for name, what in fingerprint(root, skip=()).items()}
-
-
-def fill(directory: Path, count: int) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        path = directory / f"entry-{i:05}"
-        path.write_bytes(f"{i}\n".encode())
-        os.utime(path, (1_000_000 + i, 1_000_000 + i))  # older than anything a build makes
 
 
 def test_a_directory_holding_other_programs_files_is_refused_and_keeps_every_one(

@@ -3,7 +3,9 @@ traceback, every file as it was, and nothing sent to a registry.
 
 :func:`fingerprint` records a folder (each file's sha256, each link's target) so that a test
 compares the whole of it before and after a run: an input unchanged and no output written are
-then one assertion, whatever path a regression would have written to.
+then one assertion, whatever path a regression would have written to; :func:`with_times` adds
+each entry's modification time (a file rewritten with the same bytes, or touched, shows), and
+:func:`fill` makes a folder of someone else's old files for such a test to keep.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ def fingerprint(root: Path, skip: Iterable[str] = PRIVATE) -> dict[str, str]:
             else:
                 found[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+def with_times(root: Path) -> dict[str, tuple[str, int]]:
+    """:func:`fingerprint` of ``root`` (nothing skipped), with each entry's modification time."""
+    return {name: (what, os.lstat(root / name).st_mtime_ns) for name, what in fingerprint(root, skip=()).items()}
+
+
+def fill(directory: Path, count: int, prefix: str = "entry-") -> None:
+    """``count`` small files ``PREFIX00000``… in ``directory`` (made if missing), each with a
+    time older than anything a build makes (the first a pruner would take)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = directory / f"{prefix}{i:05}"
+        path.write_bytes(f"{i}\n".encode())
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
 
 
 def digest_in(line: str) -> str:

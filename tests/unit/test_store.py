@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.layers import make_layer, settle
-from tests.support.outcomes import fingerprint
+from tests.support.outcomes import fill, fingerprint, with_times
 from zeroimage import files
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, OutputError
@@ -50,25 +50,11 @@ def digest_of(data: bytes) -> str:
     return "sha256:" + hex_of(data)
 
 
-def files_and_times(root: Path) -> dict[str, tuple[str, int]]:
-    """Every entry below ``root`` and its modification time: a file's content, a link's target."""
-    found = fingerprint(root, skip=())
-    return {name: (what, os.lstat(root / name).st_mtime_ns) for name, what in found.items()}
-
-
 def ours(root: Path, where: str) -> Path:
     """The cache's directory ``where`` (made, should the store make it only on first use)."""
     path = root / where
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def fill(directory: Path, count: int, prefix: str = "f") -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        path = directory / f"{prefix}{i:05}"
-        path.write_bytes(f"file {i}\n".encode())
-        os.utime(path, (1_000_000 + i, 1_000_000 + i))  # old: the first a pruner would take
 
 
 def home_cache(root: Path) -> None:
@@ -126,13 +112,13 @@ def test_a_directory_of_other_files_is_refused_and_nothing_in_it_changes(
     root = tmp_path / "dir"
     root.mkdir(mode=0o700)
     make(root)
-    before = files_and_times(root)
+    before = with_times(root)
     with pytest.raises(OutputError) as refused:
         BlobStore(root)
     message = str(refused.value)
     assert str(root) in message and "ZEROIMAGE_CACHE_DIR" in message and "~/.cache/zeroimage" in message
     assert "\n" not in message
-    assert files_and_times(root) == before  # nothing added, removed, rewritten or touched
+    assert with_times(root) == before  # nothing added, removed, rewritten or touched
 
 
 def test_an_empty_directory_is_made_a_cache(tmp_path: Path) -> None:
@@ -207,10 +193,10 @@ def test_an_earlier_cache_others_could_enter_is_refused_not_made_private(tmp_pat
     root = tmp_path / "old"
     legacy_cache(root, 0o777)
     root.chmod(0o755)
-    before = files_and_times(root)
+    before = with_times(root)
     with pytest.raises(OutputError, match="writable by other users.*chmod go-w"):
         BlobStore(root)
-    assert files_and_times(root) == before
+    assert with_times(root) == before
 
 
 @pytest.mark.parametrize("content", [b"2\n", b"17"])
@@ -218,10 +204,10 @@ def test_a_cache_of_a_newer_layout_is_refused(tmp_path: Path, content: bytes) ->
     root = tmp_path / "newer"
     BlobStore(root)
     (root / "zeroimage-layout").write_bytes(content)
-    before = files_and_times(root)
+    before = with_times(root)
     with pytest.raises(OutputError, match=r"newer zeroimage \(layout \d+; this one knows 1\).*ZEROIMAGE_CACHE_DIR"):
         BlobStore(root)
-    assert files_and_times(root) == before
+    assert with_times(root) == before
 
 
 @pytest.mark.parametrize("plant", ["garbage", "symlink", "directory", "huge"])
@@ -240,10 +226,10 @@ def test_a_layout_file_zeroimage_did_not_write_is_refused(tmp_path: Path, plant:
         marker.mkdir()
     else:
         marker.write_bytes(b"1" * 100_000)
-    before = files_and_times(tmp_path)
+    before = with_times(tmp_path)
     with pytest.raises(OutputError, match="ZEROIMAGE_CACHE_DIR"):
         BlobStore(root)
-    assert files_and_times(tmp_path) == before
+    assert with_times(tmp_path) == before
 
 
 def test_a_cache_of_an_older_layout_loses_its_own_files_and_nothing_else(
@@ -294,13 +280,13 @@ def test_prune_looks_only_at_the_names_the_store_gives(tmp_path: Path, monkeypat
     (root / "blobs" / "sha256" / hex_of(b"linked")).symlink_to(outside)
     theirs = {
         name: what
-        for name, what in files_and_times(tmp_path).items()
+        for name, what in with_times(tmp_path).items()
         if what[0] != "dir" and "/tags/" not in name and hex_of(ours) not in name
     }
     store.prune()
     assert not store.path(digest_of(ours)).exists()  # ours, old and over the bound: gone
     assert len(list((root / "tags").iterdir())) == 6  # ours beyond the bound: the oldest gone
-    after = files_and_times(tmp_path)
+    after = with_times(tmp_path)
     assert {name: after.get(name) for name in theirs} == theirs  # theirs: every one, as it was
 
 
@@ -326,12 +312,12 @@ def test_a_directory_others_can_write_is_refused(tmp_path: Path, where: str, mod
     root = tmp_path / "cache"
     BlobStore(root)
     ours(root, where).chmod(mode)
-    before = files_and_times(tmp_path)
+    before = with_times(tmp_path)
     with pytest.raises(OutputError) as refused:
         BlobStore(root)
     message = str(refused.value)
     assert "writable by other users" in message and f"chmod go-w {root / where}" in message
-    assert files_and_times(tmp_path) == before
+    assert with_times(tmp_path) == before
 
 
 @needs_root
@@ -340,10 +326,10 @@ def test_a_directory_of_another_user_is_refused(tmp_path: Path, where: str) -> N
     root = tmp_path / "cache"
     BlobStore(root)
     os.chown(ours(root, where), 65534, 65534)
-    before = files_and_times(tmp_path)
+    before = with_times(tmp_path)
     with pytest.raises(OutputError, match=f"{root / where} belongs to user 65534, not to you"):
         BlobStore(root)
-    assert files_and_times(tmp_path) == before
+    assert with_times(tmp_path) == before
 
 
 def test_a_cache_reached_through_a_symlink_is_used_where_it_points(tmp_path: Path) -> None:
@@ -368,10 +354,10 @@ def test_a_symlinked_directory_in_the_cache_is_refused(tmp_path: Path, where: st
     outside = tmp_path / "outside"
     ours(root, where).rename(outside)
     (root / where).symlink_to(outside, target_is_directory=True)
-    before = files_and_times(tmp_path)
+    before = with_times(tmp_path)
     with pytest.raises(OutputError, match=f"{root / where} is a symlink, which zeroimage never follows"):
         BlobStore(root)
-    assert files_and_times(tmp_path) == before
+    assert with_times(tmp_path) == before
 
 
 def test_a_symlink_at_a_blob_is_a_missing_blob_and_never_followed(tmp_path: Path) -> None:
@@ -382,7 +368,7 @@ def test_a_symlink_at_a_blob_is_a_missing_blob_and_never_followed(tmp_path: Path
     outside.write_bytes(data)  # the very bytes: reading through the link would even "verify"
     os.utime(outside, (1_000_000, 1_000_000))
     store.path(desc.digest).symlink_to(outside)
-    before = files_and_times(tmp_path / "outside")
+    before = with_times(tmp_path / "outside")
     assert not store.has(desc)
     assert store.document(desc.digest, 1 << 20) is None
     with pytest.raises(CorruptBlob):
@@ -391,7 +377,7 @@ def test_a_symlink_at_a_blob_is_a_missing_blob_and_never_followed(tmp_path: Path
     store.put_document(desc, data)  # replaces the link; never writes through it
     assert store.path(desc.digest).is_file() and not store.path(desc.digest).is_symlink()
     assert store.has(desc) and store.document(desc.digest, 1 << 20) == data
-    assert files_and_times(tmp_path / "outside") == before
+    assert with_times(tmp_path / "outside") == before
 
 
 def test_a_symlink_at_a_record_is_a_miss_and_never_followed(tmp_path: Path) -> None:
@@ -402,13 +388,13 @@ def test_a_symlink_at_a_record_is_a_miss_and_never_followed(tmp_path: Path) -> N
     os.utime(outside, (1_000_000, 1_000_000))
     key = "d" * 64
     (ours(tmp_path / "cache", "layers") / key).symlink_to(outside)
-    before = files_and_times(outside)
+    before = with_times(outside)
     assert store.layer_record(key, need_blob=False) is None
     assert store.record("layers", key) is None
     mine = BuiltLayer(Descriptor(OCI_LAYER_GZIP, digest_of(b"mine"), 4), digest_of(b"my tar"))
     store.put_layer_record(key, mine)
     assert store.layer_record(key, need_blob=False) == mine
-    assert files_and_times(outside) == before
+    assert with_times(outside) == before
 
 
 def test_a_symlink_at_a_temporary_name_is_never_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -421,14 +407,14 @@ def test_a_symlink_at_a_temporary_name_is_never_followed(tmp_path: Path, monkeyp
     monkeypatch.setattr(os, "urandom", lambda n: b"\x01" * n)
     for directory in ("blobs/sha256", "layers", "listings"):
         (ours(tmp_path / "cache", directory) / f".new-{'01' * 8}.tmp").symlink_to(outside)
-    before = files_and_times(outside)
+    before = with_times(outside)
     store.put_layer_record("e" * 64, BuiltLayer(Descriptor(OCI_LAYER_GZIP, digest_of(b"l"), 1), digest_of(b"t")))
     store.put_document(Descriptor(OCI_MANIFEST, digest_of(b"{}"), 2), b"{}")
     with pytest.raises(OutputError):
         store.create(store.new_file())
     with pytest.raises(OutputError), store.writing("listings", "f" * 64) as out:
         out.write(b"listing")
-    assert files_and_times(outside) == before
+    assert with_times(outside) == before
     assert store.record("layers", "e" * 64) is None and store.document(digest_of(b"{}"), 100) is None
 
 
