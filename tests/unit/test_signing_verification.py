@@ -3,7 +3,6 @@ what else is attached, and one line saying why an image is not verified."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -142,7 +141,7 @@ def test_referrer_of_another_subject_is_not_counted(key: SigningKey) -> None:
 def test_altered_blobs_are_refused(key: SigningKey) -> None:
     """A blob that does not match its digest is never verified, whatever it holds."""
     good = signature_referrer(key)
-    [(digest, blob)] = good.blobs.items()
+    [digest] = good.blobs
     swapped = Referrer(good.digest, good.manifest, {digest: image_signature_bundle(key, MANIFEST + b" ")})
     result = verify_attachments(DIGEST, key.verifying_key, referrers=[swapped])
     assert not result.ok and "digest mismatch for referrer" in result.reason()
@@ -155,7 +154,6 @@ def test_altered_blobs_are_refused(key: SigningKey) -> None:
     forged = LegacyImage(image.manifest, {payload_digest: payload.replace(b"app", b"evil")})
     result = verify_attachments(DIGEST, key.verifying_key, legacy=forged)
     assert not result.ok and "digest mismatch for sha256-" in result.reason()
-    assert blob and hashlib.sha256(blob).hexdigest() == digest.split(":")[1]
 
 
 def test_provenance_alone_is_no_signature(key: SigningKey) -> None:
