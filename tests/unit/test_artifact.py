@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.peers import digest_of
 from zeroimage.errors import DigestError, InputError, UsageError
 from zeroimage.oci import Descriptor, Index, Manifest
 from zeroimage.oci import mediatypes as mt
@@ -37,10 +37,6 @@ SUBJECT = Descriptor(
 DOC = b'{"spdxVersion":"SPDX-2.3"}'
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def entry(n: int, **fields: object) -> Descriptor:
     return Descriptor(mt.OCI_MANIFEST, "sha256:" + f"{n:064x}", 100 + n, **fields)  # type: ignore[arg-type]
 
@@ -49,7 +45,7 @@ def entry(n: int, **fields: object) -> Descriptor:
 
 
 def test_the_empty_descriptor_is_the_specs() -> None:
-    assert sha256(EMPTY_JSON) == EMPTY_DIGEST == sha256(b"{}")
+    assert digest_of(EMPTY_JSON) == EMPTY_DIGEST == digest_of(b"{}")
     assert empty_descriptor().to_dict() == {"mediaType": mt.OCI_EMPTY, "digest": EMPTY_DIGEST, "size": 2}
     inline = empty_descriptor(inline=True).to_dict()
     assert base64.b64decode(inline["data"]) == b"{}" and inline["data"] == "e30="
@@ -79,7 +75,7 @@ def test_an_artifact_is_an_image_manifest_per_the_artifact_guidelines() -> None:
     assert document["layers"] == [
         {
             "mediaType": mt.SPDX_JSON,
-            "digest": sha256(DOC),
+            "digest": digest_of(DOC),
             "size": len(DOC),
             "annotations": {"org.opencontainers.image.title": "sbom.spdx.json"},
         }
@@ -95,14 +91,14 @@ def test_an_artifact_carries_its_referrers_entry_and_every_blob() -> None:
     artifact = make_artifact(mt.SIGSTORE_BUNDLE_V03, mt.SIGSTORE_BUNDLE_V03, b"bundle", SUBJECT, {"k": "v"})
     assert artifact.descriptor == Descriptor(
         mt.OCI_MANIFEST,
-        sha256(artifact.raw),
+        digest_of(artifact.raw),
         len(artifact.raw),
         annotations={"k": "v"},
         artifact_type=mt.SIGSTORE_BUNDLE_V03,
     )
     assert artifact.artifact_type == mt.SIGSTORE_BUNDLE_V03
-    assert dict(artifact.blobs) == {EMPTY_DIGEST: b"{}", sha256(b"bundle"): b"bundle"}
-    assert [d.digest for d in artifact.blob_descriptors] == [EMPTY_DIGEST, sha256(b"bundle")]
+    assert dict(artifact.blobs) == {EMPTY_DIGEST: b"{}", digest_of(b"bundle"): b"bundle"}
+    assert [d.digest for d in artifact.blob_descriptors] == [EMPTY_DIGEST, digest_of(b"bundle")]
     assert artifact.subject == Descriptor(mt.OCI_MANIFEST, SUBJECT.digest, 402)
     assert artifact.content == b"bundle"
     assert artifact.manifest == Manifest.from_dict(json.loads(artifact.raw))
@@ -163,13 +159,13 @@ def test_created_times_with_fractions_or_offsets_are_taken() -> None:
 
 def test_an_artifact_is_rebuilt_from_its_bytes_and_blobs_and_checked() -> None:
     made = make_artifact(mt.SPDX_JSON, mt.SPDX_JSON, DOC, SUBJECT, {"k": "v"})
-    again = Artifact.from_parts(made.raw, {**made.blobs, sha256(b"other"): b"other"})
+    again = Artifact.from_parts(made.raw, {**made.blobs, digest_of(b"other"): b"other"})
     assert again == made
-    with pytest.raises(InputError, match=f"lacks its blob {sha256(DOC)}"):
+    with pytest.raises(InputError, match=f"lacks its blob {digest_of(DOC)}"):
         Artifact.from_parts(made.raw, {EMPTY_DIGEST: EMPTY_JSON})
     tampered = b"\x00" * len(DOC)
     with pytest.raises(DigestError, match="digest mismatch"):
-        Artifact(made.raw, made.manifest, made.descriptor, {EMPTY_DIGEST: EMPTY_JSON, sha256(DOC): tampered})
+        Artifact(made.raw, made.manifest, made.descriptor, {EMPTY_DIGEST: EMPTY_JSON, digest_of(DOC): tampered})
     with pytest.raises(DigestError, match="does not describe"):
         Artifact(made.raw + b" ", made.manifest, made.descriptor, made.blobs)
     index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}).encode()
@@ -184,8 +180,8 @@ def test_an_artifact_is_rebuilt_from_its_bytes_and_blobs_and_checked() -> None:
 def test_content_is_the_one_layer() -> None:
     made = make_artifact(mt.SPDX_JSON, mt.SPDX_JSON, DOC, SUBJECT)
     two = json.loads(made.raw)
-    two["layers"].append({"mediaType": "text/plain", "digest": sha256(b"2"), "size": 1})
-    artifact = Artifact.from_parts(json.dumps(two).encode(), {**made.blobs, sha256(b"2"): b"2"})
+    two["layers"].append({"mediaType": "text/plain", "digest": digest_of(b"2"), "size": 1})
+    artifact = Artifact.from_parts(json.dumps(two).encode(), {**made.blobs, digest_of(b"2"): b"2"})
     with pytest.raises(InputError, match="has 2 layers, not one"):
         _ = artifact.content
 
@@ -194,13 +190,13 @@ def test_content_is_the_one_layer() -> None:
 
 
 def test_a_referrers_entry_follows_the_distribution_spec() -> None:
-    config = {"mediaType": "application/vnd.example.config+json", "digest": sha256(b"c"), "size": 1}
+    config = {"mediaType": "application/vnd.example.config+json", "digest": digest_of(b"c"), "size": 1}
     subject = {"mediaType": mt.OCI_MANIFEST, "digest": SUBJECT.digest, "size": 402}
     manifest = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": config, "layers": [], "subject": subject}
     raw = json.dumps(manifest).encode()
     # a manifest without artifactType: its config's media type; no annotations: none
     assert referrer_descriptor(raw) == Descriptor(
-        mt.OCI_MANIFEST, sha256(raw), len(raw), artifact_type="application/vnd.example.config+json"
+        mt.OCI_MANIFEST, digest_of(raw), len(raw), artifact_type="application/vnd.example.config+json"
     )
     index = {
         "schemaVersion": 2,
@@ -213,7 +209,7 @@ def test_a_referrers_entry_follows_the_distribution_spec() -> None:
     # an index without artifactType: none
     assert referrer_descriptor(raw).to_dict() == {
         "mediaType": mt.OCI_INDEX,
-        "digest": sha256(raw),
+        "digest": digest_of(raw),
         "size": len(raw),
         "annotations": {"a": "b"},
     }

@@ -147,9 +147,7 @@ def test_signatures_are_deterministic(tmp_path: Path, p256: ec.EllipticCurvePriv
 
 
 def test_verifying_key_from_public_pem_and_its_hint(tmp_path: Path, p256: ec.EllipticCurvePrivateKey) -> None:
-    public_pem = p256.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public_pem = public_pem_of(p256)
     key = load_verifying_key(write(tmp_path, public_pem, "cosign.pub"))
     assert key.spki_der == spki(p256)
     assert key.hint == base64.b64encode(hashlib.sha256(spki(p256)).digest()).decode()
@@ -218,9 +216,7 @@ def test_malformed_key(tmp_path: Path, content: bytes, pattern: str) -> None:
 
 
 def test_public_key_given_to_sign(tmp_path: Path, p256: ec.EllipticCurvePrivateKey) -> None:
-    public_pem = p256.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public_pem = public_pem_of(p256)
     refused(
         lambda: load_signing_key(write(tmp_path, public_pem, "cosign.pub")),
         UsageError,
@@ -333,11 +329,7 @@ def test_cosign_key_that_cosign_would_not_write(
 
 
 def test_verifying_key_refusals(tmp_path: Path) -> None:
-    rsa_public = (
-        rsa.generate_private_key(65537, 2048)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    rsa_public = public_pem_of(rsa.generate_private_key(65537, 2048))
     refused(lambda: load_verifying_key(write(tmp_path, rsa_public)), UsageError, r"is an RSA key; zeroimage signs")
     refused(lambda: load_verifying_key(write(tmp_path, b"nothing")), InputError, r"is not a PEM key")
     refused(lambda: load_verifying_key(tmp_path / "none.pub"), InputError, r"no such file or directory$")

@@ -4,7 +4,6 @@ with ``cryptography`` directly, and the ``.sig`` image made, merged and read bac
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 
 import pytest
@@ -13,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.support.peers import digest_of
 from zeroimage.errors import DigestError, SignatureError
 from zeroimage.signing import (
     SIGNATURE_ANNOTATION,
@@ -33,10 +33,6 @@ REPOSITORY = "registry.example.com/team/app"
 @pytest.fixture(scope="module")
 def key() -> SigningKey:
     return SigningKey.generate()
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def test_payload_is_cosigns_byte_for_byte() -> None:
@@ -78,7 +74,7 @@ def test_new_signature_image(key: SigningKey) -> None:
     assert manifest["layers"] == [
         {
             "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-            "digest": sha256(payload),
+            "digest": digest_of(payload),
             "size": len(payload),
             "annotations": {"dev.cosignproject.cosign/signature": base64.b64encode(signature).decode()},
         }
@@ -88,13 +84,13 @@ def test_new_signature_image(key: SigningKey) -> None:
         "created": "0001-01-01T00:00:00Z",
         "history": [{"created": "0001-01-01T00:00:00Z"}],
         "os": "",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(payload)]},
+        "rootfs": {"type": "layers", "diff_ids": [digest_of(payload)]},
         "config": {},
     }
-    assert image.blobs[sha256(payload)] == payload
-    assert set(image.blobs) == {config_digest, sha256(payload)}
-    assert all(sha256(blob) == digest for digest, blob in image.blobs.items())
-    assert image.digest == sha256(image.manifest)
+    assert image.blobs[digest_of(payload)] == payload
+    assert set(image.blobs) == {config_digest, digest_of(payload)}
+    assert all(digest_of(blob) == digest for digest, blob in image.blobs.items())
+    assert image.digest == digest_of(image.manifest)
     assert image.added
 
 
@@ -108,7 +104,7 @@ def test_signatures_already_there_are_kept(key: SigningKey) -> None:
     first_config = json.loads(first.blobs[first_manifest["config"]["digest"]])
     first_config["created"] = "2024-01-01T00:00:00Z"  # as cosign sign --record-creation-timestamp
     config_bytes = json.dumps(first_config).encode()
-    first_manifest["config"].update(digest=sha256(config_bytes), size=len(config_bytes))
+    first_manifest["config"].update(digest=digest_of(config_bytes), size=len(config_bytes))
     existing = json.dumps(first_manifest).encode()
 
     second = legacy_signature_image(payload, key.sign(payload), existing, config_bytes)
@@ -117,10 +113,10 @@ def test_signatures_already_there_are_kept(key: SigningKey) -> None:
     assert len(manifest["layers"]) == 2
     config = json.loads(second.blobs[manifest["config"]["digest"]])
     assert config["created"] == "2024-01-01T00:00:00Z"
-    assert config["rootfs"]["diff_ids"] == [sha256(payload), sha256(payload)]
+    assert config["rootfs"]["diff_ids"] == [digest_of(payload), digest_of(payload)]
     assert len(config["history"]) == 2
     entries = legacy_signatures(second.manifest)
-    assert [e.payload.digest for e in entries] == [sha256(payload)] * 2
+    assert [e.payload.digest for e in entries] == [digest_of(payload)] * 2
     for entry, signer in zip(entries, (first_key, key), strict=True):
         assert verify_legacy(DIGEST, payload, entry.signature_b64, signer.verifying_key).docker_reference == REPOSITORY
 
@@ -174,5 +170,5 @@ def test_legacy_signatures_skip_other_layers(key: SigningKey) -> None:
     unsigned = {"mediaType": SIMPLE_SIGNING_MEDIA_TYPE, "digest": OTHER, "size": 1}
     manifest["layers"].append(unsigned)
     entries = legacy_signatures(json.dumps(manifest).encode())
-    assert [e.payload.digest for e in entries] == [sha256(payload)]
+    assert [e.payload.digest for e in entries] == [digest_of(payload)]
     assert entries[0].payload.annotations[SIGNATURE_ANNOTATION] == entries[0].signature_b64

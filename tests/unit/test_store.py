@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.layers import make_layer, settle
 from tests.support.outcomes import fill, fingerprint, with_times
+from tests.support.peers import digest_of
 from zeroimage import files
 from zeroimage import store as store_module
 from zeroimage.errors import InputError, OutputError
@@ -44,10 +45,6 @@ needs_root = pytest.mark.skipif(getattr(os, "geteuid", lambda: -1)() != 0, reaso
 
 def hex_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hex_of(data)
 
 
 def ours(root: Path, where: str) -> Path:
