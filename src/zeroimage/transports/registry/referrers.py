@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from zeroimage.errors import DigestError, InputError, NetworkError, RegistryError
+from zeroimage.errors import DigestError, InputError, RegistryError
 from zeroimage.oci import (
     MAX_CONFIG_SIZE,
     MAX_DOCUMENT_SIZE,
@@ -52,7 +52,8 @@ from zeroimage.oci.artifact import (
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
 from zeroimage.transports.http import httpx
-from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes, read_at_most
+from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes
+from zeroimage.transports.registry.replies import read_bounded
 from zeroimage.transports.registry.upload import push_scopes, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
@@ -90,21 +91,6 @@ def _pull_scopes(repository: str) -> tuple[str, ...]:
 
 def _content_type(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-
-
-def _read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes | None:
-    """The body of ``response``, or None when it is larger than ``limit`` (then left unread beyond
-    the bound); the response is closed."""
-    declared = response.headers.get("content-length", "")
-    try:
-        if declared.isdigit() and int(declared) > limit:
-            return None
-        data, whole = read_at_most(response, limit)
-    except httpx.TransportError as exc:
-        raise NetworkError(f"reading {what} from {client.registry} failed: {str(exc)[:160]}") from None
-    finally:
-        response.close()
-    return data if whole else None
 
 
 # -- listing ----------------------------------------------------------------------------------------
@@ -149,7 +135,7 @@ def _list_by_api(
             raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
         declares_index = _content_type(response) == mt.OCI_INDEX
         links = response.headers.get_list("link")
-        data = _read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
+        data = read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
         if data is None:
             if first and not declares_index:
                 return None  # a large page of something else: a "false 200"
@@ -210,7 +196,7 @@ def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tup
         client.raise_for_status(reply, f"referrers tag {tag}", repository)
         raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
     header = response.headers.get("docker-content-digest", "")
-    data = _read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
+    data = read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
     if data is None:
         return f"a document larger than {MAX_DOCUMENT_SIZE} bytes", tag
     if header.startswith("sha256:"):
@@ -402,7 +388,7 @@ def fetch_artifact(
         reply = client.reply_of(response)
         client.raise_for_status(reply, what, repository)
         raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    raw = _read_bounded(client, response, descriptor.size, what)
+    raw = read_bounded(client, response, descriptor.size, what)
     if raw is None or len(raw) != descriptor.size:
         raise DigestError(f"{what} does not have the {descriptor.size} bytes its descriptor says")
     verify_bytes(raw, descriptor.digest, what)
@@ -433,7 +419,7 @@ def _fetch_blob(client: RegistryClient, repository: str, desc: Descriptor) -> by
         reply = client.reply_of(response)
         client.raise_for_status(reply, what, repository)
         raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    data = _read_bounded(client, response, desc.size, what)
+    data = read_bounded(client, response, desc.size, what)
     if data is None or len(data) != desc.size:
         raise DigestError(f"{what} does not have the {desc.size} bytes its descriptor says")
     return verify_bytes(data, desc.digest, what)

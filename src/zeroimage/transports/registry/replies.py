@@ -2,7 +2,7 @@
 
 Bounded memory: a reply body is read into memory only up to a bound — :data:`MAX_REPLY_BODY` for
 replies whose body is at most an error message (a ping, an upload step, a manifest PUT: the rest is
-dropped unread); token replies and documents have their own bounds (:mod:`.auth`, :mod:`.source`).
+dropped unread); token replies have their own bound (:mod:`.auth`), documents theirs (:func:`read_bounded`).
 Bodies are read as sent, never decoded (the client asks for ``Accept-Encoding: identity``): a
 compressed reply cannot expand in memory, and digests are taken of the bytes the registry sent.
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zeroimage.errors import AuthError, NotFoundError, RegistryError
 from zeroimage.transports.http import httpx
+
+if TYPE_CHECKING:
+    from zeroimage.transports.registry.client import RegistryClient
 
 #: What is kept of a reply whose body is at most an error message; the rest is never read.
 MAX_REPLY_BODY = 64 * 1024
@@ -51,6 +54,22 @@ def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         if total > limit:
             return b"".join(chunks)[:limit], False
     return b"".join(chunks), True
+
+
+def read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes | None:
+    """The body of ``response`` as sent, or None when it is larger than ``limit`` (as declared, or
+    as found: then it is left unread beyond the bound); the response is closed. A transport fault
+    is the client's :meth:`~.client.RegistryClient.transfer_error` (a stall counts against its stalls)."""
+    declared = response.headers.get("content-length", "")
+    try:
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        data, whole = read_at_most(response, limit)
+    except httpx.TransportError as exc:
+        raise client.transfer_error(exc, response.url.netloc.decode(), what) from None
+    finally:
+        response.close()
+    return data if whole else None
 
 
 def release(response: httpx.Response) -> None:

@@ -31,30 +31,14 @@ from zeroimage.transports.registry.client import (
     RegistryClient,
     TransferStalled,
     client_for,
-    read_at_most,
 )
+from zeroimage.transports.registry.replies import read_bounded
 
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 #: Tries of a document GET whose reply is cut mid-body (the connection-level retries are the client's).
 BODY_ATTEMPTS = 4
 #: Times a blob download resumes after its connection broke.
 BLOB_RESUMES = 4
-
-
-def _read_document(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes:
-    """A document's body, at most ``limit`` bytes (a larger one is refused); the response is closed."""
-    declared = response.headers.get("content-length", "")
-    try:
-        if declared.isdigit() and int(declared) > limit:
-            raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-        data, whole = read_at_most(response, limit)
-    except httpx.TransportError as exc:
-        raise client.transfer_error(exc, response.url.netloc.decode(), what) from None
-    finally:
-        response.close()
-    if not whole:
-        raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-    return data
 
 
 class ResumingBlobStream:
@@ -186,6 +170,7 @@ class RegistrySource:
         repo = self.reference.repository
         registry = self.client.registry
         what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
+        data: bytes | None = None
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = self.client.open(
                 "GET", f"/v2/{repo}/manifests/{identifier}", scopes=self._scopes(), headers={"Accept": MANIFEST_ACCEPT}
@@ -200,7 +185,7 @@ class RegistrySource:
                 self.client.raise_for_status(reply, what, repo)
                 raise RegistryError(f"{registry}: {what} answered HTTP {reply.status}, not a manifest")
             try:
-                data = _read_document(self.client, response, MAX_DOCUMENT_SIZE, what)
+                data = read_bounded(self.client, response, MAX_DOCUMENT_SIZE, what)
                 break
             except TransferStalled as exc:
                 if exc.final or attempt == BODY_ATTEMPTS:
@@ -208,6 +193,8 @@ class RegistrySource:
             except NetworkError:  # the reply was cut mid-body: ask again
                 if attempt == BODY_ATTEMPTS:
                     raise
+        if data is None:
+            raise RegistryError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes; refusing it")
         header = response.headers.get("docker-content-digest", "")
         digest = expected or (header if header.startswith("sha256:") else "") or sha256_digest(data)
         verify_bytes(data, digest, f"manifest {self.reference.name}@{identifier}")
