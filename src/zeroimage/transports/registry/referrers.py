@@ -1,4 +1,4 @@
-"""An image's referrers in a registry (OCI distribution spec 1.1): list them, push one, read one back.
+"""An image's referrers in a registry (OCI distribution spec 1.1): list them, push them.
 
 Listing (:func:`list_referrers`) asks the Referrers API, ``GET /v2/<name>/referrers/<digest>``
 (with ``?artifactType=`` when filtering, following ``Link: <…>; rel="next"`` pages within a
@@ -19,8 +19,8 @@ bounded number of times. A race remains: a pusher that read the index before our
 after our re-read drops our entry, and nothing we can see tells. Pushing again restores it (the
 push is idempotent); a registry with the Referrers API has no such race.
 
-Reading back (:func:`fetch_artifact`) fetches an artifact manifest and its blobs by digest,
-bounded, each verified against its digest, and checks the subject it names.
+An artifact is read back as any manifest and blob: through
+:class:`~zeroimage.transports.registry.source.RegistrySource` (``zeroimage verify`` does).
 """
 
 from __future__ import annotations
@@ -31,24 +31,9 @@ from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from zeroimage.errors import DigestError, InputError, RegistryError
-from zeroimage.oci import (
-    MAX_CONFIG_SIZE,
-    MAX_DOCUMENT_SIZE,
-    Descriptor,
-    Index,
-    Manifest,
-    parse_document,
-    sha256_digest,
-)
+from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, Index, parse_document, sha256_digest
 from zeroimage.oci import mediatypes as mt
-from zeroimage.oci.artifact import (
-    EMPTY_DIGEST,
-    EMPTY_JSON,
-    MAX_ARTIFACT_CONTENT,
-    Artifact,
-    fallback_tag,
-    referrers_index,
-)
+from zeroimage.oci.artifact import Artifact, fallback_tag, referrers_index
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
 from zeroimage.transports.http import httpx
@@ -361,72 +346,3 @@ def _check_put(client: RegistryClient, reply: Reply, repository: str, what: str,
     confirmed = reply.headers.get("docker-content-digest", "")
     if confirmed and confirmed != sha256_digest(data):
         raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {sha256_digest(data)}")
-
-
-# -- reading back -----------------------------------------------------------------------------------
-
-
-def fetch_artifact(
-    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
-) -> Artifact:
-    """The artifact ``descriptor`` names (an entry of :func:`list_referrers`), its manifest and
-    every blob it names fetched by digest, each bounded and verified. With ``subject``, the
-    artifact must name that digest as its subject (an entry in a tag-schema index is anyone's
-    word). The entry's own ``artifactType`` is not trusted: the value's is read from the manifest."""
-    what = f"artifact {descriptor.digest} in {client.registry}/{repository}"
-    if descriptor.media_type != mt.OCI_MANIFEST:
-        raise InputError(f"{what} is a {descriptor.media_type or 'document'}, not an OCI artifact manifest")
-    if descriptor.size > MAX_DOCUMENT_SIZE:
-        raise RegistryError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes; refusing it")
-    response = client.open(
-        "GET",
-        f"/v2/{repository}/manifests/{descriptor.digest}",
-        scopes=_pull_scopes(repository),
-        headers={"Accept": mt.OCI_MANIFEST},
-    )
-    if response.status_code != 200:
-        reply = client.reply_of(response)
-        client.raise_for_status(reply, what, repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    raw = read_bounded(client, response, descriptor.size, what)
-    if raw is None or len(raw) != descriptor.size:
-        raise DigestError(f"{what} does not have the {descriptor.size} bytes its descriptor says")
-    verify_bytes(raw, descriptor.digest, what)
-    document = parse_document(raw, what, mt.OCI_MANIFEST)
-    if not isinstance(document, Manifest):
-        raise InputError(f"{what} is an image index, not an OCI artifact manifest")
-    if document.subject is None or (subject is not None and document.subject.digest != subject):
-        named = document.subject.digest if document.subject is not None else "nothing"
-        raise DigestError(f"{what} refers to {named}, not to {subject}")
-    blobs: dict[str, bytes] = {}
-    budget = MAX_ARTIFACT_CONTENT + MAX_CONFIG_SIZE
-    for desc in (document.config, *document.layers):
-        if desc.digest in blobs:
-            continue
-        if desc.size > budget:
-            raise RegistryError(f"{what} names {desc.digest} of {desc.size} bytes, more than zeroimage reads")
-        budget -= desc.size
-        blobs[desc.digest] = EMPTY_JSON if desc.digest == EMPTY_DIGEST else _fetch_blob(client, repository, desc)
-    return Artifact.from_parts(raw, blobs, what)
-
-
-def _fetch_blob(client: RegistryClient, repository: str, desc: Descriptor) -> bytes:
-    what = f"blob {desc.digest} of {client.registry}/{repository}"
-    response = client.open(
-        "GET", f"/v2/{repository}/blobs/{desc.digest}", scopes=_pull_scopes(repository), follow_redirects=True
-    )
-    if response.status_code != 200:
-        reply = client.reply_of(response)
-        client.raise_for_status(reply, what, repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    data = read_bounded(client, response, desc.size, what)
-    if data is None or len(data) != desc.size:
-        raise DigestError(f"{what} does not have the {desc.size} bytes its descriptor says")
-    return verify_bytes(data, desc.digest, what)
-
-
-def fetch_artifact_content(
-    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
-) -> bytes:
-    """The document an artifact holds (its one layer), read and verified as :func:`fetch_artifact` does."""
-    return fetch_artifact(client, repository, descriptor, subject).content
