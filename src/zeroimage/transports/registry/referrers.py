@@ -39,7 +39,7 @@ from zeroimage.progress import NullReporter
 from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes
 from zeroimage.transports.registry.replies import read_bounded
-from zeroimage.transports.registry.upload import push_scopes, upload_blob
+from zeroimage.transports.registry.upload import blob_exists, push_scopes, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
 MAX_REFERRER_PAGES = 32
@@ -288,7 +288,7 @@ def push_artifacts(client: RegistryClient, repository: str, artifacts: Sequence[
 
 
 def _ensure_blob(client: RegistryClient, repository: str, desc: Descriptor, data: bytes) -> None:
-    if not _blob_exists(client, repository, desc):
+    if not blob_exists(client, repository, desc):
         upload_blob(client, repository, desc, data, NullReporter())
 
 
@@ -305,19 +305,6 @@ def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -
         )
     _check_put(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
     return "api" if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest else "tag"
-
-
-def _blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:
-    reply = client.request(
-        "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
-    )
-    if reply.status == 200:
-        length = reply.headers.get("content-length", "")
-        return not (length.isdigit() and int(length) != desc.size)
-    if reply.status == 404:
-        return False
-    client.raise_for_status(reply, f"blob {desc.digest}", repository)
-    return False
 
 
 def _put_manifest(

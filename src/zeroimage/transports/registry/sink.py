@@ -36,7 +36,7 @@ from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
 from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
 from zeroimage.transports.registry.source import MANIFEST_ACCEPT, RegistrySource
-from zeroimage.transports.registry.upload import OpenSessions, UploadSession, push_scopes, upload_blob
+from zeroimage.transports.registry.upload import OpenSessions, UploadSession, blob_exists, push_scopes, upload_blob
 
 if TYPE_CHECKING:
     from zeroimage.transports.registry.pool import ClientPool
@@ -278,25 +278,13 @@ class RegistrySink:
         streamed = self._streamed_upload(desc.digest) if repository == self.repositories[0] else None
         if streamed is not None and streamed.wait():
             return "uploaded"
-        if self._blob_exists(repository, desc):
+        if blob_exists(self.client, repository, desc):
             return "existing"
         mount_from = holder
         origin = content.origin if isinstance(content, Blob) else None
         if mount_from is None and origin is not None and origin.registry == self.registry:
             mount_from = origin.repository
         return upload_blob(self.client, repository, desc, content, reporter, mount_from, self._sessions)
-
-    def _blob_exists(self, repository: str, desc: Descriptor) -> bool:
-        reply = self.client.request(
-            "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
-        )
-        if reply.status == 200:
-            length = reply.headers.get("content-length")
-            return not (length and length.isdigit() and int(length) != desc.size)
-        if reply.status == 404:
-            return False
-        self.client.raise_for_status(reply, f"blob {desc.digest}", repository)
-        return False
 
     def _put_manifest(self, repository: str, identifier: str, desc: Descriptor, data: bytes) -> None:
         """Put a manifest whose blobs are all confirmed. A registry that calls one of them unknown

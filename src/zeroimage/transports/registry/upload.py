@@ -46,6 +46,21 @@ def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ..
     return tuple(scopes)
 
 
+def blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:
+    """Whether ``repository`` holds ``desc`` (``HEAD``): a 404 means no, and so does a blob of
+    another length than the descriptor says; an error reply is raised."""
+    reply = client.request(
+        "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
+    )
+    if reply.status == 200:
+        length = reply.headers.get("content-length", "")
+        return not (length.isdigit() and int(length) != desc.size)
+    if reply.status == 404:
+        return False
+    client.raise_for_status(reply, f"blob {desc.digest}", repository)
+    return False
+
+
 def _with_digest(location: str, digest: str) -> str:
     separator = "&" if "?" in location else "?"
     return f"{location}{separator}{urlencode({'digest': digest})}"
