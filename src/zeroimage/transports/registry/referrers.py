@@ -30,16 +30,16 @@ from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from zeroimage.errors import DigestError, InputError, RegistryError
-from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, Index, parse_document, sha256_digest
+from zeroimage.errors import InputError, RegistryError
+from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, Index, parse_document
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.artifact import Artifact, fallback_tag, referrers_index
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
 from zeroimage.transports.http import httpx
-from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes
+from zeroimage.transports.registry.client import RegistryClient, error_codes
 from zeroimage.transports.registry.replies import read_bounded
-from zeroimage.transports.registry.upload import blob_exists, push_scopes, upload_blob
+from zeroimage.transports.registry.upload import blob_exists, confirm_manifest, put_manifest, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
 MAX_REFERRER_PAGES = 32
@@ -49,9 +49,6 @@ MAX_REFERRERS_BYTES = 4 * MAX_DOCUMENT_SIZE
 #: Times the tag-schema index is merged again when a re-read lacks our entry (another pusher's
 #: write crossed ours).
 MERGE_ATTEMPTS = 4
-#: Times a manifest is put again when the registry calls a blob it names unknown (as the sink does:
-#: a concurrent commit of the same blob can hide it for a moment).
-MANIFEST_BLOB_RETRIES = 4
 #: Entries of a tag-schema index checked when the registry refuses it for naming a manifest that is
 #: gone (one deleted without updating the index): those missing are dropped.
 MAX_PRUNE_CHECKS = 256
@@ -225,13 +222,13 @@ def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifa
 def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: set[str]) -> None:
     """Put ``index`` under ``tag``. A registry that refuses it for naming a manifest that is gone
     (distribution checks every entry exists) gets it again without the entries it lacks, once."""
-    reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    reply = put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
     if reply.status not in (200, 201, 202) and _BLOB_MISSING_CODES & error_codes(reply):
         present = _present_entries(client, repository, index, ours)
         if present is not None:
             index = Index(present, index.media_type, index.annotations, index.subject, index.artifact_type, index.extra)
-            reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
-    _check_put(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
+            reply = put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    confirm_manifest(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
 
 
 def _present_entries(
@@ -295,7 +292,7 @@ def _ensure_blob(client: RegistryClient, repository: str, desc: Descriptor, data
 def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -> Recorded:
     """Put the artifact's manifest by digest: ``api`` when the registry recorded it as a referrer."""
     ours = artifact.descriptor
-    reply = _put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
+    reply = put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
     if reply.status in REFUSED_STATUS and not (_BLOB_MISSING_CODES & error_codes(reply)):
         codes = ", ".join(sorted(error_codes(reply)))[:80] or "no error code"
         raise RegistryError(
@@ -303,33 +300,5 @@ def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -
             f"manifest for {repository} (HTTP {reply.status}, {codes}); push to a registry that "
             "supports OCI 1.1 artifacts, or push without attachments"
         )
-    _check_put(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
+    confirm_manifest(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
     return "api" if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest else "tag"
-
-
-def _put_manifest(
-    client: RegistryClient, repository: str, identifier: str, media_type: str, data: bytes, wait_for_blobs: bool = True
-) -> Reply:
-    """Put a manifest; with ``wait_for_blobs``, ask again a few times while the registry calls a
-    blob it names unknown."""
-    for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
-        reply = client.request(
-            "PUT",
-            f"/v2/{repository}/manifests/{identifier}",
-            scopes=push_scopes(repository),
-            headers={"Content-Type": media_type},
-            body=data,
-        )
-        if not wait_for_blobs or attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
-            return reply
-        client.pause(attempt)
-    raise AssertionError("unreachable")
-
-
-def _check_put(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
-    if reply.status not in (200, 201, 202):
-        client.raise_for_status(reply, f"pushing {what}", repository)
-        raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} pushing {what}")
-    confirmed = reply.headers.get("docker-content-digest", "")
-    if confirmed and confirmed != sha256_digest(data):
-        raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {sha256_digest(data)}")

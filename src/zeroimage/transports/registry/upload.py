@@ -25,10 +25,10 @@ from urllib.parse import urlencode
 from zeroimage.errors import DigestError, NetworkError, RegistryError
 from zeroimage.files import CHUNK, Readable
 from zeroimage.image import Blob
-from zeroimage.oci import Descriptor
+from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.progress import Reporter
 from zeroimage.transports.registry.auth import scope_for
-from zeroimage.transports.registry.client import RegistryClient, Reply, TransferStalled
+from zeroimage.transports.registry.client import RegistryClient, Reply, TransferStalled, error_codes
 
 #: Sessions tried for one blob when the network fails (a final stall ends it at once).
 UPLOAD_ATTEMPTS = 4
@@ -36,6 +36,9 @@ UPLOAD_ATTEMPTS = 4
 DEFAULT_CHUNK = 16 * 1024 * 1024
 #: Digits an OCI-Chunk-Min-Length may have (a petabyte has 16).
 _MAX_DIGITS = 15
+#: Times a manifest is put again while its registry calls a blob it names unknown (see
+#: :func:`put_manifest`).
+MANIFEST_BLOB_RETRIES = 4
 
 
 def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ...]:
@@ -59,6 +62,46 @@ def blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bo
         return False
     client.raise_for_status(reply, f"blob {desc.digest}", repository)
     return False
+
+
+def put_manifest(
+    client: RegistryClient,
+    repository: str,
+    identifier: str,
+    media_type: str,
+    data: bytes,
+    *,
+    wait_for_blobs: bool = True,
+) -> Reply:
+    """``PUT`` a manifest (or index) under ``identifier`` (a tag or its digest); the reply, for
+    :func:`confirm_manifest` to judge. With ``wait_for_blobs`` (every blob it names is confirmed),
+    it is put again a few times while the registry calls one of them unknown: while another
+    writer commits the same blob (a fleet pushing one program), the CNCF registry's filesystem
+    storage rewrites the blob's link in place, and a manifest checked meanwhile finds it empty."""
+    for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
+        reply = client.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{identifier}",
+            scopes=push_scopes(repository),
+            headers={"Content-Type": media_type},
+            body=data,
+        )
+        if not wait_for_blobs or attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
+            break
+        client.pause(attempt)
+    return reply
+
+
+def confirm_manifest(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
+    """Raise unless ``reply`` says the registry took the manifest ``data`` (``what``, for the
+    message) and stored it under its digest."""
+    if reply.status not in (200, 201, 202):
+        client.raise_for_status(reply, f"pushing {what}", repository)
+        raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} pushing {what}")
+    confirmed = reply.headers.get("docker-content-digest", "")
+    expected = sha256_digest(data)
+    if confirmed and confirmed != expected:
+        raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {expected}")
 
 
 def _with_digest(location: str, digest: str) -> str:
