@@ -36,10 +36,10 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.artifact import Artifact, fallback_tag, referrers_index
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
-from zeroimage.transports.http import httpx
 from zeroimage.transports.registry.client import RegistryClient, error_codes
-from zeroimage.transports.registry.replies import read_bounded
-from zeroimage.transports.registry.upload import blob_exists, confirm_manifest, put_manifest, upload_blob
+from zeroimage.transports.registry.replies import content_type, read_bounded
+from zeroimage.transports.registry.source import MANIFEST_ACCEPT
+from zeroimage.transports.registry.upload import blob_exists, confirm_manifest, pull_scopes, put_manifest, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
 MAX_REFERRER_PAGES = 32
@@ -58,21 +58,12 @@ NO_API_STATUS = frozenset({400, 404, 405, 406, 501})
 REFUSED_STATUS = frozenset({400, 415, 422})
 
 _INDEX_ACCEPT = mt.OCI_INDEX
-_MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 _BLOB_MISSING_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 _LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 _REL_NEXT = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;"]+))""", re.IGNORECASE)
 
 #: How a pushed referrer was recorded: by the registry (``api``), or in the tag-schema index (``tag``).
 Recorded = Literal["api", "tag"]
-
-
-def _pull_scopes(repository: str) -> tuple[str, ...]:
-    return (f"repository:{repository}:pull",)
-
-
-def _content_type(response: httpx.Response) -> str:
-    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
 
 
 # -- listing ----------------------------------------------------------------------------------------
@@ -106,7 +97,7 @@ def _list_by_api(
     budget = MAX_REFERRERS_BYTES
     for page in range(MAX_REFERRER_PAGES):
         first = page == 0
-        response = client.open("GET", target, scopes=_pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
+        response = client.open("GET", target, scopes=pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
         url = str(response.url)
         seen.add(url)
         if response.status_code != 200:
@@ -115,7 +106,7 @@ def _list_by_api(
                 return None
             client.raise_for_status(reply, what, repository)
             raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-        declares_index = _content_type(response) == mt.OCI_INDEX
+        declares_index = content_type(response) == mt.OCI_INDEX
         links = response.headers.get_list("link")
         data = read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
         if data is None:
@@ -167,8 +158,8 @@ def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tup
     response = client.open(
         "GET",
         f"/v2/{repository}/manifests/{tag}",
-        scopes=_pull_scopes(repository),
-        headers={"Accept": _MANIFEST_ACCEPT},
+        scopes=pull_scopes(repository),
+        headers={"Accept": MANIFEST_ACCEPT},
     )
     if response.status_code == 404:
         client.reply_of(response)
@@ -244,8 +235,8 @@ def _present_entries(
         reply = client.request(
             "HEAD",
             f"/v2/{repository}/manifests/{entry.digest}",
-            scopes=_pull_scopes(repository),
-            headers={"Accept": _MANIFEST_ACCEPT},
+            scopes=pull_scopes(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
         )
         if reply.status == 404:
             missing.add(entry.digest)

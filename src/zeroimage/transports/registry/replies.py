@@ -38,6 +38,11 @@ class Reply:
     body: bytes
 
 
+def content_type(response: httpx.Response) -> str:
+    """The media type a reply declares (``Content-Type`` without its parameters, lowercased)."""
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
 def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     """Up to ``limit`` bytes of a streamed reply's body as sent, and whether that was all of it."""
     try:

@@ -25,14 +25,14 @@ if TYPE_CHECKING:
     from zeroimage.store import BlobStore
     from zeroimage.transports.registry.pool import ClientPool
 from zeroimage.transports.http import httpx
-from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import (
     REDIRECT_STATUS,
     RegistryClient,
     TransferStalled,
     client_for,
 )
-from zeroimage.transports.registry.replies import read_bounded
+from zeroimage.transports.registry.replies import content_type, read_bounded
+from zeroimage.transports.registry.upload import pull_scopes
 
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 #: Tries of a document GET whose reply is cut mid-body (the connection-level retries are the client's).
@@ -59,7 +59,7 @@ class ResumingBlobStream:
         response = self.client.open(
             "GET",
             f"/v2/{self.repository}/blobs/{self.desc.digest}",
-            scopes=(scope_for(self.repository, "pull"),),
+            scopes=pull_scopes(self.repository),
             headers=headers,
             follow_redirects=True,
         )
@@ -164,7 +164,7 @@ class RegistrySource:
         return self._client
 
     def _scopes(self) -> tuple[str, ...]:
-        return (scope_for(self.reference.repository, "pull"),)
+        return pull_scopes(self.reference.repository)
 
     def _get_manifest(self, identifier: str, expected: str | None) -> tuple[Descriptor, bytes]:
         repo = self.reference.repository
@@ -200,8 +200,7 @@ class RegistrySource:
         verify_bytes(data, digest, f"manifest {self.reference.name}@{identifier}")
         if header and expected and header != expected and header.startswith("sha256:"):
             raise DigestError(f"registry says manifest {identifier} is {header}, expected {expected}")
-        content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        desc = self._hold(digest, data, f"manifest {identifier}", content_type)
+        desc = self._hold(digest, data, f"manifest {identifier}", content_type(response))
         if self.store is not None:
             self.store.put_document(desc, data)
         return desc, data

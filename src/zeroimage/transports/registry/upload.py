@@ -41,6 +41,11 @@ _MAX_DIGITS = 15
 MANIFEST_BLOB_RETRIES = 4
 
 
+def pull_scopes(repository: str) -> tuple[str, ...]:
+    """The token scopes of a read of ``repository``."""
+    return (scope_for(repository, "pull"),)
+
+
 def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ...]:
     """The token scopes of a push to ``repository`` (and a mount from ``mount_from``)."""
     scopes = [scope_for(repository, "pull,push")]
