@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 from zeroimage.errors import AuthError, NetworkError, RegistryError
@@ -367,10 +367,10 @@ class RegistryClient:
         elif challenge.scheme == "bearer":
             self.auth.fetch_token(challenge.realm, challenge.params.get("service", ""), ())
 
-    def raise_for_status(self, reply: Reply, what: str, repository: str = "") -> None:
-        """Raise the error an error reply (400 and above) means, with its status, the registry's
-        error codes and ``repository``; nothing below 400."""
-        error = status_error(self.registry, reply, what, repository)
+    def raise_for_status(self, reply: Reply, what: str, repository: str = "", expected: Collection[int] = ()) -> None:
+        """Raise the error an error reply (400 and above) means — or with ``expected``, any reply
+        of another status —, with its status, the registry's error codes and ``repository``."""
+        error = status_error(self.registry, reply, what, repository, expected)
         if error is not None:
             raise error
 

@@ -104,8 +104,7 @@ def _list_by_api(
             reply = client.reply_of(response)
             if first and reply.status in NO_API_STATUS:
                 return None
-            client.raise_for_status(reply, what, repository)
-            raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+            client.raise_for_status(reply, what, repository, expected=(200,))
         declares_index = content_type(response) == mt.OCI_INDEX
         links = response.headers.get_list("link")
         data = read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
@@ -166,8 +165,7 @@ def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tup
         return None, tag
     if response.status_code != 200:
         reply = client.reply_of(response)
-        client.raise_for_status(reply, f"referrers tag {tag}", repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+        client.raise_for_status(reply, f"referrers tag {tag}", repository, expected=(200,))
     header = response.headers.get("docker-content-digest", "")
     data = read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
     if data is None:

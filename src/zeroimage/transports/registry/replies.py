@@ -7,15 +7,16 @@ Bodies are read as sent, never decoded (the client asks for ``Accept-Encoding: i
 compressed reply cannot expand in memory, and digests are taken of the bytes the registry sent.
 
 A registry's error body is ``{"errors": [{"code": ..., "message": ..., "detail": ...}]}`` (the
-distribution spec); :func:`status_error` turns an error reply into the :class:`RegistryError`
-that carries its status, its codes and the repository, as go-containerregistry's
-``transport.Error`` does.
+distribution spec); :func:`status_error` turns an error reply (or one of a status the caller did
+not expect) into the :class:`RegistryError` that carries its status, its codes and the repository,
+as go-containerregistry's ``transport.Error`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,14 +125,19 @@ def registry_message(body: bytes) -> str:
     return "; ".join(p for p in parts if p)[:200]
 
 
-def status_error(registry: str, reply: Reply, what: str, repository: str = "") -> RegistryError | None:
-    """The error an error reply (400 and above) to a request for ``what`` means; None below 400."""
+def status_error(
+    registry: str, reply: Reply, what: str, repository: str = "", expected: Collection[int] = ()
+) -> RegistryError | None:
+    """The error a reply to a request for ``what`` means: that of an error reply (400 and above),
+    or with ``expected``, that of any status not in it; None otherwise."""
     status = reply.status
-    if status < 400:
+    if status in expected or (status < 400 and not expected):
         return None
     detail = registry_message(reply.body)
     suffix = f" ({detail})" if detail else ""
     fields: dict[str, Any] = {"status": status, "codes": codes_of(reply.body), "repository": repository}
+    if status < 400:
+        return RegistryError(f"{registry}: {what}: unexpected HTTP {status}{suffix}", **fields)
     if status == 401:
         return AuthError(
             f"{registry}: unauthorized for {repository or what}{suffix}; run `zeroimage login {registry}`", **fields

@@ -65,10 +65,7 @@ class ResumingBlobStream:
         )
         if response.status_code not in (200, 206):
             reply = self.client.reply_of(response)
-            self.client.raise_for_status(reply, f"blob {self.desc.digest}", self.repository)
-            raise RegistryError(
-                f"{self.client.registry}: blob {self.desc.digest} answered HTTP {reply.status}, not its bytes"
-            )
+            self.client.raise_for_status(reply, f"blob {self.desc.digest}", self.repository, expected=(200, 206))
         skip = self.position if response.status_code == 200 else 0
         self.response = response
         self.chunks = response.iter_raw(CHUNK)
@@ -182,8 +179,7 @@ class RegistrySource:
                         f"{registry} answered the request for {what} with a redirect (HTTP {reply.status}); "
                         "manifests are fetched from the registry itself"
                     )
-                self.client.raise_for_status(reply, what, repo)
-                raise RegistryError(f"{registry}: {what} answered HTTP {reply.status}, not a manifest")
+                self.client.raise_for_status(reply, what, repo, expected=(200,))
             try:
                 data = read_bounded(self.client, response, MAX_DOCUMENT_SIZE, what)
                 break

@@ -101,8 +101,7 @@ def confirm_manifest(client: RegistryClient, reply: Reply, repository: str, what
     """Raise unless ``reply`` says the registry took the manifest ``data`` (``what``, for the
     message) and stored it under its digest."""
     if reply.status not in (200, 201, 202):
-        client.raise_for_status(reply, f"pushing {what}", repository)
-        raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} pushing {what}")
+        client.raise_for_status(reply, f"pushing {what}", repository, expected=(200, 201, 202))
     confirmed = reply.headers.get("docker-content-digest", "")
     expected = sha256_digest(data)
     if confirmed and confirmed != expected:
@@ -169,9 +168,7 @@ class UploadSession:
     def start(cls, client: RegistryClient, repository: str, opened: OpenSessions | None = None) -> UploadSession:
         """``POST /v2/REPO/blobs/uploads/``: a new session."""
         reply = client.request("POST", f"/v2/{repository}/blobs/uploads/", scopes=push_scopes(repository))
-        if reply.status != 202:
-            client.raise_for_status(reply, "starting an upload", repository)
-            raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} starting an upload")
+        client.raise_for_status(reply, "starting an upload", repository, expected=(202,))
         return cls(client, repository, reply, opened)
 
     @classmethod
@@ -184,9 +181,7 @@ class UploadSession:
         reply = client.request("POST", path, scopes=push_scopes(repository, source))
         if reply.status == 201:
             return None
-        if reply.status != 202:
-            client.raise_for_status(reply, "starting an upload", repository)
-            raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} starting an upload")
+        client.raise_for_status(reply, "starting an upload", repository, expected=(202,))
         return cls(client, repository, reply, opened)
 
     def put_whole(self, desc: Descriptor, body: bytes | Callable[[], Iterable[bytes]], refusable: bool) -> bool:
@@ -208,9 +203,7 @@ class UploadSession:
         reply = self.client.request(
             "PATCH", self.location, scopes=self._scopes, headers=headers, body=chunks, retry=False
         )
-        if reply.status != 202:
-            self.client.raise_for_status(reply, "uploading a layer", self.repository)
-            raise RegistryError(f"{self.client.registry}: unexpected HTTP {reply.status} to a PATCH")
+        self.client.raise_for_status(reply, "uploading a layer", self.repository, expected=(202,))
         self.location = str(reply.headers.get("location", self.location))
 
     def patch_chunks(self, desc: Descriptor, stream: Readable, reporter: Reporter) -> None:
@@ -240,9 +233,7 @@ class UploadSession:
                 reply = self.client.request(
                     "PATCH", self.location, scopes=self._scopes, headers=headers, body=chunk, retry=False
                 )
-                if reply.status != 202:
-                    self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository)
-                    raise RegistryError(f"{self.client.registry}: unexpected HTTP {reply.status} to a chunk")
+                self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository, expected=(202,))
                 self.location = str(reply.headers.get("location", self.location))
                 offset += length
                 confirmed = reply.headers.get("range", "")
@@ -277,9 +268,7 @@ class UploadSession:
         registry = self.client.registry
         if reply.status >= 500 or reply.status in (408, 429):
             raise NetworkError(f"{registry} answered HTTP {reply.status} to an upload")
-        if reply.status != 201:
-            self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository)
-            raise RegistryError(f"{registry}: unexpected HTTP {reply.status} finishing an upload")
+        self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository, expected=(201,))
         self._close()
         confirmed = reply.headers.get("docker-content-digest")
         if confirmed and confirmed != desc.digest:
