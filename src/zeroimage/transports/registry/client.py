@@ -208,11 +208,8 @@ class RegistryClient:
         if callable(body):
             from zeroimage.transports.registry.transport import ReplayableBody
 
-            # A request given its stream is not prepared by httpx: its Host and framing are ours.
-            sent.setdefault("Host", httpx.URL(url).netloc.decode("ascii"))
-            if not any(k.lower() in ("content-length", "transfer-encoding") for k in sent):
-                sent["Transfer-Encoding"] = "chunked"
-            return httpx.Request(method, url, headers=sent, stream=ReplayableBody(body), extensions=extensions)
+            # httpx adds Host and frames it (chunked unless a Content-Length is given); each try makes it afresh.
+            return httpx.Request(method, url, headers=sent, content=ReplayableBody(body), extensions=extensions)
         return httpx.Request(method, url, headers=sent, content=body, extensions=extensions)
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
