@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -211,13 +212,14 @@ def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifa
 def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: set[str]) -> None:
     """Put ``index`` under ``tag``. A registry that refuses it for naming a manifest that is gone
     (distribution checks every entry exists) gets it again without the entries it lacks, once."""
-    reply = put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    data = index.to_bytes()
+    reply = put_manifest(client, repository, tag, mt.OCI_INDEX, data, wait_for_blobs=False)
     if reply.status not in (200, 201, 202) and _BLOB_MISSING_CODES & error_codes(reply):
         present = _present_entries(client, repository, index, ours)
         if present is not None:
-            index = Index(present, index.media_type, index.annotations, index.subject, index.artifact_type, index.extra)
-            reply = put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
-    confirm_manifest(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
+            data = replace(index, manifests=present).to_bytes()
+            reply = put_manifest(client, repository, tag, mt.OCI_INDEX, data, wait_for_blobs=False)
+    confirm_manifest(client, reply, repository, f"referrers tag {tag}", data)
 
 
 def _present_entries(
