@@ -227,10 +227,13 @@ def test_blobs_the_repository_has_are_not_sent_again_and_oci_subject_must_name_t
     assert json.loads(reg.manifests[("app", TAG)])["manifests"] == [made.descriptor.to_dict()]
 
 
-def test_a_refusal_without_error_codes_still_says_what_to_do() -> None:
+@pytest.mark.parametrize(
+    "body", [b"unsupported", b'{"errors": [{"message": "unsupported"}]}'], ids=["text", "errors-without-codes"]
+)
+def test_a_refusal_without_error_codes_still_says_what_to_do(body: bytes) -> None:
     reg = Registry()
     manifest_put = f"/v2/app/manifests/{artifact().descriptor.digest}"
-    reg.override = lambda request: httpx.Response(415, text="unsupported") if request.url.path == manifest_put else None
+    reg.override = lambda request: httpx.Response(415, content=body) if request.url.path == manifest_put else None
     with pytest.raises(RegistryError) as failure:
         push_artifact(client(HOST, handler=reg), "app", artifact())
     assert str(failure.value) == (

@@ -114,8 +114,8 @@ def codes_of(body: bytes) -> tuple[str, ...]:
 
 
 def error_codes(reply: Reply) -> set[str]:
-    """The error codes (``MANIFEST_BLOB_UNKNOWN``, …) a registry's reply gives."""
-    return {str(e.get("code")) for e in registry_errors(reply.body)}
+    """The error codes (``MANIFEST_BLOB_UNKNOWN``, …) a registry's reply gives (see :func:`codes_of`)."""
+    return set(codes_of(reply.body))
 
 
 def registry_message(body: bytes) -> str:
