@@ -1,4 +1,5 @@
-"""A blob upload to a repository as the OCI distribution spec's named steps, as regclient has them.
+"""Writing to a repository: a blob upload as the OCI distribution spec's named steps, as regclient
+has them, and the manifest PUT every writer (the sink, the referrers push) shares.
 
 An :class:`UploadSession` is one upload: :meth:`~UploadSession.start` (``POST .../uploads/``) or
 :meth:`~UploadSession.mount` (``POST ...?mount=&from=``, which may finish at once), then either
@@ -11,6 +12,10 @@ The chunk minimum and the current ``Location`` are state of the session.
 :func:`upload_blob` composes them: mount if it can, else a monolithic PUT, falling back to chunks
 when the registry refuses that way, retrying a session that failed on the network a few times.
 :class:`OpenSessions` keeps the sessions in flight, so that a failed build can cancel them.
+
+:func:`blob_exists` asks whether a repository holds a blob already; :func:`put_manifest` puts a
+manifest once its blobs are there and :func:`confirm_manifest` checks the registry took those very
+bytes; :func:`pull_scopes` and :func:`push_scopes` are the token scopes each asks for.
 """
 
 from __future__ import annotations
@@ -100,8 +105,7 @@ def put_manifest(
 def confirm_manifest(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
     """Raise unless ``reply`` says the registry took the manifest ``data`` (``what``, for the
     message) and stored it under its digest."""
-    if reply.status not in (200, 201, 202):
-        client.raise_for_status(reply, f"pushing {what}", repository, expected=(200, 201, 202))
+    client.raise_for_status(reply, f"pushing {what}", repository, expected=(200, 201, 202))
     confirmed = reply.headers.get("docker-content-digest", "")
     expected = sha256_digest(data)
     if confirmed and confirmed != expected:
