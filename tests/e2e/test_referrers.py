@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,20 +15,21 @@ import pytest
 
 from tests.conftest import ARM64_ONLY
 from tests.support import peers
+from tests.support.attached import RegistryReader, http
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.registry import Registry, seed, start_registry
-from zeroimage.errors import AuthError, DigestError, RegistryError
-from zeroimage.oci import Descriptor
+from zeroimage.errors import AuthError, RegistryError
+from zeroimage.files import CHUNK
+from zeroimage.oci import Descriptor, Manifest, parse_document
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.artifact import EMPTY_DIGEST, Artifact, fallback_tag, make_artifact
+from zeroimage.reference import Reference
+from zeroimage.signing.keys import SigningKey
+from zeroimage.signing.verification import Referrer, verify_attachments
 from zeroimage.transports.registry.client import ClientOptions, RegistryClient
 from zeroimage.transports.registry.credentials import Credential, CredentialStore
-from zeroimage.transports.registry.referrers import (
-    fetch_artifact,
-    fetch_artifact_content,
-    list_referrers,
-    push_artifact,
-)
+from zeroimage.transports.registry.referrers import list_referrers, push_artifact
+from zeroimage.transports.registry.source import RegistrySource
 
 SCAN = "application/vnd.example.scan.report+json"
 SPDX = b'{"spdxVersion":"SPDX-2.3","name":"hello"}'
@@ -75,23 +74,21 @@ def signature(subject: Descriptor) -> Artifact:
     return make_artifact(mt.SIGSTORE_BUNDLE_V03, mt.SIGSTORE_BUNDLE_V03, BUNDLE, subject, {"org.example.kind": "sig"})
 
 
-def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """A raw HTTP exchange, apart from zeroimage's client."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers.items()), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers.items()), error.read()
-
-
-def tags(host: str, repository: str) -> list[str]:
-    status, _, body = http("GET", f"http://{host}/v2/{repository}/tags/list")
-    assert status == 200
-    listed: list[str] = json.loads(body)["tags"] or []
-    return sorted(listed)
+def read_back(client: RegistryClient, repository: str, entry: Descriptor) -> Artifact:
+    """The artifact a referrers entry names, read as ``zeroimage verify`` reads it: its manifest
+    and every blob it names through a RegistrySource (bounded, each checked against its digest)."""
+    source = RegistrySource(Reference(client.registry, repository, digest=entry.digest), client=client)
+    raw = source.document(entry)
+    manifest = parse_document(raw, entry.digest, entry.media_type)
+    assert isinstance(manifest, Manifest)
+    blobs = {}
+    for desc in (manifest.config, *manifest.layers):
+        stream = source.blob(desc).open()
+        try:
+            blobs[desc.digest] = b"".join(iter(lambda: stream.read(CHUNK), b""))  # noqa: B023 - read at once
+        finally:
+            stream.close()
+    return Artifact.from_parts(raw, blobs, entry.digest)
 
 
 def tag_index(registry: Registry, subject: Descriptor, repository: str = "app") -> dict[str, Any]:
@@ -205,26 +202,37 @@ def test_tag_schema_two_artifacts_read_back_by_zeroimage_skopeo_and_the_registry
         assert peers.skopeo_inspect(ref, raw=True, extra=registry.skopeo_args()) == artifact.raw
 
     # the registry's own API: the user's tag still names the image, and the referrers tag is the only other
-    assert tags(registry.host, "app") == sorted([fallback_tag(subject.digest), "v1"])
+    assert RegistryReader(registry.host).tags("app") == sorted([fallback_tag(subject.digest), "v1"])
     status, headers, _ = http("HEAD", f"{registry.url}/v2/app/manifests/v1", headers={"Accept": mt.OCI_MANIFEST})
     assert (status, headers["Docker-Content-Digest"]) == (200, subject.digest)
 
     # read back, verified; pushing again changes nothing
-    assert fetch_artifact_content(client, "app", listed[0], subject.digest) == SPDX
-    assert fetch_artifact(client, "app", listed[1]).content == BUNDLE
+    first_back = read_back(client, "app", listed[0])
+    assert (first_back.subject.digest, first_back.content) == (subject.digest, SPDX)
+    assert read_back(client, "app", listed[1]).content == BUNDLE
     assert push_artifact(client, "app", first) == "tag"
     assert tag_index(registry, subject)["manifests"] == index["manifests"]
     assert registry.log_text().count(f"PUT /v2/app/manifests/{fallback_tag(subject.digest)}") == 2
 
 
-def test_reading_an_artifact_back_checks_its_subject(registry: Registry) -> None:
+def test_an_artifact_read_back_is_checked_against_its_subject(registry: Registry) -> None:
+    """A referrers entry is anyone's word: what verify reads back counts for an image only when
+    its manifest names that image as its subject."""
     subject = push_subject(registry)
     other = "sha256:" + "cd" * 32
     client = client_of(registry.host)
     push_artifact(client, "app", sbom(subject))
     [entry] = list_referrers(client, "app", subject.digest)
-    with pytest.raises(DigestError, match=f"refers to {subject.digest}, not to {other}"):
-        fetch_artifact(client, "app", entry, other)
+    back = read_back(client, "app", entry)
+    read = Referrer(entry.digest, back.raw, back.blobs)
+    key = SigningKey.generate().verifying_key
+    [elsewhere] = verify_attachments(other, key, referrers=[read]).attachments
+    assert (elsewhere.verified, elsewhere.detail) == (
+        False,
+        f"referrer {entry.digest} does not name {other} as its subject",
+    )
+    [here] = verify_attachments(subject.digest, key, referrers=[read]).attachments
+    assert (here.kind, here.form) == ("sbom", mt.SPDX_JSON)
 
 
 def test_an_index_another_tool_attached_is_kept_by_the_merge(registry: Registry, tmp_path: Path) -> None:
@@ -242,7 +250,8 @@ def test_an_index_another_tool_attached_is_kept_by_the_merge(registry: Registry,
     assert index["annotations"] == {"org.example.written-by": "another-tool"}
     listed = list_referrers(client, "app", subject.digest, SCAN)
     assert [entry.digest for entry in listed] == [peers.digest_of(foreign)]
-    assert fetch_artifact_content(client, "app", listed[0], subject.digest) == b'{"scanner":"example","findings":[]}'
+    theirs = read_back(client, "app", listed[0])
+    assert (theirs.subject.digest, theirs.content) == (subject.digest, b'{"scanner":"example","findings":[]}')
 
 
 def test_an_entry_whose_manifest_is_gone_is_dropped_so_the_registry_takes_the_index(
@@ -320,10 +329,11 @@ def test_referrers_api_records_them_and_no_tag_is_written(registry: Registry) ->
         assert [status for _, _, status in pages] == [200, 200]  # two pages of one entry, the Link followed
         assert list_referrers(client, "app", subject.digest, mt.SIGSTORE_BUNDLE_V03) == [second.descriptor]
         assert double.requested("GET", r"artifactType=application%2Fvnd\.dev\.sigstore")  # the filter was asked for
-        assert fetch_artifact_content(client, "app", second.descriptor, subject.digest) == BUNDLE
+        second_back = read_back(client, "app", second.descriptor)
+        assert (second_back.subject.digest, second_back.content) == (subject.digest, BUNDLE)
         assert not double.requested("PUT", r"/manifests/sha256-")
         assert not double.requested("GET", r"/manifests/sha256-")
-    assert tags(registry.host, "app") == ["v1"]
+    assert RegistryReader(registry.host).tags("app") == ["v1"]
 
 
 def test_a_registry_with_the_api_but_no_oci_subject_header_gets_the_tag_too(registry: Registry) -> None:
@@ -365,7 +375,7 @@ def test_a_registry_refusing_artifacts_fails_in_one_line_and_nothing_is_tagged(r
         assert message.startswith(f"{double.host} does not take OCI artifacts")
         assert "HTTP 400, MANIFEST_INVALID" in message
         assert not double.requested("PUT", r"/manifests/sha256-")
-    assert tags(registry.host, "app") == ["v1"]
+    assert RegistryReader(registry.host).tags("app") == ["v1"]
 
 
 @pytest.mark.parametrize("mode", ["plain-404", "oci-404", "405", "false-200", "false-200-json"])

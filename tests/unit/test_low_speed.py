@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from zeroimage.transports.registry.client import LowSpeedLimit
-from zeroimage.transports.registry.speed import CheckedStream, Stalled, StalledWrite, is_stall, limited_transport
+from zeroimage.transports.registry.speed import CheckedStream, Stalled, StalledWrite, is_stall
+from zeroimage.transports.registry.transport import LowSpeedTransport
 
 LIMIT = LowSpeedLimit(1024, 1)  # under 1 KiB/s for 1 s fails
 
@@ -128,7 +129,7 @@ def test_httpx_connections_are_checked() -> None:
                 return
             connection.sendall(bytes([byte]))
 
-    transport = limited_transport(LIMIT, ssl.create_default_context(), httpx.Limits())
+    transport = LowSpeedTransport(LIMIT, ssl.create_default_context(), httpx.Limits())
     with peer(slow_headers) as port, httpx.Client(transport=transport, timeout=None) as http:
         started = time.monotonic()
         with pytest.raises(httpx.ReadTimeout) as failure:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -16,12 +16,14 @@ from zeroimage.errors import AuthError, DigestError, RegistryError
 from zeroimage.oci import Descriptor
 from zeroimage.oci import mediatypes as mt
 from zeroimage.oci.artifact import Artifact, fallback_tag, make_artifact
+from zeroimage.transports.registry.client import TransferStalled
 from zeroimage.transports.registry.referrers import (
     MAX_REFERRER_PAGES,
     MERGE_ATTEMPTS,
     list_referrers,
     push_artifact,
 )
+from zeroimage.transports.registry.speed import Stalled
 
 HOST = "registry.test"
 SUBJECT = Descriptor(mt.OCI_MANIFEST, "sha256:" + "ab" * 32, 402)
@@ -225,13 +227,50 @@ def test_blobs_the_repository_has_are_not_sent_again_and_oci_subject_must_name_t
     assert json.loads(reg.manifests[("app", TAG)])["manifests"] == [made.descriptor.to_dict()]
 
 
-def test_a_refusal_without_error_codes_still_says_what_to_do() -> None:
+@pytest.mark.parametrize(
+    "body", [b"unsupported", b'{"errors": [{"message": "unsupported"}]}'], ids=["text", "errors-without-codes"]
+)
+def test_a_refusal_without_error_codes_still_says_what_to_do(body: bytes) -> None:
     reg = Registry()
     manifest_put = f"/v2/app/manifests/{artifact().descriptor.digest}"
-    reg.override = lambda request: httpx.Response(415, text="unsupported") if request.url.path == manifest_put else None
+    reg.override = lambda request: httpx.Response(415, content=body) if request.url.path == manifest_put else None
     with pytest.raises(RegistryError) as failure:
         push_artifact(client(HOST, handler=reg), "app", artifact())
     assert str(failure.value) == (
         f"{HOST} does not take OCI artifacts: it refused the {mt.SPDX_JSON} manifest for app (HTTP 415, "
         "no error code); push to a registry that supports OCI 1.1 artifacts, or push without attachments"
     )
+
+
+# -- stalls ----------------------------------------------------------------------------------------
+
+
+class StallingBody(httpx.SyncByteStream):
+    """A reply body that starts, then falls under the low-speed limit."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"schemaVersion": 2, '
+        raise httpx.ReadTimeout("timed out") from Stalled("transfer under 1024 bytes/s for 30 s")
+
+
+def test_a_referrers_reply_that_stalls_counts_against_the_clients_stalls() -> None:
+    """A stall mid-body is the client's TransferStalled (with the low-speed hint), counted as any
+    other: the second is final, and the client sends nothing more."""
+    registry = registry_answering(
+        lambda request: httpx.Response(200, headers={"Content-Type": mt.OCI_INDEX}, stream=StallingBody())
+    )
+    made = client(HOST, handler=registry)
+    with pytest.raises(TransferStalled) as first:
+        list_referrers(made, "app", SUBJECT.digest)
+    assert not first.value.final
+    assert str(first.value) == (
+        f"reading the referrers of {SUBJECT.digest} in {HOST}/app from {HOST}: the transfer stalled "
+        "(under 1024 bytes/s for 30 s; ZEROIMAGE_LOW_SPEED_LIMIT=BYTES/SECONDS changes the limit)"
+    )
+    with pytest.raises(TransferStalled) as second:
+        list_referrers(made, "app", SUBJECT.digest)
+    assert second.value.final
+    sent = len(registry.requests)
+    with pytest.raises(TransferStalled):
+        list_referrers(made, "app", SUBJECT.digest)
+    assert len(registry.requests) == sent

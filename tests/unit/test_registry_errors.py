@@ -9,6 +9,7 @@ import pytest
 from tests.support.mock_registry import client
 from zeroimage.errors import AuthError, NotFoundError, RegistryError, ZeroimageError
 from zeroimage.transports.registry.client import Reply, error_codes
+from zeroimage.transports.registry.upload import UploadSession
 
 
 def reply(status: int, body: bytes) -> Reply:
@@ -70,6 +71,26 @@ def test_raise_for_status_fills_the_fields(
 
 def test_no_error_below_400() -> None:
     client("registry.test").raise_for_status(reply(202, b""), "uploading")
+
+
+def test_a_status_other_than_the_expected_one_is_an_error_with_its_fields() -> None:
+    made = client("registry.test")
+    made.raise_for_status(reply(202, b""), "starting an upload", "team/app", expected=(202,))
+    with pytest.raises(RegistryError) as raised:
+        made.raise_for_status(reply(200, b""), "starting an upload", "team/app", expected=(202,))
+    assert str(raised.value) == "registry.test: starting an upload: unexpected HTTP 200"
+    assert (raised.value.status, raised.value.codes, raised.value.repository) == (200, (), "team/app")
+
+
+@pytest.mark.parametrize("status", [200, 204])
+def test_an_upload_answered_with_an_unexpected_status_says_so_with_the_status(status: int) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if request.url.path == "/v2/" else status)
+
+    with pytest.raises(RegistryError) as raised:
+        UploadSession.start(client("registry.test", handler=handler), "team/app")
+    assert str(raised.value) == f"registry.test: starting an upload: unexpected HTTP {status}"
+    assert (raised.value.status, raised.value.repository) == (status, "team/app")
 
 
 def test_an_error_from_a_request_carries_the_registrys_codes() -> None:

@@ -18,8 +18,7 @@ from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import NullReporter
 from zeroimage.reference import parse_reference
 from zeroimage.transports.registry import RegistrySink
-from zeroimage.transports.registry.sink import MANIFEST_BLOB_RETRIES
-from zeroimage.transports.registry.upload import UploadSession
+from zeroimage.transports.registry.upload import MANIFEST_BLOB_RETRIES, UploadSession
 
 LAYER = b"the layer's compressed bytes" * 100
 CONFIG = b'{"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}'

@@ -161,8 +161,9 @@ def test_the_client_over_the_real_transport(server: Server) -> None:
         client.close()
     assert client.origin.scheme == "http"
     assert reply.status == 201 and reply.body == b"stored abcdef"
-    puts = [body for method, _, _, body in server.seen if method == "PUT"]
-    assert puts == [b"abcdef"] * 3
+    puts = [(headers, body) for method, _, headers, body in server.seen if method == "PUT"]
+    assert [body for _, body in puts] == [b"abcdef"] * 3
+    assert all(headers["Host"] == client.host and headers["Transfer-Encoding"] == "chunked" for headers, _ in puts)
     # One connection for the TLS attempt (refused), one for every plain-HTTP request after it.
     assert server.connections == 2
 

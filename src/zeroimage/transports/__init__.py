@@ -74,7 +74,7 @@ def open_source(location: Location, options: TransportOptions) -> Source:
         return RegistrySource(
             location.reference,
             options.insecure_registries,
-            options.clients.get(location.reference.registry, options.insecure_registries),
+            clients=options.clients,
             budget=options.budget,
             store=options.store,
             pull=options.pull,

@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 from zeroimage.errors import AuthError, NetworkError, RegistryError
@@ -208,11 +208,8 @@ class RegistryClient:
         if callable(body):
             from zeroimage.transports.registry.transport import ReplayableBody
 
-            # A request given its stream is not prepared by httpx: its Host and framing are ours.
-            sent.setdefault("Host", httpx.URL(url).netloc.decode("ascii"))
-            if not any(k.lower() in ("content-length", "transfer-encoding") for k in sent):
-                sent["Transfer-Encoding"] = "chunked"
-            return httpx.Request(method, url, headers=sent, stream=ReplayableBody(body), extensions=extensions)
+            # httpx adds Host and frames it (chunked unless a Content-Length is given); each try makes it afresh.
+            return httpx.Request(method, url, headers=sent, content=ReplayableBody(body), extensions=extensions)
         return httpx.Request(method, url, headers=sent, content=body, extensions=extensions)
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
@@ -367,10 +364,10 @@ class RegistryClient:
         elif challenge.scheme == "bearer":
             self.auth.fetch_token(challenge.realm, challenge.params.get("service", ""), ())
 
-    def raise_for_status(self, reply: Reply, what: str, repository: str = "") -> None:
-        """Raise the error an error reply (400 and above) means, with its status, the registry's
-        error codes and ``repository``; nothing below 400."""
-        error = status_error(self.registry, reply, what, repository)
+    def raise_for_status(self, reply: Reply, what: str, repository: str = "", expected: Collection[int] = ()) -> None:
+        """Raise the error an error reply (400 and above) means — or with ``expected``, any reply
+        of another status —, with its status, the registry's error codes and ``repository``."""
+        error = status_error(self.registry, reply, what, repository, expected)
         if error is not None:
             raise error
 

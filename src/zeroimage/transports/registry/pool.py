@@ -19,7 +19,6 @@ class ClientPool:
     def __init__(self) -> None:
         self._clients: dict[tuple[str, tuple[str, ...]], RegistryClient] = {}
         self._lock = threading.Lock()
-        self._closed = False
 
     def get(self, registry: str, insecure_registries: tuple[str, ...] = ()) -> RegistryClient:
         """The client of ``registry`` (as references name it), made on first use."""

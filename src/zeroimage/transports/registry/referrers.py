@@ -1,4 +1,4 @@
-"""An image's referrers in a registry (OCI distribution spec 1.1): list them, push one, read one back.
+"""An image's referrers in a registry (OCI distribution spec 1.1): list them, push them.
 
 Listing (:func:`list_referrers`) asks the Referrers API, ``GET /v2/<name>/referrers/<digest>``
 (with ``?artifactType=`` when filtering, following ``Link: <…>; rel="next"`` pages within a
@@ -19,41 +19,28 @@ bounded number of times. A race remains: a pusher that read the index before our
 after our re-read drops our entry, and nothing we can see tells. Pushing again restores it (the
 push is idempotent); a registry with the Referrers API has no such race.
 
-Reading back (:func:`fetch_artifact`) fetches an artifact manifest and its blobs by digest,
-bounded, each verified against its digest, and checks the subject it names.
+An artifact is read back as any manifest and blob: through
+:class:`~zeroimage.transports.registry.source.RegistrySource` (``zeroimage verify`` does).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from zeroimage.errors import DigestError, InputError, NetworkError, RegistryError
-from zeroimage.oci import (
-    MAX_CONFIG_SIZE,
-    MAX_DOCUMENT_SIZE,
-    Descriptor,
-    Index,
-    Manifest,
-    parse_document,
-    sha256_digest,
-)
+from zeroimage.errors import InputError, RegistryError
+from zeroimage.oci import MAX_DOCUMENT_SIZE, Descriptor, Index, parse_document
 from zeroimage.oci import mediatypes as mt
-from zeroimage.oci.artifact import (
-    EMPTY_DIGEST,
-    EMPTY_JSON,
-    MAX_ARTIFACT_CONTENT,
-    Artifact,
-    fallback_tag,
-    referrers_index,
-)
+from zeroimage.oci.artifact import Artifact, fallback_tag, referrers_index
 from zeroimage.oci.digest import validate_digest, verify_bytes
 from zeroimage.progress import NullReporter
-from zeroimage.transports.http import httpx
-from zeroimage.transports.registry.client import RegistryClient, Reply, error_codes, read_at_most
-from zeroimage.transports.registry.upload import push_scopes, upload_blob
+from zeroimage.transports.registry.client import RegistryClient, error_codes
+from zeroimage.transports.registry.replies import content_type, read_bounded
+from zeroimage.transports.registry.source import MANIFEST_ACCEPT
+from zeroimage.transports.registry.upload import blob_exists, confirm_manifest, pull_scopes, put_manifest, upload_blob
 
 #: Pages of a Referrers API answer followed, and the bytes read over all of them.
 MAX_REFERRER_PAGES = 32
@@ -63,9 +50,6 @@ MAX_REFERRERS_BYTES = 4 * MAX_DOCUMENT_SIZE
 #: Times the tag-schema index is merged again when a re-read lacks our entry (another pusher's
 #: write crossed ours).
 MERGE_ATTEMPTS = 4
-#: Times a manifest is put again when the registry calls a blob it names unknown (as the sink does:
-#: a concurrent commit of the same blob can hide it for a moment).
-MANIFEST_BLOB_RETRIES = 4
 #: Entries of a tag-schema index checked when the registry refuses it for naming a manifest that is
 #: gone (one deleted without updating the index): those missing are dropped.
 MAX_PRUNE_CHECKS = 256
@@ -75,36 +59,12 @@ NO_API_STATUS = frozenset({400, 404, 405, 406, 501})
 REFUSED_STATUS = frozenset({400, 415, 422})
 
 _INDEX_ACCEPT = mt.OCI_INDEX
-_MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 _BLOB_MISSING_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 _LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
 _REL_NEXT = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;"]+))""", re.IGNORECASE)
 
 #: How a pushed referrer was recorded: by the registry (``api``), or in the tag-schema index (``tag``).
 Recorded = Literal["api", "tag"]
-
-
-def _pull_scopes(repository: str) -> tuple[str, ...]:
-    return (f"repository:{repository}:pull",)
-
-
-def _content_type(response: httpx.Response) -> str:
-    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
-
-
-def _read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes | None:
-    """The body of ``response``, or None when it is larger than ``limit`` (then left unread beyond
-    the bound); the response is closed."""
-    declared = response.headers.get("content-length", "")
-    try:
-        if declared.isdigit() and int(declared) > limit:
-            return None
-        data, whole = read_at_most(response, limit)
-    except httpx.TransportError as exc:
-        raise NetworkError(f"reading {what} from {client.registry} failed: {str(exc)[:160]}") from None
-    finally:
-        response.close()
-    return data if whole else None
 
 
 # -- listing ----------------------------------------------------------------------------------------
@@ -138,18 +98,17 @@ def _list_by_api(
     budget = MAX_REFERRERS_BYTES
     for page in range(MAX_REFERRER_PAGES):
         first = page == 0
-        response = client.open("GET", target, scopes=_pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
+        response = client.open("GET", target, scopes=pull_scopes(repository), headers={"Accept": _INDEX_ACCEPT})
         url = str(response.url)
         seen.add(url)
         if response.status_code != 200:
             reply = client.reply_of(response)
             if first and reply.status in NO_API_STATUS:
                 return None
-            client.raise_for_status(reply, what, repository)
-            raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-        declares_index = _content_type(response) == mt.OCI_INDEX
+            client.raise_for_status(reply, what, repository, expected=(200,))
+        declares_index = content_type(response) == mt.OCI_INDEX
         links = response.headers.get_list("link")
-        data = _read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
+        data = read_bounded(client, response, min(MAX_DOCUMENT_SIZE, budget), what)
         if data is None:
             if first and not declares_index:
                 return None  # a large page of something else: a "false 200"
@@ -199,18 +158,17 @@ def _read_tag_index(client: RegistryClient, repository: str, digest: str) -> tup
     response = client.open(
         "GET",
         f"/v2/{repository}/manifests/{tag}",
-        scopes=_pull_scopes(repository),
-        headers={"Accept": _MANIFEST_ACCEPT},
+        scopes=pull_scopes(repository),
+        headers={"Accept": MANIFEST_ACCEPT},
     )
     if response.status_code == 404:
         client.reply_of(response)
         return None, tag
     if response.status_code != 200:
         reply = client.reply_of(response)
-        client.raise_for_status(reply, f"referrers tag {tag}", repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
+        client.raise_for_status(reply, f"referrers tag {tag}", repository, expected=(200,))
     header = response.headers.get("docker-content-digest", "")
-    data = _read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
+    data = read_bounded(client, response, MAX_DOCUMENT_SIZE, what)
     if data is None:
         return f"a document larger than {MAX_DOCUMENT_SIZE} bytes", tag
     if header.startswith("sha256:"):
@@ -254,13 +212,14 @@ def _push_tag_index(client: RegistryClient, repository: str, digest: str, artifa
 def _put_index(client: RegistryClient, repository: str, tag: str, index: Index, ours: set[str]) -> None:
     """Put ``index`` under ``tag``. A registry that refuses it for naming a manifest that is gone
     (distribution checks every entry exists) gets it again without the entries it lacks, once."""
-    reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
+    data = index.to_bytes()
+    reply = put_manifest(client, repository, tag, mt.OCI_INDEX, data, wait_for_blobs=False)
     if reply.status not in (200, 201, 202) and _BLOB_MISSING_CODES & error_codes(reply):
         present = _present_entries(client, repository, index, ours)
         if present is not None:
-            index = Index(present, index.media_type, index.annotations, index.subject, index.artifact_type, index.extra)
-            reply = _put_manifest(client, repository, tag, mt.OCI_INDEX, index.to_bytes(), wait_for_blobs=False)
-    _check_put(client, reply, repository, f"referrers tag {tag}", index.to_bytes())
+            data = replace(index, manifests=present).to_bytes()
+            reply = put_manifest(client, repository, tag, mt.OCI_INDEX, data, wait_for_blobs=False)
+    confirm_manifest(client, reply, repository, f"referrers tag {tag}", data)
 
 
 def _present_entries(
@@ -276,8 +235,8 @@ def _present_entries(
         reply = client.request(
             "HEAD",
             f"/v2/{repository}/manifests/{entry.digest}",
-            scopes=_pull_scopes(repository),
-            headers={"Accept": _MANIFEST_ACCEPT},
+            scopes=pull_scopes(repository),
+            headers={"Accept": MANIFEST_ACCEPT},
         )
         if reply.status == 404:
             missing.add(entry.digest)
@@ -317,14 +276,14 @@ def push_artifacts(client: RegistryClient, repository: str, artifacts: Sequence[
 
 
 def _ensure_blob(client: RegistryClient, repository: str, desc: Descriptor, data: bytes) -> None:
-    if not _blob_exists(client, repository, desc):
+    if not blob_exists(client, repository, desc):
         upload_blob(client, repository, desc, data, NullReporter())
 
 
 def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -> Recorded:
     """Put the artifact's manifest by digest: ``api`` when the registry recorded it as a referrer."""
     ours = artifact.descriptor
-    reply = _put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
+    reply = put_manifest(client, repository, ours.digest, mt.OCI_MANIFEST, artifact.raw)
     if reply.status in REFUSED_STATUS and not (_BLOB_MISSING_CODES & error_codes(reply)):
         codes = ", ".join(sorted(error_codes(reply)))[:80] or "no error code"
         raise RegistryError(
@@ -332,115 +291,5 @@ def _put_artifact(client: RegistryClient, repository: str, artifact: Artifact) -
             f"manifest for {repository} (HTTP {reply.status}, {codes}); push to a registry that "
             "supports OCI 1.1 artifacts, or push without attachments"
         )
-    _check_put(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
+    confirm_manifest(client, reply, repository, f"artifact {ours.digest}", artifact.raw)
     return "api" if reply.headers.get("oci-subject", "").strip() == artifact.subject.digest else "tag"
-
-
-def _blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:
-    reply = client.request(
-        "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
-    )
-    if reply.status == 200:
-        length = reply.headers.get("content-length", "")
-        return not (length.isdigit() and int(length) != desc.size)
-    if reply.status == 404:
-        return False
-    client.raise_for_status(reply, f"blob {desc.digest}", repository)
-    return False
-
-
-def _put_manifest(
-    client: RegistryClient, repository: str, identifier: str, media_type: str, data: bytes, wait_for_blobs: bool = True
-) -> Reply:
-    """Put a manifest; with ``wait_for_blobs``, ask again a few times while the registry calls a
-    blob it names unknown."""
-    for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
-        reply = client.request(
-            "PUT",
-            f"/v2/{repository}/manifests/{identifier}",
-            scopes=push_scopes(repository),
-            headers={"Content-Type": media_type},
-            body=data,
-        )
-        if not wait_for_blobs or attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
-            return reply
-        client.pause(attempt)
-    raise AssertionError("unreachable")
-
-
-def _check_put(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
-    if reply.status not in (200, 201, 202):
-        client.raise_for_status(reply, f"pushing {what}", repository)
-        raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} pushing {what}")
-    confirmed = reply.headers.get("docker-content-digest", "")
-    if confirmed and confirmed != sha256_digest(data):
-        raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {sha256_digest(data)}")
-
-
-# -- reading back -----------------------------------------------------------------------------------
-
-
-def fetch_artifact(
-    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
-) -> Artifact:
-    """The artifact ``descriptor`` names (an entry of :func:`list_referrers`), its manifest and
-    every blob it names fetched by digest, each bounded and verified. With ``subject``, the
-    artifact must name that digest as its subject (an entry in a tag-schema index is anyone's
-    word). The entry's own ``artifactType`` is not trusted: the value's is read from the manifest."""
-    what = f"artifact {descriptor.digest} in {client.registry}/{repository}"
-    if descriptor.media_type != mt.OCI_MANIFEST:
-        raise InputError(f"{what} is a {descriptor.media_type or 'document'}, not an OCI artifact manifest")
-    if descriptor.size > MAX_DOCUMENT_SIZE:
-        raise RegistryError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes; refusing it")
-    response = client.open(
-        "GET",
-        f"/v2/{repository}/manifests/{descriptor.digest}",
-        scopes=_pull_scopes(repository),
-        headers={"Accept": mt.OCI_MANIFEST},
-    )
-    if response.status_code != 200:
-        reply = client.reply_of(response)
-        client.raise_for_status(reply, what, repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    raw = _read_bounded(client, response, descriptor.size, what)
-    if raw is None or len(raw) != descriptor.size:
-        raise DigestError(f"{what} does not have the {descriptor.size} bytes its descriptor says")
-    verify_bytes(raw, descriptor.digest, what)
-    document = parse_document(raw, what, mt.OCI_MANIFEST)
-    if not isinstance(document, Manifest):
-        raise InputError(f"{what} is an image index, not an OCI artifact manifest")
-    if document.subject is None or (subject is not None and document.subject.digest != subject):
-        named = document.subject.digest if document.subject is not None else "nothing"
-        raise DigestError(f"{what} refers to {named}, not to {subject}")
-    blobs: dict[str, bytes] = {}
-    budget = MAX_ARTIFACT_CONTENT + MAX_CONFIG_SIZE
-    for desc in (document.config, *document.layers):
-        if desc.digest in blobs:
-            continue
-        if desc.size > budget:
-            raise RegistryError(f"{what} names {desc.digest} of {desc.size} bytes, more than zeroimage reads")
-        budget -= desc.size
-        blobs[desc.digest] = EMPTY_JSON if desc.digest == EMPTY_DIGEST else _fetch_blob(client, repository, desc)
-    return Artifact.from_parts(raw, blobs, what)
-
-
-def _fetch_blob(client: RegistryClient, repository: str, desc: Descriptor) -> bytes:
-    what = f"blob {desc.digest} of {client.registry}/{repository}"
-    response = client.open(
-        "GET", f"/v2/{repository}/blobs/{desc.digest}", scopes=_pull_scopes(repository), follow_redirects=True
-    )
-    if response.status_code != 200:
-        reply = client.reply_of(response)
-        client.raise_for_status(reply, what, repository)
-        raise RegistryError(f"{client.registry}: {what} answered HTTP {reply.status}")
-    data = _read_bounded(client, response, desc.size, what)
-    if data is None or len(data) != desc.size:
-        raise DigestError(f"{what} does not have the {desc.size} bytes its descriptor says")
-    return verify_bytes(data, desc.digest, what)
-
-
-def fetch_artifact_content(
-    client: RegistryClient, repository: str, descriptor: Descriptor, subject: str | None = None
-) -> bytes:
-    """The document an artifact holds (its one layer), read and verified as :func:`fetch_artifact` does."""
-    return fetch_artifact(client, repository, descriptor, subject).content

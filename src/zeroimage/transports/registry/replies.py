@@ -2,25 +2,29 @@
 
 Bounded memory: a reply body is read into memory only up to a bound — :data:`MAX_REPLY_BODY` for
 replies whose body is at most an error message (a ping, an upload step, a manifest PUT: the rest is
-dropped unread); token replies and documents have their own bounds (:mod:`.auth`, :mod:`.source`).
+dropped unread); token replies have their own bound (:mod:`.auth`), documents theirs (:func:`read_bounded`).
 Bodies are read as sent, never decoded (the client asks for ``Accept-Encoding: identity``): a
 compressed reply cannot expand in memory, and digests are taken of the bytes the registry sent.
 
 A registry's error body is ``{"errors": [{"code": ..., "message": ..., "detail": ...}]}`` (the
-distribution spec); :func:`status_error` turns an error reply into the :class:`RegistryError`
-that carries its status, its codes and the repository, as go-containerregistry's
-``transport.Error`` does.
+distribution spec); :func:`status_error` turns an error reply (or one of a status the caller did
+not expect) into the :class:`RegistryError` that carries its status, its codes and the repository,
+as go-containerregistry's ``transport.Error`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zeroimage.errors import AuthError, NotFoundError, RegistryError
 from zeroimage.transports.http import httpx
+
+if TYPE_CHECKING:
+    from zeroimage.transports.registry.client import RegistryClient
 
 #: What is kept of a reply whose body is at most an error message; the rest is never read.
 MAX_REPLY_BODY = 64 * 1024
@@ -33,6 +37,11 @@ class Reply:
     status: int
     headers: httpx.Headers
     body: bytes
+
+
+def content_type(response: httpx.Response) -> str:
+    """The media type a reply declares (``Content-Type`` without its parameters, lowercased)."""
+    return str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
 
 
 def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
@@ -51,6 +60,22 @@ def read_at_most(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
         if total > limit:
             return b"".join(chunks)[:limit], False
     return b"".join(chunks), True
+
+
+def read_bounded(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes | None:
+    """The body of ``response`` as sent, or None when it is larger than ``limit`` (as declared, or
+    as found: then it is left unread beyond the bound); the response is closed. A transport fault
+    is the client's :meth:`~.client.RegistryClient.transfer_error` (a stall counts against its stalls)."""
+    declared = response.headers.get("content-length", "")
+    try:
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        data, whole = read_at_most(response, limit)
+    except httpx.TransportError as exc:
+        raise client.transfer_error(exc, response.url.netloc.decode(), what) from None
+    finally:
+        response.close()
+    return data if whole else None
 
 
 def release(response: httpx.Response) -> None:
@@ -89,8 +114,8 @@ def codes_of(body: bytes) -> tuple[str, ...]:
 
 
 def error_codes(reply: Reply) -> set[str]:
-    """The error codes (``MANIFEST_BLOB_UNKNOWN``, …) a registry's reply gives."""
-    return {str(e.get("code")) for e in registry_errors(reply.body)}
+    """The error codes (``MANIFEST_BLOB_UNKNOWN``, …) a registry's reply gives (see :func:`codes_of`)."""
+    return set(codes_of(reply.body))
 
 
 def registry_message(body: bytes) -> str:
@@ -100,14 +125,19 @@ def registry_message(body: bytes) -> str:
     return "; ".join(p for p in parts if p)[:200]
 
 
-def status_error(registry: str, reply: Reply, what: str, repository: str = "") -> RegistryError | None:
-    """The error an error reply (400 and above) to a request for ``what`` means; None below 400."""
+def status_error(
+    registry: str, reply: Reply, what: str, repository: str = "", expected: Collection[int] = ()
+) -> RegistryError | None:
+    """The error a reply to a request for ``what`` means: that of an error reply (400 and above),
+    or with ``expected``, that of any status not in it; None otherwise."""
     status = reply.status
-    if status < 400:
+    if status in expected or (status < 400 and not expected):
         return None
     detail = registry_message(reply.body)
     suffix = f" ({detail})" if detail else ""
     fields: dict[str, Any] = {"status": status, "codes": codes_of(reply.body), "repository": repository}
+    if status < 400:
+        return RegistryError(f"{registry}: {what}: unexpected HTTP {status}{suffix}", **fields)
     if status == 401:
         return AuthError(
             f"{registry}: unauthorized for {repository or what}{suffix}; run `zeroimage login {registry}`", **fields

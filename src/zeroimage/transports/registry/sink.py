@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from zeroimage import cancel
-from zeroimage.errors import DigestError, NotFoundError, RegistryError
+from zeroimage.errors import NotFoundError
 from zeroimage.files import CHUNK, Readable
 from zeroimage.image import (
     Attachments,
@@ -34,9 +34,17 @@ from zeroimage.oci import Descriptor, Manifest, parse_document
 from zeroimage.oci import mediatypes as mt
 from zeroimage.progress import Reporter
 from zeroimage.reference import Reference
-from zeroimage.transports.registry.client import RegistryClient, client_for, error_codes
+from zeroimage.transports.registry.client import RegistryClient, client_for
 from zeroimage.transports.registry.source import MANIFEST_ACCEPT, RegistrySource
-from zeroimage.transports.registry.upload import OpenSessions, UploadSession, push_scopes, upload_blob
+from zeroimage.transports.registry.upload import (
+    OpenSessions,
+    UploadSession,
+    blob_exists,
+    confirm_manifest,
+    push_scopes,
+    put_manifest,
+    upload_blob,
+)
 
 if TYPE_CHECKING:
     from zeroimage.transports.registry.pool import ClientPool
@@ -45,9 +53,6 @@ if TYPE_CHECKING:
 UPLOAD_CONCURRENCY = 4
 #: The most a failed build spends cancelling its open upload sessions (seconds).
 DISCARD_SECONDS = 5.0
-#: Times a manifest is put again when its registry calls a blob it names unknown, every one of
-#: them confirmed (see :meth:`RegistrySink._put_manifest`).
-MANIFEST_BLOB_RETRIES = 4
 
 Outcome = Literal["uploaded", "mounted", "existing"]
 
@@ -278,7 +283,7 @@ class RegistrySink:
         streamed = self._streamed_upload(desc.digest) if repository == self.repositories[0] else None
         if streamed is not None and streamed.wait():
             return "uploaded"
-        if self._blob_exists(repository, desc):
+        if blob_exists(self.client, repository, desc):
             return "existing"
         mount_from = holder
         origin = content.origin if isinstance(content, Blob) else None
@@ -286,40 +291,10 @@ class RegistrySink:
             mount_from = origin.repository
         return upload_blob(self.client, repository, desc, content, reporter, mount_from, self._sessions)
 
-    def _blob_exists(self, repository: str, desc: Descriptor) -> bool:
-        reply = self.client.request(
-            "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
-        )
-        if reply.status == 200:
-            length = reply.headers.get("content-length")
-            return not (length and length.isdigit() and int(length) != desc.size)
-        if reply.status == 404:
-            return False
-        self.client.raise_for_status(reply, f"blob {desc.digest}", repository)
-        return False
-
     def _put_manifest(self, repository: str, identifier: str, desc: Descriptor, data: bytes) -> None:
-        """Put a manifest whose blobs are all confirmed. A registry that calls one of them unknown
-        is asked again a few times: while another writer commits the same blob (a fleet pushing
-        one program), the CNCF registry's filesystem storage rewrites the blob's link in place,
-        and a manifest checked meanwhile finds it empty."""
-        for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
-            reply = self.client.request(
-                "PUT",
-                f"/v2/{repository}/manifests/{identifier}",
-                scopes=push_scopes(repository),
-                headers={"Content-Type": desc.media_type},
-                body=data,
-            )
-            if attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
-                break
-            self.client.pause(attempt)
-        if reply.status not in (200, 201, 202):
-            self.client.raise_for_status(reply, f"pushing manifest {identifier}", repository)
-            raise RegistryError(f"{self.registry}: unexpected HTTP {reply.status} to a manifest")
-        confirmed = reply.headers.get("docker-content-digest")
-        if confirmed and confirmed != desc.digest:
-            raise DigestError(f"{self.registry} stored manifest {confirmed}, expected {desc.digest}")
+        """Put a manifest whose blobs are all confirmed (see :func:`~.upload.put_manifest`)."""
+        reply = put_manifest(self.client, repository, identifier, desc.media_type, data)
+        confirm_manifest(self.client, reply, repository, f"manifest {identifier}", data)
 
     def _manifest_digest(self, repository: str, identifier: str) -> str | None:
         """The digest the repository has under ``identifier`` (a tag or digest), by HEAD; None when

@@ -25,36 +25,20 @@ if TYPE_CHECKING:
     from zeroimage.store import BlobStore
     from zeroimage.transports.registry.pool import ClientPool
 from zeroimage.transports.http import httpx
-from zeroimage.transports.registry.auth import scope_for
 from zeroimage.transports.registry.client import (
     REDIRECT_STATUS,
     RegistryClient,
     TransferStalled,
     client_for,
-    read_at_most,
 )
+from zeroimage.transports.registry.replies import content_type, read_bounded
+from zeroimage.transports.registry.upload import pull_scopes
 
 MANIFEST_ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
 #: Tries of a document GET whose reply is cut mid-body (the connection-level retries are the client's).
 BODY_ATTEMPTS = 4
 #: Times a blob download resumes after its connection broke.
 BLOB_RESUMES = 4
-
-
-def _read_document(client: RegistryClient, response: httpx.Response, limit: int, what: str) -> bytes:
-    """A document's body, at most ``limit`` bytes (a larger one is refused); the response is closed."""
-    declared = response.headers.get("content-length", "")
-    try:
-        if declared.isdigit() and int(declared) > limit:
-            raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-        data, whole = read_at_most(response, limit)
-    except httpx.TransportError as exc:
-        raise client.transfer_error(exc, response.url.netloc.decode(), what) from None
-    finally:
-        response.close()
-    if not whole:
-        raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
-    return data
 
 
 class ResumingBlobStream:
@@ -75,16 +59,13 @@ class ResumingBlobStream:
         response = self.client.open(
             "GET",
             f"/v2/{self.repository}/blobs/{self.desc.digest}",
-            scopes=(scope_for(self.repository, "pull"),),
+            scopes=pull_scopes(self.repository),
             headers=headers,
             follow_redirects=True,
         )
         if response.status_code not in (200, 206):
             reply = self.client.reply_of(response)
-            self.client.raise_for_status(reply, f"blob {self.desc.digest}", self.repository)
-            raise RegistryError(
-                f"{self.client.registry}: blob {self.desc.digest} answered HTTP {reply.status}, not its bytes"
-            )
+            self.client.raise_for_status(reply, f"blob {self.desc.digest}", self.repository, expected=(200, 206))
         skip = self.position if response.status_code == 200 else 0
         self.response = response
         self.chunks = response.iter_raw(CHUNK)
@@ -180,12 +161,13 @@ class RegistrySource:
         return self._client
 
     def _scopes(self) -> tuple[str, ...]:
-        return (scope_for(self.reference.repository, "pull"),)
+        return pull_scopes(self.reference.repository)
 
     def _get_manifest(self, identifier: str, expected: str | None) -> tuple[Descriptor, bytes]:
         repo = self.reference.repository
         registry = self.client.registry
         what = f"manifest {self.reference}" if identifier == self.reference.identifier else f"manifest {identifier}"
+        data: bytes | None = None
         for attempt in range(1, BODY_ATTEMPTS + 1):
             response = self.client.open(
                 "GET", f"/v2/{repo}/manifests/{identifier}", scopes=self._scopes(), headers={"Accept": MANIFEST_ACCEPT}
@@ -197,10 +179,9 @@ class RegistrySource:
                         f"{registry} answered the request for {what} with a redirect (HTTP {reply.status}); "
                         "manifests are fetched from the registry itself"
                     )
-                self.client.raise_for_status(reply, what, repo)
-                raise RegistryError(f"{registry}: {what} answered HTTP {reply.status}, not a manifest")
+                self.client.raise_for_status(reply, what, repo, expected=(200,))
             try:
-                data = _read_document(self.client, response, MAX_DOCUMENT_SIZE, what)
+                data = read_bounded(self.client, response, MAX_DOCUMENT_SIZE, what)
                 break
             except TransferStalled as exc:
                 if exc.final or attempt == BODY_ATTEMPTS:
@@ -208,13 +189,14 @@ class RegistrySource:
             except NetworkError:  # the reply was cut mid-body: ask again
                 if attempt == BODY_ATTEMPTS:
                     raise
+        if data is None:
+            raise RegistryError(f"{what} is larger than {MAX_DOCUMENT_SIZE} bytes; refusing it")
         header = response.headers.get("docker-content-digest", "")
         digest = expected or (header if header.startswith("sha256:") else "") or sha256_digest(data)
         verify_bytes(data, digest, f"manifest {self.reference.name}@{identifier}")
         if header and expected and header != expected and header.startswith("sha256:"):
             raise DigestError(f"registry says manifest {identifier} is {header}, expected {expected}")
-        content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        desc = self._hold(digest, data, f"manifest {identifier}", content_type)
+        desc = self._hold(digest, data, f"manifest {identifier}", content_type(response))
         if self.store is not None:
             self.store.put_document(desc, data)
         return desc, data

@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpcore
 
-from zeroimage.transports.http import httpx
-
 if TYPE_CHECKING:
     from zeroimage.transports.registry.options import LowSpeedLimit
 
@@ -40,14 +38,6 @@ class Stalled(httpcore.ReadTimeout):
 
 class StalledWrite(httpcore.WriteTimeout):
     """Below the low-speed limit for a whole window while sending (an httpx WriteTimeout)."""
-
-
-def limited_transport(limit: LowSpeedLimit, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> httpx.BaseTransport:
-    """A transport whose connections are made through a :class:`CheckedBackend` (see
-    :class:`~.transport.LowSpeedTransport`)."""
-    from zeroimage.transports.registry.transport import LowSpeedTransport
-
-    return LowSpeedTransport(limit, ssl_context, limits)
 
 
 def is_stall(exc: BaseException) -> bool:

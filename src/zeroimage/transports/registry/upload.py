@@ -1,4 +1,5 @@
-"""A blob upload to a repository as the OCI distribution spec's named steps, as regclient has them.
+"""Writing to a repository: a blob upload as the OCI distribution spec's named steps, as regclient
+has them, and the manifest PUT every writer (the sink, the referrers push) shares.
 
 An :class:`UploadSession` is one upload: :meth:`~UploadSession.start` (``POST .../uploads/``) or
 :meth:`~UploadSession.mount` (``POST ...?mount=&from=``, which may finish at once), then either
@@ -11,6 +12,10 @@ The chunk minimum and the current ``Location`` are state of the session.
 :func:`upload_blob` composes them: mount if it can, else a monolithic PUT, falling back to chunks
 when the registry refuses that way, retrying a session that failed on the network a few times.
 :class:`OpenSessions` keeps the sessions in flight, so that a failed build can cancel them.
+
+:func:`blob_exists` asks whether a repository holds a blob already; :func:`put_manifest` puts a
+manifest once its blobs are there and :func:`confirm_manifest` checks the registry took those very
+bytes; :func:`pull_scopes` and :func:`push_scopes` are the token scopes each asks for.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from urllib.parse import urlencode
 from zeroimage.errors import DigestError, NetworkError, RegistryError
 from zeroimage.files import CHUNK, Readable
 from zeroimage.image import Blob
-from zeroimage.oci import Descriptor
+from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.progress import Reporter
 from zeroimage.transports.registry.auth import scope_for
-from zeroimage.transports.registry.client import RegistryClient, Reply, TransferStalled
+from zeroimage.transports.registry.client import RegistryClient, Reply, TransferStalled, error_codes
 
 #: Sessions tried for one blob when the network fails (a final stall ends it at once).
 UPLOAD_ATTEMPTS = 4
@@ -36,6 +41,14 @@ UPLOAD_ATTEMPTS = 4
 DEFAULT_CHUNK = 16 * 1024 * 1024
 #: Digits an OCI-Chunk-Min-Length may have (a petabyte has 16).
 _MAX_DIGITS = 15
+#: Times a manifest is put again while its registry calls a blob it names unknown (see
+#: :func:`put_manifest`).
+MANIFEST_BLOB_RETRIES = 4
+
+
+def pull_scopes(repository: str) -> tuple[str, ...]:
+    """The token scopes of a read of ``repository``."""
+    return (scope_for(repository, "pull"),)
 
 
 def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ...]:
@@ -44,6 +57,59 @@ def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ..
     if mount_from and mount_from != repository:
         scopes.append(scope_for(mount_from, "pull"))
     return tuple(scopes)
+
+
+def blob_exists(client: RegistryClient, repository: str, desc: Descriptor) -> bool:
+    """Whether ``repository`` holds ``desc`` (``HEAD``): a 404 means no, and so does a blob of
+    another length than the descriptor says; an error reply is raised."""
+    reply = client.request(
+        "HEAD", f"/v2/{repository}/blobs/{desc.digest}", scopes=push_scopes(repository), follow_redirects=True
+    )
+    if reply.status == 200:
+        length = reply.headers.get("content-length", "")
+        return not (length.isdigit() and int(length) != desc.size)
+    if reply.status == 404:
+        return False
+    client.raise_for_status(reply, f"blob {desc.digest}", repository)
+    return False
+
+
+def put_manifest(
+    client: RegistryClient,
+    repository: str,
+    identifier: str,
+    media_type: str,
+    data: bytes,
+    *,
+    wait_for_blobs: bool = True,
+) -> Reply:
+    """``PUT`` a manifest (or index) under ``identifier`` (a tag or its digest); the reply, for
+    :func:`confirm_manifest` to judge. With ``wait_for_blobs`` (every blob it names is confirmed),
+    it is put again a few times while the registry calls one of them unknown: while another
+    writer commits the same blob (a fleet pushing one program), the CNCF registry's filesystem
+    storage rewrites the blob's link in place, and a manifest checked meanwhile finds it empty."""
+    for attempt in range(1, MANIFEST_BLOB_RETRIES + 2):
+        reply = client.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{identifier}",
+            scopes=push_scopes(repository),
+            headers={"Content-Type": media_type},
+            body=data,
+        )
+        if not wait_for_blobs or attempt > MANIFEST_BLOB_RETRIES or "MANIFEST_BLOB_UNKNOWN" not in error_codes(reply):
+            break
+        client.pause(attempt)
+    return reply
+
+
+def confirm_manifest(client: RegistryClient, reply: Reply, repository: str, what: str, data: bytes) -> None:
+    """Raise unless ``reply`` says the registry took the manifest ``data`` (``what``, for the
+    message) and stored it under its digest."""
+    client.raise_for_status(reply, f"pushing {what}", repository, expected=(200, 201, 202))
+    confirmed = reply.headers.get("docker-content-digest", "")
+    expected = sha256_digest(data)
+    if confirmed and confirmed != expected:
+        raise DigestError(f"{client.registry} stored {confirmed} for {what}, expected {expected}")
 
 
 def _with_digest(location: str, digest: str) -> str:
@@ -106,9 +172,7 @@ class UploadSession:
     def start(cls, client: RegistryClient, repository: str, opened: OpenSessions | None = None) -> UploadSession:
         """``POST /v2/REPO/blobs/uploads/``: a new session."""
         reply = client.request("POST", f"/v2/{repository}/blobs/uploads/", scopes=push_scopes(repository))
-        if reply.status != 202:
-            client.raise_for_status(reply, "starting an upload", repository)
-            raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} starting an upload")
+        client.raise_for_status(reply, "starting an upload", repository, expected=(202,))
         return cls(client, repository, reply, opened)
 
     @classmethod
@@ -121,9 +185,7 @@ class UploadSession:
         reply = client.request("POST", path, scopes=push_scopes(repository, source))
         if reply.status == 201:
             return None
-        if reply.status != 202:
-            client.raise_for_status(reply, "starting an upload", repository)
-            raise RegistryError(f"{client.registry}: unexpected HTTP {reply.status} starting an upload")
+        client.raise_for_status(reply, "starting an upload", repository, expected=(202,))
         return cls(client, repository, reply, opened)
 
     def put_whole(self, desc: Descriptor, body: bytes | Callable[[], Iterable[bytes]], refusable: bool) -> bool:
@@ -145,9 +207,7 @@ class UploadSession:
         reply = self.client.request(
             "PATCH", self.location, scopes=self._scopes, headers=headers, body=chunks, retry=False
         )
-        if reply.status != 202:
-            self.client.raise_for_status(reply, "uploading a layer", self.repository)
-            raise RegistryError(f"{self.client.registry}: unexpected HTTP {reply.status} to a PATCH")
+        self.client.raise_for_status(reply, "uploading a layer", self.repository, expected=(202,))
         self.location = str(reply.headers.get("location", self.location))
 
     def patch_chunks(self, desc: Descriptor, stream: Readable, reporter: Reporter) -> None:
@@ -177,9 +237,7 @@ class UploadSession:
                 reply = self.client.request(
                     "PATCH", self.location, scopes=self._scopes, headers=headers, body=chunk, retry=False
                 )
-                if reply.status != 202:
-                    self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository)
-                    raise RegistryError(f"{self.client.registry}: unexpected HTTP {reply.status} to a chunk")
+                self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository, expected=(202,))
                 self.location = str(reply.headers.get("location", self.location))
                 offset += length
                 confirmed = reply.headers.get("range", "")
@@ -214,9 +272,7 @@ class UploadSession:
         registry = self.client.registry
         if reply.status >= 500 or reply.status in (408, 429):
             raise NetworkError(f"{registry} answered HTTP {reply.status} to an upload")
-        if reply.status != 201:
-            self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository)
-            raise RegistryError(f"{registry}: unexpected HTTP {reply.status} finishing an upload")
+        self.client.raise_for_status(reply, f"uploading {desc.digest}", self.repository, expected=(201,))
         self._close()
         confirmed = reply.headers.get("docker-content-digest")
         if confirmed and confirmed != desc.digest:
