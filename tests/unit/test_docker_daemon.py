@@ -61,6 +61,8 @@ PROGRESS = b'{"status":"Loading layer","progressDetail":{"current":1,"total":2},
         ("tcp://[::1]:2376", "tcp://[::1]:2376", "http://[::1]:2376"),
         ("127.0.0.1:2376", "tcp://127.0.0.1:2376", "http://127.0.0.1:2376"),
         ("tcp://docker.example:2376/prefix/", "tcp://docker.example:2376/prefix", "http://docker.example:2376/prefix"),
+        ("tcp://bücher.example:2376", "tcp://xn--bcher-kva.example:2376", "http://xn--bcher-kva.example:2376"),
+        ("tcp://[fe80::1%25eth0]:2376", "tcp://[fe80::1%25eth0]:2376", "http://[fe80::1%25eth0]:2376"),
     ],
 )
 def test_hosts_are_read_as_the_docker_cli_reads_them(value: str, host: str, url: str) -> None:
@@ -101,6 +103,11 @@ SSH_REFUSAL = (
         ),
         ("tcp://host:port", "DOCKER_HOST='tcp://host:port': the port is not a number from 0 to 65535"),
         ("gopher://x", "DOCKER_HOST='gopher://x' is not a Docker host: use unix:///PATH or tcp://HOST:PORT"),
+        ("tcp://[::1", "DOCKER_HOST='tcp://[::1': the host is not a host name or an IP address"),
+        ("tcp://[1.2.3.4]:1", "DOCKER_HOST='tcp://[1.2.3.4]:1': the host is not a host name or an IP address"),
+        ("tcp://d_ck@r:1", "DOCKER_HOST='tcp://d_ck@r:1' is not tcp://HOST:PORT"),
+        ("tcp://d ocker:1", "DOCKER_HOST='tcp://d ocker:1': the host is not a host name or an IP address"),
+        ("tcp://do\tcker:1", "DOCKER_HOST='tcp://do\\tcker:1' is not tcp://HOST:PORT"),
     ],
 )
 def test_hosts_zeroimage_cannot_use_are_refused_with_what_to_do(value: str, message: str) -> None:

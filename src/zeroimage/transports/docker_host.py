@@ -17,8 +17,10 @@ The CLI's order (docker/cli ``cli/command/cli.go``, ``cli/flags/options.go``):
 
 Hosts take the CLI's forms: ``unix:///path``, ``tcp://host[:port][/base]`` (port 2375 when
 missing, TLS or not, as in the CLI), and without a scheme a path (``/…``, ``./…``: a socket) or
-``host:port``. ``ssh://``, ``npipe://`` and ``fd://`` are refused with what to do instead, and so
-are ``http(s)://`` (which the CLI refuses too). TLS is never used on a unix socket (the CLI does
+``host:port``. A host name beyond ASCII is reached by its IDNA form (``xn--…``); a host that is
+neither a host name nor an IP address is refused, as the CLI refuses it. ``ssh://``,
+``npipe://`` and ``fd://`` are refused with what to do instead, and so are ``http(s)://`` (which
+the CLI refuses too). TLS is never used on a unix socket (the CLI does
 not either), and plain HTTP is never used when TLS was asked for.
 
 Nothing here talks to the daemon; :mod:`.docker_client` does.
@@ -27,8 +29,10 @@ Nothing here talks to the daemon; :mod:`.docker_client` does.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import re
 import ssl
 import stat
 from collections.abc import Mapping
@@ -49,6 +53,8 @@ MAX_PEM = 1 << 20
 MAX_CONFIG = 4 << 20
 
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
+#: A host name's characters (as Go's url.Parse takes them, ``_`` included).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 
 _SSH_ADVICE = (
     "zeroimage does not reach Docker over ssh; forward the daemon's socket "
@@ -192,18 +198,35 @@ def _parse_tcp(rest: str, setting: str) -> DockerEndpoint:
         rest = f"localhost:{DEFAULT_TCP_PORT}"
     if "://" in rest:
         raise UsageError(f"{setting} is not tcp://HOST:PORT")
-    parts = urlsplit(f"tcp://{rest}")
+    if not rest.isprintable():  # (urlsplit would drop tabs and newlines silently)
+        raise UsageError(f"{setting} is not tcp://HOST:PORT")
+    try:
+        parts = urlsplit(f"tcp://{rest}")
+        hostname = _host_name(parts.hostname or "localhost")
+    except (ValueError, UnicodeError):  # a bracket left open, no IP in brackets, an empty or long label
+        raise UsageError(f"{setting}: the host is not a host name or an IP address") from None
     try:
         port = parts.port
     except ValueError:
         raise UsageError(f"{setting}: the port is not a number from 0 to 65535") from None
     if parts.query or parts.fragment or parts.username is not None:
         raise UsageError(f"{setting} is not tcp://HOST:PORT")
-    hostname = parts.hostname or "localhost"
     port = DEFAULT_TCP_PORT if port is None else port
     base = parts.path.rstrip("/")
     shown_host = f"[{hostname}]" if ":" in hostname else hostname
     return DockerEndpoint(host=f"tcp://{shown_host}:{port}{base}", hostname=hostname, port=port, base=base)
+
+
+def _host_name(name: str) -> str:
+    """A host as it is connected to: an IP address, or a name in its ASCII (IDNA) form; ValueError
+    or UnicodeError for anything else (a label empty or longer than 63, a character no name has)."""
+    if ":" in name:
+        ipaddress.ip_address(name)
+        return name
+    ascii_name = name.encode("idna").decode("ascii")
+    if not _HOST_NAME.fullmatch(ascii_name):
+        raise ValueError(name)
+    return ascii_name
 
 
 def _shown(value: str) -> str:
