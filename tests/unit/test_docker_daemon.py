@@ -36,6 +36,7 @@ from zeroimage.transports.docker_client import (
 )
 from zeroimage.transports.docker_daemon import spellings
 from zeroimage.transports.docker_host import DockerEndpoint, parse_host, resolve_endpoint
+from zeroimage.transports.registry.credentials import CredentialStore, docker_config_dir
 
 WHERE = "unix:///run/d.sock"
 NAME = "app:v1"
@@ -311,7 +312,41 @@ def test_a_broken_config_json_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "config" / "config.json").write_text('{"currentContext": ')
     with pytest.raises(InputError) as broken:
         resolve_endpoint(env_for(tmp_path))
-    assert broken.value.message == f"{tmp_path}/config/config.json (the Docker config file) is not valid JSON"
+    assert broken.value.message == (
+        f"{tmp_path}/config/config.json (the Docker config file) is not valid JSON: "
+        "Expecting value: line 1 column 20 (char 19)"
+    )
+
+
+def test_config_json_with_a_byte_order_mark_or_empty_is_read_as_the_cli_reads_it(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    make_context(config, "marked", "unix:///marked.sock")
+    (config / "config.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"currentContext": "marked"}).encode())
+    assert resolve_endpoint(env_for(tmp_path)).host == "unix:///marked.sock"
+    (config / "config.json").write_bytes(b" \n")
+    assert resolve_endpoint(env_for(tmp_path)).host == "unix:///var/run/docker.sock"
+
+
+def test_an_environment_without_home_has_no_config_folder_as_for_credentials(tmp_path: Path) -> None:
+    """An environment given whole is the whole truth: without DOCKER_CONFIG or HOME there is no
+    Docker config folder, for the daemon as for the credentials (never the process's own home)."""
+    assert docker_config_dir({}) is None and CredentialStore({}).docker_config_path() is None
+    assert resolve_endpoint({}).host == "unix:///var/run/docker.sock"
+    with pytest.raises(UsageError) as no_context:
+        resolve_endpoint({"DOCKER_CONTEXT": "ci"})
+    assert no_context.value.message == (
+        "the Docker context 'ci' (DOCKER_CONTEXT) does not exist: there is no Docker config folder "
+        "(neither DOCKER_CONFIG nor HOME is set)"
+    )
+    with pytest.raises(InputError) as no_ca:
+        resolve_endpoint({"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1"})
+    assert no_ca.value.message == (
+        "DOCKER_TLS_VERIFY is set, but there is no Docker config folder to find ca.pem in (neither DOCKER_CONFIG "
+        "nor HOME is set): set DOCKER_CERT_PATH to the folder that holds ca.pem, cert.pem and key.pem"
+    )
+    env = {"DOCKER_CONFIG": str(tmp_path / "config")}
+    assert docker_config_dir(env) == tmp_path / "config"
+    assert CredentialStore(env).docker_config_path() == tmp_path / "config" / "config.json"
 
 
 def test_a_socket_this_user_may_not_use_is_said_so_not_that_no_daemon_answers() -> None:

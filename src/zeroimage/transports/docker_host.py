@@ -5,9 +5,10 @@ The CLI's order (docker/cli ``cli/command/cli.go``, ``cli/flags/options.go``):
 1. ``DOCKER_HOST`` set (not empty): that host, with TLS when ``DOCKER_TLS_VERIFY`` or
    ``DOCKER_TLS`` is set to anything at all (``DOCKER_TLS_VERIFY=0`` verifies too, as in the CLI).
    The files come from ``DOCKER_CERT_PATH``, else the Docker config folder (``DOCKER_CONFIG``,
-   else ``~/.docker``): ``ca.pem`` must exist; ``cert.pem`` and ``key.pem``, when both exist,
-   are the client's certificate. ``DOCKER_TLS`` alone is TLS *without* verifying the daemon's
-   certificate — the CLI's meaning, which :attr:`DaemonTLS.verify` says.
+   else ``~/.docker``; none without a ``HOME``, as for credentials): ``ca.pem`` must exist;
+   ``cert.pem`` and ``key.pem``, when both exist, are the client's certificate. ``DOCKER_TLS``
+   alone is TLS *without* verifying the daemon's certificate — the CLI's meaning, which
+   :attr:`DaemonTLS.verify` says.
 2. Else the context ``DOCKER_CONTEXT`` names, else the ``currentContext`` of ``config.json``
    (what ``docker context use`` sets): its endpoint in ``contexts/meta/<sha256 of the
    name>/meta.json`` of the config folder, its TLS files in ``contexts/tls/<sha256>/docker/``.
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import os
 import re
 import ssl
@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import O_BINARY, describe_os_error
+from zeroimage.oci.descriptor import loads
+from zeroimage.transports.registry.credentials import docker_config_dir
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_TCP_PORT = 2375
@@ -149,14 +151,6 @@ def resolve_endpoint(env: Mapping[str, str]) -> DockerEndpoint:
     return _from_context(name, chosen_by, config_dir)
 
 
-def docker_config_dir(env: Mapping[str, str]) -> Path:
-    """``DOCKER_CONFIG``, else ``~/.docker`` (as the CLI's ``config.Dir``)."""
-    if directory := env.get("DOCKER_CONFIG", ""):
-        return Path(directory)
-    home = env.get("HOME", "") or os.path.expanduser("~")
-    return Path(home) / ".docker"
-
-
 # -- hosts -----------------------------------------------------------------------------------------
 
 
@@ -237,19 +231,24 @@ def _shown(value: str) -> str:
 # -- the environment (the "default" context) ------------------------------------------------------
 
 
-def _from_environment(env: Mapping[str, str], config_dir: Path) -> DockerEndpoint:
+def _from_environment(env: Mapping[str, str], config_dir: Path | None) -> DockerEndpoint:
     verify = env.get("DOCKER_TLS_VERIFY", "") != ""
     use_tls = verify or env.get("DOCKER_TLS", "") != ""
     endpoint = parse_host(env.get("DOCKER_HOST", ""), use_tls)
     if not use_tls or endpoint.socket is not None:
         return endpoint
+    asked = "DOCKER_TLS_VERIFY" if verify else "DOCKER_TLS"
     if given := env.get("DOCKER_CERT_PATH", ""):
         cert_path, origin = Path(given), f"DOCKER_CERT_PATH={given}"
-    else:
+    elif config_dir is not None:
         cert_path, origin = config_dir, f"the Docker config folder {config_dir}"
+    else:
+        raise InputError(
+            f"{asked} is set, but there is no Docker config folder to find ca.pem in (neither DOCKER_CONFIG "
+            "nor HOME is set): set DOCKER_CERT_PATH to the folder that holds ca.pem, cert.pem and key.pem"
+        )
     ca = cert_path / CA_FILE
     if not ca.exists():
-        asked = "DOCKER_TLS_VERIFY" if verify else "DOCKER_TLS"
         raise InputError(
             f"{asked} is set, but {ca} does not exist: put the daemon's CA there (with cert.pem and key.pem), "
             "or set DOCKER_CERT_PATH to the folder that holds them"
@@ -275,10 +274,12 @@ def _with_tls(endpoint: DockerEndpoint, tls: DaemonTLS) -> DockerEndpoint:
 # -- contexts --------------------------------------------------------------------------------------
 
 
-def _context_name(env: Mapping[str, str], config_dir: Path) -> tuple[str, str]:
+def _context_name(env: Mapping[str, str], config_dir: Path | None) -> tuple[str, str]:
     """The context's name and what chose it."""
     if name := env.get("DOCKER_CONTEXT", ""):
         return name, "DOCKER_CONTEXT"
+    if config_dir is None:
+        return "default", ""
     path = config_dir / "config.json"
     doc = _read_json(path, "the Docker config file")
     current = doc.get("currentContext") if doc is not None else None
@@ -289,7 +290,12 @@ def _context_name(env: Mapping[str, str], config_dir: Path) -> tuple[str, str]:
     return current, f"currentContext of {path}"
 
 
-def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint:
+def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerEndpoint:
+    if config_dir is None:
+        raise UsageError(
+            f"the Docker context {_shown(name)} ({chosen_by}) does not exist: there is no Docker config folder "
+            "(neither DOCKER_CONFIG nor HOME is set)"
+        )
     digest = hashlib.sha256(name.encode()).hexdigest()
     meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
     meta = _read_json(meta_path, f"the Docker context {name!r}")
@@ -365,14 +371,9 @@ def _read_pem(path: Path, what: str) -> bytes:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any] | None:
-    """A JSON object from a small file; None when the file does not exist."""
+    """A JSON object from a small file (an empty one is ``{}``, as for the CLI); None when the
+    file does not exist."""
     data = _read_small(path, MAX_CONFIG, what)
     if data is None:
         return None
-    try:
-        doc = json.loads(data.decode("utf-8-sig")) if data.strip() else {}
-    except (ValueError, RecursionError):
-        raise InputError(f"{path} ({what}) is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path} ({what}) is not a JSON object")
-    return doc
+    return loads(data, f"{path} ({what})") if data.strip() else {}
