@@ -277,6 +277,13 @@ def test_docker_context_wins_over_config_json_and_docker_host_over_both(tmp_path
     assert resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="default")).host == "unix:///var/run/docker.sock"
 
 
+def test_an_endpoint_names_the_context_that_chose_it(tmp_path: Path) -> None:
+    make_context(tmp_path / "config", "sock", "unix:///ctx.sock")
+    assert str(resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="sock"))) == "unix:///ctx.sock (Docker context 'sock')"
+    assert parse_host("tcp://h:1", False, context="ci").context == "ci"
+    assert parse_host("tcp://h:1", False).context is None
+
+
 def test_a_context_that_skips_verification_has_tls_unverified(tmp_path: Path) -> None:
     make_context(tmp_path / "config", "lax", "tcp://h:2376", skip_verify=True)
     endpoint = resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="lax"))

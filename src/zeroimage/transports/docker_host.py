@@ -36,7 +36,7 @@ import re
 import ssl
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -155,8 +155,8 @@ def resolve_endpoint(env: Mapping[str, str]) -> DockerEndpoint:
 
 
 def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> DockerEndpoint:
-    """A host in the CLI's forms (``opts.ParseHost``), without TLS; UsageError for any other,
-    naming where the value came from (``DOCKER_HOST``, or the ``context``)."""
+    """A host in the CLI's forms (``opts.ParseHost``), without TLS, of the ``context`` that
+    names it (None: ``DOCKER_HOST``); UsageError for any other, naming where the value came from."""
     setting = (
         f"DOCKER_HOST={_shown(value)}" if context is None else f"the Docker context {context!r} (host {_shown(value)})"
     )
@@ -171,9 +171,9 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
         path = rest or DEFAULT_SOCKET
         if "://" in path:
             raise UsageError(f"{setting} is not a unix socket path")
-        return DockerEndpoint(host=f"unix://{path}", socket=path)
+        return DockerEndpoint(host=f"unix://{path}", socket=path, context=context)
     if scheme == "tcp":
-        return _parse_tcp(rest, setting)
+        return _parse_tcp(rest, setting, context)
     if scheme == "ssh":
         raise UsageError(f"{setting}: {_SSH_ADVICE}")
     if scheme == "npipe":
@@ -187,7 +187,7 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
     raise UsageError(f"{setting} is not a Docker host: use unix:///PATH or tcp://HOST:PORT")
 
 
-def _parse_tcp(rest: str, setting: str) -> DockerEndpoint:
+def _parse_tcp(rest: str, setting: str, context: str | None) -> DockerEndpoint:
     if not rest:
         rest = f"localhost:{DEFAULT_TCP_PORT}"
     if "://" in rest:
@@ -208,7 +208,9 @@ def _parse_tcp(rest: str, setting: str) -> DockerEndpoint:
     port = DEFAULT_TCP_PORT if port is None else port
     base = parts.path.rstrip("/")
     shown_host = f"[{hostname}]" if ":" in hostname else hostname
-    return DockerEndpoint(host=f"tcp://{shown_host}:{port}{base}", hostname=hostname, port=port, base=base)
+    return DockerEndpoint(
+        host=f"tcp://{shown_host}:{port}{base}", hostname=hostname, port=port, base=base, context=context
+    )
 
 
 def _host_name(name: str) -> str:
@@ -257,18 +259,7 @@ def _from_environment(env: Mapping[str, str], config_dir: Path | None) -> Docker
     # As the CLI: a certificate or key that is not there is not used (and the daemon may refuse).
     both = cert.exists() and key.exists()
     tls = DaemonTLS(ca=ca, cert=cert if both else None, key=key if both else None, verify=verify, origin=origin)
-    return _with_tls(endpoint, tls)
-
-
-def _with_tls(endpoint: DockerEndpoint, tls: DaemonTLS) -> DockerEndpoint:
-    return DockerEndpoint(
-        host=endpoint.host,
-        hostname=endpoint.hostname,
-        port=endpoint.port,
-        base=endpoint.base,
-        tls=tls,
-        context=endpoint.context,
-    )
+    return replace(endpoint, tls=tls)
 
 
 # -- contexts --------------------------------------------------------------------------------------
@@ -312,14 +303,6 @@ def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerE
     if not isinstance(host, str) or not isinstance(skip, bool):
         raise InputError(f"{meta_path}: the docker endpoint's Host or SkipTLSVerify is malformed")
     endpoint = parse_host(host, False, context=name)
-    endpoint = DockerEndpoint(
-        host=endpoint.host,
-        socket=endpoint.socket,
-        hostname=endpoint.hostname,
-        port=endpoint.port,
-        base=endpoint.base,
-        context=name,
-    )
     tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
     has_files = tls_dir.is_dir()
     if endpoint.socket is not None or not (has_files or skip):
@@ -333,7 +316,7 @@ def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerE
         verify=not skip,
         origin=f"the Docker context {name!r} ({tls_dir})",
     )
-    return _with_tls(endpoint, tls)
+    return replace(endpoint, tls=tls)
 
 
 # -- files -----------------------------------------------------------------------------------------
