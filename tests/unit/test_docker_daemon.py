@@ -117,6 +117,14 @@ def test_hosts_zeroimage_cannot_use_are_refused_with_what_to_do(value: str, mess
     assert refused.value.message == message
 
 
+def test_a_long_host_is_shown_quoted_and_cut_in_the_refusal() -> None:
+    value = "gopher://" + "x" * 5000 + "\n"
+    with pytest.raises(UsageError) as refused:
+        parse_host(value, False)
+    shown = repr(value[:100] + "…" + value[-100:])
+    assert refused.value.message == f"DOCKER_HOST={shown} is not a Docker host: use unix:///PATH or tcp://HOST:PORT"
+
+
 # -- TLS from the environment --------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import O_BINARY, describe_os_error
+from zeroimage.layers.entries import shown
 from zeroimage.oci.descriptor import loads
 from zeroimage.transports.registry.credentials import docker_config_dir
 
@@ -157,9 +158,8 @@ def resolve_endpoint(env: Mapping[str, str]) -> DockerEndpoint:
 def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> DockerEndpoint:
     """A host in the CLI's forms (``opts.ParseHost``), without TLS, of the ``context`` that
     names it (None: ``DOCKER_HOST``); UsageError for any other, naming where the value came from."""
-    setting = (
-        f"DOCKER_HOST={_shown(value)}" if context is None else f"the Docker context {context!r} (host {_shown(value)})"
-    )
+    quoted = shown(value, 200, quoted=True)
+    setting = f"DOCKER_HOST={quoted}" if context is None else f"the Docker context {context!r} (host {quoted})"
     text = value.strip()
     if not text:
         text = DEFAULT_TLS_HOST if default_to_tls else f"unix://{DEFAULT_SOCKET}"
@@ -225,11 +225,6 @@ def _host_name(name: str) -> str:
     return ascii_name
 
 
-def _shown(value: str) -> str:
-    """A setting's value for a message: quoted, and cut if long."""
-    return repr(value if len(value) <= 200 else value[:200] + "…")
-
-
 # -- the environment (the "default" context) ------------------------------------------------------
 
 
@@ -282,19 +277,14 @@ def _context_name(env: Mapping[str, str], config_dir: Path | None) -> tuple[str,
 
 
 def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerEndpoint:
+    missing = f"the Docker context {shown(name, 200, quoted=True)} ({chosen_by}) does not exist"
     if config_dir is None:
-        raise UsageError(
-            f"the Docker context {_shown(name)} ({chosen_by}) does not exist: there is no Docker config folder "
-            "(neither DOCKER_CONFIG nor HOME is set)"
-        )
+        raise UsageError(f"{missing}: there is no Docker config folder (neither DOCKER_CONFIG nor HOME is set)")
     digest = hashlib.sha256(name.encode()).hexdigest()
     meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
     meta = _read_json(meta_path, f"the Docker context {name!r}")
     if meta is None:
-        raise UsageError(
-            f"the Docker context {_shown(name)} ({chosen_by}) does not exist: there is no {meta_path} "
-            "(docker context ls lists the contexts)"
-        )
+        raise UsageError(f"{missing}: there is no {meta_path} (docker context ls lists the contexts)")
     endpoints = meta.get("Endpoints")
     docker: Any = endpoints.get("docker") if isinstance(endpoints, dict) else None
     if not isinstance(docker, dict):
