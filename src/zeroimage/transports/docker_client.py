@@ -46,6 +46,7 @@ from zeroimage.progress import Reporter
 from zeroimage.transports.docker_host import DockerEndpoint
 from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, LowSpeedLimit
 from zeroimage.transports.registry.speed import CheckedBackend
+from zeroimage.untrusted import whole_number
 
 #: The longest line of the load's answer (a JSON message) taken.
 MAX_LOAD_LINE = 64 * 1024
@@ -57,6 +58,8 @@ LOAD_TIMEOUT_VARIABLE = "ZEROIMAGE_DOCKER_LOAD_TIMEOUT"
 #: Seconds Docker may take to answer a load, plus :data:`LOAD_SECONDS_PER_GIB` per GiB of archive.
 LOAD_SECONDS = 300
 LOAD_SECONDS_PER_GIB = 120
+#: The longest bound :data:`LOAD_TIMEOUT_VARIABLE` sets (nine digits: some 31 years).
+MAX_LOAD_TIMEOUT = 999_999_999
 USER_AGENT = "zeroimage"
 CHUNK = 1 << 20
 
@@ -65,12 +68,26 @@ _HTTP_TO_HTTPS = "Client sent an HTTP request to an HTTPS server"
 
 def load_timeout(size: int, env: Mapping[str, str]) -> float:
     """Seconds the daemon may take, once it has an archive of ``size`` bytes, to finish its answer."""
+    return _answer_bound(size, _load_timeout_setting(env))
+
+
+def _load_timeout_setting(env: Mapping[str, str]) -> int | None:
+    """:data:`LOAD_TIMEOUT_VARIABLE`'s seconds (None when it is not set); UsageError unless it is
+    a whole number from 1 to :data:`MAX_LOAD_TIMEOUT`."""
     text = env.get(LOAD_TIMEOUT_VARIABLE, "").strip()
     if not text:
-        return LOAD_SECONDS + LOAD_SECONDS_PER_GIB * size / (1 << 30)
-    if not (text.isascii() and text.isdigit() and len(text) < 10) or int(text) < 1:
+        return None
+    try:
+        seconds = whole_number(text, LOAD_TIMEOUT_VARIABLE, MAX_LOAD_TIMEOUT)
+    except UsageError:
+        seconds = 0
+    if seconds < 1:
         raise UsageError(f"{LOAD_TIMEOUT_VARIABLE} must be a whole number of seconds (at least 1), not {text[:40]!r}")
-    return float(text)
+    return seconds
+
+
+def _answer_bound(size: int, setting: int | None) -> float:
+    return LOAD_SECONDS + LOAD_SECONDS_PER_GIB * size / (1 << 30) if setting is None else float(setting)
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
@@ -261,9 +278,8 @@ class DockerClient:
         self.endpoint = endpoint
         self.where = str(endpoint)
         self.low_speed = LowSpeedLimit.from_environment(env)
-        self._env = dict(env)
+        self._load_timeout = _load_timeout_setting(env)  # a malformed bound fails now, before the build
         self._ssl = endpoint.tls.ssl_context() if endpoint.tls is not None else None
-        load_timeout(0, env)  # a malformed bound fails now, before the build
 
     def _connections(self) -> httpcore.ConnectionPool:
         return httpcore.ConnectionPool(
@@ -319,7 +335,7 @@ class DockerClient:
         """``POST /images/load`` of a docker-archive (``size`` bytes from ``archive``'s current
         position); returns once the daemon said it loaded ``name`` (or one of its ``spellings``,
         or the image ``image_id``: see the module)."""
-        answer_within = load_timeout(size, self._env)
+        answer_within = _answer_bound(size, self._load_timeout)
         answer = LoadAnswer(self.where, name, image_id, spellings)
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         cancel.check()  # a load commits the output: never after an interrupt
