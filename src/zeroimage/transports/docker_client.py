@@ -312,7 +312,7 @@ class DockerClient:
                 ) as response,
             ):
                 if response.status != 200:
-                    raise self._refusal("does not answer as Docker does", response)
+                    raise self._refusal(NetworkError, "does not answer as Docker does", response)
                 if len(_read_at_most(response, MAX_REPLY_BODY + 1)) > MAX_REPLY_BODY:
                     raise NetworkError(
                         f"Docker daemon at {self.where} does not answer as Docker does: "
@@ -352,7 +352,7 @@ class DockerClient:
                     ) as response,
                 ):
                     if response.status != 200:
-                        raise self._refusal("refused the image", response)
+                        raise self._refusal(OutputError, "refused the image", response)
                     for chunk in response.iter_stream():
                         answer.feed(chunk)
                 answer.finish()
@@ -368,8 +368,11 @@ class DockerClient:
 
     # -- errors ------------------------------------------------------------------------------------
 
-    def _refusal(self, what: str, response: httpcore.Response) -> OutputError | NetworkError:
-        """The error for a reply other than 200, with the daemon's message (JSON ``message``)."""
+    def _refusal(
+        self, kind: type[OutputError] | type[NetworkError], what: str, response: httpcore.Response
+    ) -> OutputError | NetworkError:
+        """The error (of ``kind``) for a reply other than 200, with the daemon's message (JSON
+        ``message``); a NetworkError, with what to do, when it says it speaks HTTPS."""
         body = _read_at_most(response, MAX_REPLY_BODY)
         text = body.decode("utf-8", "replace")
         try:
@@ -380,9 +383,7 @@ class DockerClient:
         line = f"Docker daemon at {self.where} {what}: HTTP {response.status}" + (f": {message}" if message else "")
         if response.status == 400 and _HTTP_TO_HTTPS in text:
             return NetworkError(f"{line} (set DOCKER_TLS_VERIFY=1, and DOCKER_CERT_PATH to its certificates)")
-        if what.startswith("does not"):
-            return NetworkError(line)
-        return OutputError(line)
+        return kind(line)
 
     def _transport_error(self, exc: Exception, what: str = "") -> NetworkError:
         tls = self.endpoint.tls
