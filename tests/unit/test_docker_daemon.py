@@ -10,10 +10,15 @@ same against a real dockerd, contexts made by the real CLI included.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpcore
 import pytest
@@ -21,9 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.pki import KeyPair, make_ca, make_client_cert
+from tests.support.pki import KeyPair, make_ca, make_client_cert, make_server_cert
 from tests.support.waiting import bounded
 from zeroimage.errors import InputError, OutputError, UsageError
+from zeroimage.progress import NullReporter
 from zeroimage.reference import parse_reference
 from zeroimage.transports.docker_client import (
     LOAD_TIMEOUT_VARIABLE,
@@ -31,12 +37,15 @@ from zeroimage.transports.docker_client import (
     MAX_LOAD_REPLY,
     DockerClient,
     LoadAnswer,
+    _Exchange,
     excerpt,
     load_timeout,
 )
 from zeroimage.transports.docker_daemon import spellings
 from zeroimage.transports.docker_host import DockerEndpoint, parse_host, resolve_endpoint
 from zeroimage.transports.registry.credentials import CredentialStore, docker_config_dir
+from zeroimage.transports.registry.options import LowSpeedLimit
+from zeroimage.transports.registry.speed import is_stall
 
 WHERE = "unix:///run/d.sock"
 NAME = "app:v1"
@@ -523,3 +532,83 @@ def test_the_load_timeout_grows_with_the_archive_and_can_be_set() -> None:
         assert bad.value.message == (
             f"{LOAD_TIMEOUT_VARIABLE} must be a whole number of seconds (at least 1), not {text[:40]!r}"
         )
+
+
+# -- the network -------------------------------------------------------------------------------------
+
+
+class _SlowSocket(socket.socket):
+    """A connection to a daemon that takes the archive slowly: each send takes 0.1 s and moves
+    100 bytes (1 KB/s), however much room the socket has."""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        time.sleep(0.1)
+        return super().send(bytes(data[:100]), flags)
+
+
+def test_a_daemon_that_reads_slowly_fails_the_upload_at_the_end_of_a_window() -> None:
+    """Under the limit (64 KiB/s over 1 s) while each send still moves a little: the window's end
+    bounds the upload, never one send's timeout at a time (a 16 KiB piece took 16 s that way)."""
+    ours, theirs = socket.socketpair()
+    slow = _SlowSocket(ours.family, ours.type, ours.proto, ours.detach())
+    stream = _Exchange(httpcore._backends.sync.SyncStream(slow), LowSpeedLimit(64 * 1024, 1))
+
+    def take_everything() -> None:  # the daemon's side takes whatever arrives
+        while theirs.recv(65536):
+            pass
+
+    reader = threading.Thread(target=take_everything, daemon=True)
+    reader.start()
+    started = time.monotonic()
+    with pytest.raises(httpcore.TimeoutException) as stalled:
+        stream.write(bytes(1 << 20))
+    assert time.monotonic() - started < 5
+    assert is_stall(stalled.value)
+    stream.close()
+    reader.join(5)
+    theirs.close()
+
+
+def test_over_tls_the_daemon_may_think_longer_than_a_window_before_it_answers(
+    tmp_path: Path, pki: tuple[KeyPair, KeyPair]
+) -> None:
+    """Docker unpacks the archive silently before it answers: over TLS as over plain TCP, only
+    the load's answer bound applies to that silence, never the low-speed window (1 s here)."""
+    ca, _ = pki
+    server = make_server_cert(ca, tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server.cert_path, server.key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def thinking_daemon() -> None:  # one connection: the load, 2.5 s of silence, then Docker's answer
+        with listener, context.wrap_socket(listener.accept()[0], server_side=True) as connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += connection.recv(65536)
+            if stop.wait(2.5):
+                return
+            answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            connection.sendall(answer % (len(DOCKER_20_10), DOCKER_20_10))
+
+    thread = threading.Thread(target=thinking_daemon, daemon=True)
+    thread.start()
+    certs = cert_folder(tmp_path / "certs", pki, "ca.pem")
+    env = env_for(
+        tmp_path,
+        DOCKER_HOST=f"tcp://127.0.0.1:{listener.getsockname()[1]}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=str(certs),
+        ZEROIMAGE_LOW_SPEED_LIMIT="1024/1",
+        ZEROIMAGE_DOCKER_LOAD_TIMEOUT="30",
+    )
+    archive = io.BytesIO(b"an archive")
+    try:
+        DockerClient(resolve_endpoint(env), env).load(archive, 10, NAME, IMAGE_ID, NullReporter())
+    finally:
+        stop.set()
+        thread.join(10)

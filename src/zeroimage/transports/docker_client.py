@@ -36,16 +36,18 @@ import json
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import httpcore
 
 from zeroimage import cancel
 from zeroimage.errors import NetworkError, OutputError, TLSError, UsageError
+from zeroimage.files import CHUNK
 from zeroimage.progress import Reporter
 from zeroimage.transports.docker_host import DockerEndpoint
-from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, LowSpeedLimit
-from zeroimage.transports.registry.speed import CheckedBackend
+from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, USER_AGENT, LowSpeedLimit
+from zeroimage.transports.registry.faults import cause_chain, tls_verify_failure
+from zeroimage.transports.registry.speed import CheckedBackend, CheckedStream, is_stall
 from zeroimage.untrusted import whole_number
 
 #: The longest line of the load's answer (a JSON message) taken.
@@ -60,10 +62,9 @@ LOAD_SECONDS = 300
 LOAD_SECONDS_PER_GIB = 120
 #: The longest bound :data:`LOAD_TIMEOUT_VARIABLE` sets (nine digits: some 31 years).
 MAX_LOAD_TIMEOUT = 999_999_999
-USER_AGENT = "zeroimage"
-CHUNK = 1 << 20
 
 _HTTP_TO_HTTPS = "Client sent an HTTP request to an HTTPS server"
+_E = TypeVar("_E", bound=BaseException)
 
 
 def load_timeout(size: int, env: Mapping[str, str]) -> float:
@@ -205,41 +206,19 @@ class LoadAnswer:
 # -- the network: two time bounds -------------------------------------------------------------------
 
 
-class _Stalled(httpcore.WriteTimeout):
-    """Sending moved less than the low-speed limit asks for a whole window."""
-
-
 class _Silent(httpcore.ReadTimeout):
     """The answer did not arrive (whole) within its bound."""
 
 
-class _Exchange(httpcore.NetworkStream):
-    """One connection, for one request: sending obeys the low-speed limit (windows of
-    ``limit.seconds`` in which ``limit.window_bytes`` must go out); the whole answer must arrive
-    within the ``read`` timeout of the request, counted from the first read."""
+class _Exchange(CheckedStream):
+    """One connection, for one request: connecting, the TLS handshake and sending obey the
+    low-speed limit as every checked connection does (:class:`~.speed.CheckedStream`); the
+    answer does not, for Docker unpacks the image silently before it answers: it must arrive
+    whole within the ``read`` timeout of the request, counted from the first read."""
 
     def __init__(self, inner: httpcore.NetworkStream, limit: LowSpeedLimit) -> None:
-        self._inner = inner
-        self._limit = limit
-        self._piece = max(1024, min(64 * 1024, limit.window_bytes // 4))
-        self._window_end = time.monotonic() + limit.seconds
-        self._owed = limit.window_bytes
+        super().__init__(inner, limit)
         self._answer_by: float | None = None
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        for start in range(0, len(buffer), self._piece):
-            piece = buffer[start : start + self._piece]
-            wait = self._window_end - time.monotonic()
-            if wait <= 0:
-                raise _Stalled(f"sending {self._limit}")
-            try:
-                self._inner.write(piece, wait)
-            except httpcore.WriteTimeout:
-                raise _Stalled(f"sending {self._limit}") from None
-            self._owed -= len(piece)
-            if self._owed <= 0:
-                self._window_end = time.monotonic() + self._limit.seconds
-                self._owed = self._limit.window_bytes
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         now = time.monotonic()
@@ -252,18 +231,6 @@ class _Exchange(httpcore.NetworkStream):
             return self._inner.read(max_bytes, wait)
         except httpcore.ReadTimeout:
             raise _Silent("no answer in time") from None
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        # CPython bounds the whole handshake by the socket's timeout (the connect timeout).
-        return _Exchange(self._inner.start_tls(ssl_context, server_hostname, timeout), self._limit)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 # -- the client -------------------------------------------------------------------------------------
@@ -387,7 +354,12 @@ class DockerClient:
 
     def _transport_error(self, exc: Exception, what: str = "") -> NetworkError:
         tls = self.endpoint.tls
-        verify = _cause(exc, ssl.SSLCertVerificationError)
+        if is_stall(exc):  # (first: a handshake cut off at the window's end fails in the ssl module too)
+            return NetworkError(
+                f"Docker daemon at {self.where}: the transfer stalled ({self.low_speed}; "
+                f"{LOW_SPEED_VARIABLE}=BYTES/SECONDS changes the limit)"
+            )
+        verify = tls_verify_failure(exc)
         if verify is not None and tls is not None:
             trusted = f"the CA {tls.ca}" if tls.ca else "the system's CAs"
             return TLSError(
@@ -407,11 +379,6 @@ class DockerClient:
             elif "wrong version number" in reason or "record layer" in reason or "eof" in reason:
                 hint = "; does it speak TLS on that port?"
             return TLSError(f"TLS with the Docker daemon at {self.where} failed: {reason}{hint}")
-        if _cause(exc, _Stalled) is not None or isinstance(exc, _Stalled):
-            return NetworkError(
-                f"Docker daemon at {self.where}: the transfer stalled ({self.low_speed}; "
-                f"{LOW_SPEED_VARIABLE}=BYTES/SECONDS changes the limit)"
-            )
         if _cause(exc, PermissionError) is not None:
             return NetworkError(
                 f"cannot connect to the Docker daemon at {self.where}: permission denied "
@@ -424,15 +391,9 @@ class DockerClient:
         )
 
 
-def _cause(exc: BaseException, kind: type[BaseException]) -> Any:
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            return None
-        if isinstance(current, kind):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first of ``exc`` and what caused it that is a ``kind``."""
+    return next((item for item in cause_chain(exc) if isinstance(item, kind)), None)
 
 
 def _describe(exc: BaseException) -> str:
