@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -254,6 +255,26 @@ def test_broken_tls_files_are_one_line_naming_them(tmp_path: Path, pki: tuple[Ke
     with pytest.raises(InputError) as locked:  # and never a prompt on the terminal
         resolve_endpoint(env).tls.ssl_context()  # type: ignore[union-attr]
     assert locked.value.message.startswith(f"{certs}/key.pem is an encrypted private key")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this host")
+def test_tls_files_are_followed_through_symlinks_and_a_fifo_is_refused_at_once(
+    tmp_path: Path, pki: tuple[KeyPair, KeyPair]
+) -> None:
+    """As the CLI reads them, through a symlink (a Kubernetes secret); a FIFO is never waited for."""
+    real = cert_folder(tmp_path / "real", pki, "ca.pem", "cert.pem", "key.pem")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (certs / name).symlink_to(real / name)
+    env = env_for(tmp_path, DOCKER_HOST="tcp://h:2376", DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(certs))
+    endpoint = resolve_endpoint(env)
+    assert endpoint.tls is not None and endpoint.tls.ssl_context().verify_mode == ssl.CERT_REQUIRED
+    (certs / "ca.pem").unlink()
+    os.mkfifo(certs / "ca.pem")
+    with pytest.raises(InputError) as fifo:
+        bounded(resolve_endpoint(env).tls.ssl_context, "reading a FIFO", timeout=20)  # type: ignore[union-attr]
+    assert fifo.value.message == f"{certs}/ca.pem (the Docker daemon's CA) is not a regular file"
 
 
 # -- contexts --------------------------------------------------------------------------------------

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import re
 import ssl
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,10 +40,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from zeroimage.errors import InputError, UsageError
-from zeroimage.files import O_BINARY, describe_os_error
 from zeroimage.layers.entries import shown
 from zeroimage.oci.descriptor import loads
 from zeroimage.transports.registry.credentials import docker_config_dir
+from zeroimage.untrusted import read_regular
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_TCP_PORT = 2375
@@ -315,25 +313,10 @@ def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerE
 def _read_small(path: Path, limit: int, what: str) -> bytes | None:
     """A small regular file of the user's (a symlink to one is followed, as the CLI does), or
     None when it does not exist; InputError naming it when it cannot be read or is too large."""
-    nonblock = getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block; a host without it: look first
     try:
-        if not nonblock and not stat.S_ISREG(os.stat(path).st_mode):
-            raise InputError(f"{path} ({what}) is not a regular file")
-        fd = os.open(path, os.O_RDONLY | O_BINARY | nonblock)
+        return read_regular(path, limit, f"{path} ({what})", follow_symlinks=True)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{path} ({what}) is not a regular file")
-        try:
-            data = handle.read(limit + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if len(data) > limit:
-        raise InputError(f"{path} ({what}) is larger than {limit} bytes")
-    return data
 
 
 def _read_pem(path: Path, what: str) -> bytes:

@@ -193,6 +193,10 @@ class DirFiles:
         return RangeReader(fd, 0, os.fstat(fd).st_size)
 
     def read_small(self, name: str, limit: int) -> bytes:
+        missing = InputError(f"{self.description}: missing file {name!r}")
         if self._stat(name) is None:
-            raise InputError(f"{self.description}: missing file {name!r}")
-        return read_regular(self._path(name), limit, str(self._path(name)))
+            raise missing
+        try:
+            return read_regular(self._path(name), limit, str(self._path(name)))
+        except FileNotFoundError:  # gone since the check
+            raise missing from None
