@@ -119,6 +119,8 @@ SSH_REFUSAL = (
         ("tcp://d_ck@r:1", "DOCKER_HOST='tcp://d_ck@r:1' is not tcp://HOST:PORT"),
         ("tcp://d ocker:1", "DOCKER_HOST='tcp://d ocker:1': the host is not a host name or an IP address"),
         ("tcp://do\tcker:1", "DOCKER_HOST='tcp://do\\tcker:1' is not tcp://HOST:PORT"),
+        ("unix:///run/d\ud800.sock", "DOCKER_HOST='unix:///run/d\\ud800.sock' is not a unix socket path"),
+        ("unix:///run/d\x00.sock", "DOCKER_HOST='unix:///run/d\\x00.sock' is not a unix socket path"),
     ],
 )
 def test_hosts_zeroimage_cannot_use_are_refused_with_what_to_do(value: str, message: str) -> None:

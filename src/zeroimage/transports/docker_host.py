@@ -167,7 +167,7 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
     scheme = scheme.lower()
     if scheme == "unix":
         path = rest or DEFAULT_SOCKET
-        if "://" in path:
+        if "://" in path or not path.isprintable():  # (a NUL or a lone surrogate, from a context's JSON)
             raise UsageError(f"{setting} is not a unix socket path")
         return DockerEndpoint(host=f"unix://{path}", socket=path, context=context)
     if scheme == "tcp":
@@ -188,9 +188,7 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
 def _parse_tcp(rest: str, setting: str, context: str | None) -> DockerEndpoint:
     if not rest:
         rest = f"localhost:{DEFAULT_TCP_PORT}"
-    if "://" in rest:
-        raise UsageError(f"{setting} is not tcp://HOST:PORT")
-    if not rest.isprintable():  # (urlsplit would drop tabs and newlines silently)
+    if "://" in rest or not rest.isprintable():  # (urlsplit would drop tabs and newlines silently)
         raise UsageError(f"{setting} is not tcp://HOST:PORT")
     try:
         parts = urlsplit(f"tcp://{rest}")
