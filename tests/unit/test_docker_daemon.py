@@ -345,6 +345,18 @@ def test_a_selected_context_that_does_not_exist_is_refused_never_the_default_soc
     )
 
 
+def test_a_context_name_no_context_can_have_does_not_exist(tmp_path: Path) -> None:
+    """(A lone surrogate, which JSON can carry: before, an internal UnicodeEncodeError.)"""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text('{"currentContext": "ci\\ud800"}')
+    with pytest.raises(UsageError) as refused:
+        resolve_endpoint(env_for(tmp_path))
+    assert refused.value.message == (
+        f"the Docker context 'ci\\ud800' (currentContext of {tmp_path}/config/config.json) does not exist "
+        "(docker context ls lists the contexts)"
+    )
+
+
 def test_a_context_on_ssh_is_refused_naming_the_context(tmp_path: Path) -> None:
     make_context(tmp_path / "config", "remote", "ssh://me@build-host")
     with pytest.raises(UsageError) as refused:

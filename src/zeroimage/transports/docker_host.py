@@ -276,7 +276,10 @@ def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerE
     missing = f"the Docker context {shown(name, 200, quoted=True)} ({chosen_by}) does not exist"
     if config_dir is None:
         raise UsageError(f"{missing}: there is no Docker config folder (neither DOCKER_CONFIG nor HOME is set)")
-    digest = hashlib.sha256(name.encode()).hexdigest()
+    try:
+        digest = hashlib.sha256(name.encode()).hexdigest()
+    except UnicodeError:  # a lone surrogate, which config.json's JSON can carry: no context has it
+        raise UsageError(f"{missing} (docker context ls lists the contexts)") from None
     meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
     meta = _read_json(meta_path, f"the Docker context {name!r}")
     if meta is None:
