@@ -357,6 +357,15 @@ def test_a_context_name_no_context_can_have_does_not_exist(tmp_path: Path) -> No
     )
 
 
+def test_a_context_named_in_bytes_beyond_utf8_is_found_as_the_cli_finds_it(tmp_path: Path) -> None:
+    """DOCKER_CONTEXT as Python gives it (a byte that is no UTF-8, surrogate-escaped): the CLI
+    hashes the name's bytes. (Before: an internal UnicodeEncodeError.)"""
+    meta = tmp_path / "config" / "contexts" / "meta" / hashlib.sha256(b"c\xff").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Endpoints": {"docker": {"Host": "unix:///c.sock"}}}))
+    assert resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="c\udcff")).host == "unix:///c.sock"
+
+
 def test_a_context_on_ssh_is_refused_naming_the_context(tmp_path: Path) -> None:
     make_context(tmp_path / "config", "remote", "ssh://me@build-host")
     with pytest.raises(UsageError) as refused:

@@ -277,7 +277,7 @@ def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerE
     if config_dir is None:
         raise UsageError(f"{missing}: there is no Docker config folder (neither DOCKER_CONFIG nor HOME is set)")
     try:
-        digest = hashlib.sha256(name.encode()).hexdigest()
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()  # (Go hashes the bytes)
     except UnicodeError:  # a lone surrogate, which config.json's JSON can carry: no context has it
         raise UsageError(f"{missing} (docker context ls lists the contexts)") from None
     meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
