@@ -82,7 +82,7 @@ _STALE_SECONDS = 86400
 
 # -- the layout, declared once -------------------------------------------------------------------
 
-#: The version of the layout below; bumped when it changes (see :func:`_check_layout`).
+#: The version of the layout below; bumped when it changes (see :func:`_layout_state`).
 LAYOUT_VERSION = 1
 #: The file that marks a directory as a zeroimage cache, holding :data:`LAYOUT_VERSION`.
 LAYOUT_FILE = "zeroimage-layout"

@@ -11,7 +11,9 @@ them). :func:`next_member` reads one member and makes tarfile forget it, as tarf
 keeps every header it has read.
 
 Files: :func:`open_regular` opens a file only if it is a regular file itself — not through a
-symlink (``O_NOFOLLOW``), not a FIFO that would block (``O_NONBLOCK``), not a device.
+symlink (``O_NOFOLLOW``), not a FIFO that would block (``O_NONBLOCK``), not a device — unless
+its caller takes a symlink (a file the user names) or a pipe (a key handed over by ``<(…)``);
+:func:`read_regular` reads a small one whole, within a bound.
 
 Numbers: :func:`whole_number` reads a number a user or an environment variable wrote, bounded
 before it is converted (Python refuses to convert more than 4,300 digits, as an internal error).
@@ -106,42 +108,71 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def open_regular(path: Path, what: str) -> int:
+def open_regular(path: Path, what: str, *, follow_symlinks: bool = False, pipes: bool = False) -> int:
     """A descriptor of ``path`` open for reading if it is a regular file itself; InputError
-    otherwise (FileNotFoundError is left for callers to whom a missing file means something)."""
-    if not (_NOFOLLOW and _NONBLOCK):  # a host without them: look first, at least (a FIFO would block)
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            raise InputError(f"{what} is a symlink, which zeroimage does not follow there")
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{what} is not a regular file")
+    otherwise (FileNotFoundError is left for callers to whom a missing file means something).
+
+    ``follow_symlinks``: a symlink to a regular file is followed, not refused (a file the user
+    names, which may be a link: Kubernetes mounts secrets as links). ``pipes``: a pipe or FIFO is
+    taken too, and waited for (``--sign-key <(vault read …)``); for anyone else, a FIFO is
+    refused without waiting for a writer (with ``O_NONBLOCK``, or by looking first where the host
+    has none)."""
+    must_look = (not follow_symlinks and not _NOFOLLOW) or (not pipes and not _NONBLOCK)
+    flags = os.O_RDONLY | O_BINARY | (0 if follow_symlinks else _NOFOLLOW) | (0 if pipes else _NONBLOCK)
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | O_BINARY)
+        if must_look:  # a host without O_NOFOLLOW or O_NONBLOCK: look first, at least
+            _check_kind(os.stat(path) if follow_symlinks else os.lstat(path), what, pipes)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
             raise InputError(f"{what} is a symlink, which zeroimage does not follow there") from None
-        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise _cannot_read(what, exc, path) from None
+    try:
+        _check_kind(os.fstat(fd), what, pipes)
+    except InputError:
         os.close(fd)
-        raise InputError(f"{what} is not a regular file")
+        raise
     return fd
 
 
-def read_regular(path: Path, limit: int, what: str) -> bytes:
-    """A small regular file read whole (see :func:`open_regular`); one larger than ``limit`` is
-    refused without being read."""
-    try:
-        with os.fdopen(open_regular(path, what), "rb") as handle:
-            if os.fstat(handle.fileno()).st_size > limit:
-                raise InputError(f"{what} is larger than {limit} bytes")
+def read_regular(
+    path: Path, limit: int, what: str, *, follow_symlinks: bool = False, pipes: bool = False, too_large: str = ""
+) -> bytes:
+    """A small regular file read whole (see :func:`open_regular` for what is refused, and the
+    options); one larger than ``limit`` is refused without being read, saying ``too_large`` (what
+    such a file cannot be) after the bound. FileNotFoundError is left to the caller."""
+    larger = f"{what} is larger than {limit} bytes" + (f": {too_large}" if too_large else "")
+    fd = open_regular(path, what, follow_symlinks=follow_symlinks, pipes=pipes)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if os.fstat(fd).st_size > limit:
+                raise InputError(larger)
             data = handle.read(limit + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if len(data) > limit:  # it grew while being read
-        raise InputError(f"{what} is larger than {limit} bytes")
+        except OSError as exc:
+            raise _cannot_read(what, exc, path) from None
+    if len(data) > limit:  # it grew while being read, or came down a pipe
+        raise InputError(larger)
     return data
+
+
+def _check_kind(st: os.stat_result, what: str, pipes: bool) -> None:
+    mode = st.st_mode
+    if stat.S_ISREG(mode) or (pipes and stat.S_ISFIFO(mode)):
+        return
+    if stat.S_ISLNK(mode):
+        raise InputError(f"{what} is a symlink, which zeroimage does not follow there")
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{what} is a directory")
+    raise InputError(f"{what} is not a regular file" + (" or a pipe" if pipes else ""))
+
+
+def _cannot_read(what: str, exc: OSError, path: Path) -> InputError:
+    """ "cannot read WHAT: PATH: REASON", the path left out when ``what`` already names it."""
+    said = describe_os_error(exc, path)
+    where = os.fspath(path)
+    return InputError(f"cannot read {what}: {said.removeprefix(where + ': ') if where in what else said}")
 
 
 def whole_number(text: str, what: str, most: int) -> int:

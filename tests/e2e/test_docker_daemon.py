@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -219,6 +220,51 @@ def test_ssh_is_refused_with_what_to_do(zeroimage: Zeroimage, program: Path, tmp
         tmpdir_,
         code=2,
     )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "tcp://[::1",  # a bracket left open
+        "tcp://[zz]:2376",  # brackets without an IP address
+        "tcp://docker..example:2376",  # an empty label
+        f"tcp://{'a' * 64}.example:2376",  # a label longer than DNS allows
+        "tcp://d%20ocker:2376",  # a character no host name has
+    ],
+)
+def test_a_host_that_is_no_host_is_a_usage_error_in_one_line(
+    zeroimage: Zeroimage, program: Path, tmp_path: Path, tmpdir_: Path, host: str
+) -> None:
+    """From DOCKER_HOST, and from a context's meta.json: exit 2 and the line, never a traceback."""
+    env = {"DOCKER_HOST": host, "TMPDIR": str(tmpdir_)}
+    result = zeroimage("build", "-q", "-o", "docker-daemon:app:v1", str(program), check=False, env=env)
+    one_line_failure(result, f"DOCKER_HOST={host!r}: the host is not a host name or an IP address", tmpdir_, code=2)
+
+    digest = hashlib.sha256(b"odd").hexdigest()
+    meta = tmp_path / ".docker" / "contexts" / "meta" / digest
+    meta.mkdir(parents=True)
+    endpoint = {"Host": host, "SkipTLSVerify": False}
+    (meta / "meta.json").write_text(json.dumps({"Name": "odd", "Endpoints": {"docker": endpoint}}))
+    env = {"DOCKER_HOST": "", "DOCKER_CONTEXT": "odd", "TMPDIR": str(tmpdir_)}
+    result = zeroimage("build", "-q", "-o", "docker-daemon:app:v1", str(program), check=False, env=env)
+    one_line_failure(
+        result,
+        f"the Docker context 'odd' (host {host!r}): the host is not a host name or an IP address",
+        tmpdir_,
+        code=2,
+    )
+
+
+def test_a_host_name_beyond_ascii_is_reached_by_its_idna_form(
+    zeroimage: Zeroimage, program: Path, tmpdir_: Path
+) -> None:
+    """IDNA maps the ideographic full stop to ".": ``127。0。0。1`` is the double's address."""
+    with HostileDaemon("honest") as double:
+        host = double.host.replace(".", "\u3002")
+        env = {"DOCKER_HOST": host, "TMPDIR": str(tmpdir_)}
+        result = zeroimage("build", "-q", "-o", "docker-daemon:app:v1", str(program), env=env)
+    assert result.stdout.startswith("docker-daemon:app:v1  # image ID sha256:"), result.describe()
+    assert double.requests == ["GET /_ping", "POST /images/load?quiet=1"]
 
 
 def test_missing_ca_file_is_one_line_naming_it(

@@ -10,10 +10,16 @@ same against a real dockerd, contexts made by the real CLI included.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import socket
 import ssl
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import httpcore
 import pytest
@@ -22,9 +28,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.dockerd import cert_folder
-from tests.support.pki import KeyPair, make_ca, make_client_cert
+from tests.support.pki import KeyPair, make_ca, make_client_cert, make_server_cert
 from tests.support.waiting import bounded
 from zeroimage.errors import InputError, OutputError, UsageError
+from zeroimage.progress import NullReporter
 from zeroimage.reference import parse_reference
 from zeroimage.transports.docker_client import (
     LOAD_TIMEOUT_VARIABLE,
@@ -32,11 +39,15 @@ from zeroimage.transports.docker_client import (
     MAX_LOAD_REPLY,
     DockerClient,
     LoadAnswer,
+    _Exchange,
     excerpt,
     load_timeout,
 )
 from zeroimage.transports.docker_daemon import spellings
 from zeroimage.transports.docker_host import DockerEndpoint, parse_host, resolve_endpoint
+from zeroimage.transports.registry.credentials import CredentialStore, docker_config_dir
+from zeroimage.transports.registry.options import LowSpeedLimit
+from zeroimage.transports.registry.speed import is_stall
 
 WHERE = "unix:///run/d.sock"
 NAME = "app:v1"
@@ -62,6 +73,8 @@ PROGRESS = b'{"status":"Loading layer","progressDetail":{"current":1,"total":2},
         ("tcp://[::1]:2376", "tcp://[::1]:2376", "http://[::1]:2376"),
         ("127.0.0.1:2376", "tcp://127.0.0.1:2376", "http://127.0.0.1:2376"),
         ("tcp://docker.example:2376/prefix/", "tcp://docker.example:2376/prefix", "http://docker.example:2376/prefix"),
+        ("tcp://bücher.example:2376", "tcp://xn--bcher-kva.example:2376", "http://xn--bcher-kva.example:2376"),
+        ("tcp://[fe80::1%25eth0]:2376", "tcp://[fe80::1%25eth0]:2376", "http://[fe80::1%25eth0]:2376"),
     ],
 )
 def test_hosts_are_read_as_the_docker_cli_reads_them(value: str, host: str, url: str) -> None:
@@ -102,12 +115,27 @@ SSH_REFUSAL = (
         ),
         ("tcp://host:port", "DOCKER_HOST='tcp://host:port': the port is not a number from 0 to 65535"),
         ("gopher://x", "DOCKER_HOST='gopher://x' is not a Docker host: use unix:///PATH or tcp://HOST:PORT"),
+        ("tcp://[::1", "DOCKER_HOST='tcp://[::1': the host is not a host name or an IP address"),
+        ("tcp://[1.2.3.4]:1", "DOCKER_HOST='tcp://[1.2.3.4]:1': the host is not a host name or an IP address"),
+        ("tcp://d_ck@r:1", "DOCKER_HOST='tcp://d_ck@r:1' is not tcp://HOST:PORT"),
+        ("tcp://d ocker:1", "DOCKER_HOST='tcp://d ocker:1': the host is not a host name or an IP address"),
+        ("tcp://do\tcker:1", "DOCKER_HOST='tcp://do\\tcker:1' is not tcp://HOST:PORT"),
+        ("unix:///run/d\ud800.sock", "DOCKER_HOST='unix:///run/d\\ud800.sock' is not a unix socket path"),
+        ("unix:///run/d\x00.sock", "DOCKER_HOST='unix:///run/d\\x00.sock' is not a unix socket path"),
     ],
 )
 def test_hosts_zeroimage_cannot_use_are_refused_with_what_to_do(value: str, message: str) -> None:
     with pytest.raises(UsageError) as refused:
         parse_host(value, False)
     assert refused.value.message == message
+
+
+def test_a_long_host_is_shown_quoted_and_cut_in_the_refusal() -> None:
+    value = "gopher://" + "x" * 5000 + "\n"
+    with pytest.raises(UsageError) as refused:
+        parse_host(value, False)
+    shown = repr(value[:100] + "…" + value[-100:])
+    assert refused.value.message == f"DOCKER_HOST={shown} is not a Docker host: use unix:///PATH or tcp://HOST:PORT"
 
 
 # -- TLS from the environment --------------------------------------------------------------------
@@ -222,6 +250,26 @@ def test_broken_tls_files_are_one_line_naming_them(tmp_path: Path, pki: tuple[Ke
     assert locked.value.message.startswith(f"{certs}/key.pem is an encrypted private key")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this host")
+def test_tls_files_are_followed_through_symlinks_and_a_fifo_is_refused_at_once(
+    tmp_path: Path, pki: tuple[KeyPair, KeyPair]
+) -> None:
+    """As the CLI reads them, through a symlink (a Kubernetes secret); a FIFO is never waited for."""
+    real = cert_folder(tmp_path / "real", pki, "ca.pem", "cert.pem", "key.pem")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (certs / name).symlink_to(real / name)
+    env = env_for(tmp_path, DOCKER_HOST="tcp://h:2376", DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=str(certs))
+    endpoint = resolve_endpoint(env)
+    assert endpoint.tls is not None and endpoint.tls.ssl_context().verify_mode == ssl.CERT_REQUIRED
+    (certs / "ca.pem").unlink()
+    os.mkfifo(certs / "ca.pem")
+    with pytest.raises(InputError) as fifo:
+        bounded(resolve_endpoint(env).tls.ssl_context, "reading a FIFO", timeout=20)  # type: ignore[union-attr]
+    assert fifo.value.message == f"{certs}/ca.pem (the Docker daemon's CA) is not a regular file"
+
+
 # -- contexts --------------------------------------------------------------------------------------
 
 
@@ -260,6 +308,13 @@ def test_docker_context_wins_over_config_json_and_docker_host_over_both(tmp_path
     assert resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="default")).host == "unix:///var/run/docker.sock"
 
 
+def test_an_endpoint_names_the_context_that_chose_it(tmp_path: Path) -> None:
+    make_context(tmp_path / "config", "sock", "unix:///ctx.sock")
+    assert str(resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="sock"))) == "unix:///ctx.sock (Docker context 'sock')"
+    assert parse_host("tcp://h:1", False, context="ci").context == "ci"
+    assert parse_host("tcp://h:1", False).context is None
+
+
 def test_a_context_that_skips_verification_has_tls_unverified(tmp_path: Path) -> None:
     make_context(tmp_path / "config", "lax", "tcp://h:2376", skip_verify=True)
     endpoint = resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="lax"))
@@ -281,6 +336,27 @@ def test_a_selected_context_that_does_not_exist_is_refused_never_the_default_soc
     )
 
 
+def test_a_context_name_no_context_can_have_does_not_exist(tmp_path: Path) -> None:
+    """(A lone surrogate, which JSON can carry: before, an internal UnicodeEncodeError.)"""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text('{"currentContext": "ci\\ud800"}')
+    with pytest.raises(UsageError) as refused:
+        resolve_endpoint(env_for(tmp_path))
+    assert refused.value.message == (
+        f"the Docker context 'ci\\ud800' (currentContext of {tmp_path}/config/config.json) does not exist "
+        "(docker context ls lists the contexts)"
+    )
+
+
+def test_a_context_named_in_bytes_beyond_utf8_is_found_as_the_cli_finds_it(tmp_path: Path) -> None:
+    """DOCKER_CONTEXT as Python gives it (a byte that is no UTF-8, surrogate-escaped): the CLI
+    hashes the name's bytes. (Before: an internal UnicodeEncodeError.)"""
+    meta = tmp_path / "config" / "contexts" / "meta" / hashlib.sha256(b"c\xff").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Endpoints": {"docker": {"Host": "unix:///c.sock"}}}))
+    assert resolve_endpoint(env_for(tmp_path, DOCKER_CONTEXT="c\udcff")).host == "unix:///c.sock"
+
+
 def test_a_context_on_ssh_is_refused_naming_the_context(tmp_path: Path) -> None:
     make_context(tmp_path / "config", "remote", "ssh://me@build-host")
     with pytest.raises(UsageError) as refused:
@@ -295,7 +371,41 @@ def test_a_broken_config_json_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "config" / "config.json").write_text('{"currentContext": ')
     with pytest.raises(InputError) as broken:
         resolve_endpoint(env_for(tmp_path))
-    assert broken.value.message == f"{tmp_path}/config/config.json (the Docker config file) is not valid JSON"
+    assert broken.value.message == (
+        f"{tmp_path}/config/config.json (the Docker config file) is not valid JSON: "
+        "Expecting value: line 1 column 20 (char 19)"
+    )
+
+
+def test_config_json_with_a_byte_order_mark_or_empty_is_read_as_the_cli_reads_it(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    make_context(config, "marked", "unix:///marked.sock")
+    (config / "config.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"currentContext": "marked"}).encode())
+    assert resolve_endpoint(env_for(tmp_path)).host == "unix:///marked.sock"
+    (config / "config.json").write_bytes(b" \n")
+    assert resolve_endpoint(env_for(tmp_path)).host == "unix:///var/run/docker.sock"
+
+
+def test_an_environment_without_home_has_no_config_folder_as_for_credentials(tmp_path: Path) -> None:
+    """An environment given whole is the whole truth: without DOCKER_CONFIG or HOME there is no
+    Docker config folder, for the daemon as for the credentials (never the process's own home)."""
+    assert docker_config_dir({}) is None and CredentialStore({}).docker_config_path() is None
+    assert resolve_endpoint({}).host == "unix:///var/run/docker.sock"
+    with pytest.raises(UsageError) as no_context:
+        resolve_endpoint({"DOCKER_CONTEXT": "ci"})
+    assert no_context.value.message == (
+        "the Docker context 'ci' (DOCKER_CONTEXT) does not exist: there is no Docker config folder "
+        "(neither DOCKER_CONFIG nor HOME is set)"
+    )
+    with pytest.raises(InputError) as no_ca:
+        resolve_endpoint({"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1"})
+    assert no_ca.value.message == (
+        "DOCKER_TLS_VERIFY is set, but there is no Docker config folder to find ca.pem in (neither DOCKER_CONFIG "
+        "nor HOME is set): set DOCKER_CERT_PATH to the folder that holds ca.pem, cert.pem and key.pem"
+    )
+    env = {"DOCKER_CONFIG": str(tmp_path / "config")}
+    assert docker_config_dir(env) == tmp_path / "config"
+    assert CredentialStore(env).docker_config_path() == tmp_path / "config" / "config.json"
 
 
 def test_a_socket_this_user_may_not_use_is_said_so_not_that_no_daemon_answers() -> None:
@@ -457,3 +567,83 @@ def test_the_load_timeout_grows_with_the_archive_and_can_be_set() -> None:
         assert bad.value.message == (
             f"{LOAD_TIMEOUT_VARIABLE} must be a whole number of seconds (at least 1), not {text[:40]!r}"
         )
+
+
+# -- the network -------------------------------------------------------------------------------------
+
+
+class _SlowSocket(socket.socket):
+    """A connection to a daemon that takes the archive slowly: each send takes 0.1 s and moves
+    100 bytes (1 KB/s), however much room the socket has."""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        time.sleep(0.1)
+        return super().send(bytes(data[:100]), flags)
+
+
+def test_a_daemon_that_reads_slowly_fails_the_upload_at_the_end_of_a_window() -> None:
+    """Under the limit (64 KiB/s over 1 s) while each send still moves a little: the window's end
+    bounds the upload, never one send's timeout at a time (a 16 KiB piece took 16 s that way)."""
+    ours, theirs = socket.socketpair()
+    slow = _SlowSocket(ours.family, ours.type, ours.proto, ours.detach())
+    stream = _Exchange(httpcore._backends.sync.SyncStream(slow), LowSpeedLimit(64 * 1024, 1))
+
+    def take_everything() -> None:  # the daemon's side takes whatever arrives
+        while theirs.recv(65536):
+            pass
+
+    reader = threading.Thread(target=take_everything, daemon=True)
+    reader.start()
+    started = time.monotonic()
+    with pytest.raises(httpcore.TimeoutException) as stalled:
+        stream.write(bytes(1 << 20))
+    assert time.monotonic() - started < 5
+    assert is_stall(stalled.value)
+    stream.close()
+    reader.join(5)
+    theirs.close()
+
+
+def test_over_tls_the_daemon_may_think_longer_than_a_window_before_it_answers(
+    tmp_path: Path, pki: tuple[KeyPair, KeyPair]
+) -> None:
+    """Docker unpacks the archive silently before it answers: over TLS as over plain TCP, only
+    the load's answer bound applies to that silence, never the low-speed window (1 s here)."""
+    ca, _ = pki
+    server = make_server_cert(ca, tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server.cert_path, server.key_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def thinking_daemon() -> None:  # one connection: the load, 2.5 s of silence, then Docker's answer
+        with listener, context.wrap_socket(listener.accept()[0], server_side=True) as connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += connection.recv(65536)
+            if stop.wait(2.5):
+                return
+            answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            connection.sendall(answer % (len(DOCKER_20_10), DOCKER_20_10))
+
+    thread = threading.Thread(target=thinking_daemon, daemon=True)
+    thread.start()
+    certs = cert_folder(tmp_path / "certs", pki, "ca.pem")
+    env = env_for(
+        tmp_path,
+        DOCKER_HOST=f"tcp://127.0.0.1:{listener.getsockname()[1]}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=str(certs),
+        ZEROIMAGE_LOW_SPEED_LIMIT="1024/1",
+        ZEROIMAGE_DOCKER_LOAD_TIMEOUT="30",
+    )
+    archive = io.BytesIO(b"an archive")
+    try:
+        DockerClient(resolve_endpoint(env), env).load(archive, 10, NAME, IMAGE_ID, NullReporter())
+    finally:
+        stop.set()
+        thread.join(10)

@@ -5,13 +5,22 @@ raising nothing but a one-line usage error."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from zeroimage.errors import UsageError, ZeroimageError
-from zeroimage.transports.locations import archive_location, parse_location, parse_output, parse_source
+from zeroimage.transports.locations import (
+    Inputs,
+    Location,
+    archive_location,
+    check_outputs,
+    parse_location,
+    parse_output,
+    parse_source,
+)
 
 #: The documented bound on an OCI tag (README: "What zeroimage refuses").
 MAX_OCI_TAG = 512
@@ -131,3 +140,39 @@ def test_an_archive_path_is_never_split_at_a_colon(path: str) -> None:
     for bad in ("a\0b.tar", "f" * 5000, ""):
         with pytest.raises(UsageError):
             archive_location(bad)
+
+
+@pytest.mark.parametrize("text", ["\ud800.tar", "oci:lay\udfff", "docker-archive:d\ud800.tar:app:v1", "./x\ud800"])
+def test_a_name_no_file_can_have_is_a_usage_error_not_an_encoding_error(text: str) -> None:
+    """A lone surrogate, which only Python code can pass (a command line's arguments always
+    encode): before, UnicodeEncodeError escaped from the path's length check."""
+    for parse in (parse_output, parse_source, archive_location, lambda t: parse_location(t, "oci-archive")):
+        with pytest.raises(UsageError) as refused:
+            parse(text)
+        assert refused.value.message == (
+            f"invalid location {text!r}: it holds a character no file name can (a lone surrogate)"
+        )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "digest_file", "named"),
+    [
+        (Inputs(programs=[Path("a\ud800pp")]), None, "the program 'a\\ud800pp'"),
+        (Inputs(added=[Path("c\ud800nf")]), None, "--add 'c\\ud800nf'"),
+        (Inputs(), Path("d\ud800"), "--digest-file 'd\\ud800'"),
+        (Inputs(base=Location("oci-archive", path=Path("b\ud800.tar"))), None, "the base 'b\\ud800.tar'"),
+    ],
+)
+def test_local_paths_no_file_can_have_are_refused_before_any_work(
+    inputs: Inputs, digest_file: Path | None, named: str
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        check_outputs([archive_location("out.tar")], digest_file, inputs, terminal=False)
+    assert refused.value.message == f"{named}: it holds a character no file name can (a lone surrogate)"
+
+
+def test_an_empty_output_is_no_path() -> None:
+    """(Before: the archive ``.``, refused only later as a directory.)"""
+    with pytest.raises(UsageError) as refused:
+        parse_output("")
+    assert refused.value.message == "invalid location '': no path"

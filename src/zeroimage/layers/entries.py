@@ -68,19 +68,19 @@ def clean_image_path(path: str) -> str:
     clean = "/" + "/".join(parts)
     if len(clean.encode("utf-8", "surrogateescape")) > MAX_PATH:
         raise UsageError(f"path in the image {shown(clean)} is longer than {MAX_PATH} bytes (Linux's PATH_MAX)")
-    if max(map(len, parts)) * 4 > MAX_NAME and any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME for p in parts):
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME for p in parts):
         raise UsageError(f"path in the image {shown(clean)} has a name longer than {MAX_NAME} bytes (NAME_MAX)")
     return clean
 
 
-def shown(text: str | os.PathLike[str], limit: int = 160) -> str:
+def shown(text: str | os.PathLike[str], limit: int = 160, *, quoted: bool = False) -> str:
     """A path or name as one line of a message shows it: its start and end around ``…`` when it
     is longer than ``limit`` characters, quoted with escapes (``repr``) when it holds a
-    character that is not printable (a newline, a terminal's escape)."""
+    character that is not printable (a newline, a terminal's escape), or always if ``quoted``."""
     value = os.fspath(text)
     if len(value) > limit:
         value = value[: limit // 2] + "…" + value[-(limit // 2) :]
-    return value if value.isprintable() else repr(value)
+    return repr(value) if quoted or not value.isprintable() else value
 
 
 def modes_notice() -> str | None:

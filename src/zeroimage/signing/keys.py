@@ -22,14 +22,14 @@ import binascii
 import hashlib
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zeroimage.errors import InputError, UsageError
-from zeroimage.files import O_BINARY, describe_os_error
+from zeroimage.files import describe_os_error
 from zeroimage.signing import cosign_key
+from zeroimage.untrusted import read_regular
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey, EllipticCurvePublicKey
@@ -172,21 +172,11 @@ class SigningKey:
 def _read_key_file(path: Path, what: str) -> bytes:
     """A key file's bytes: a regular file or a pipe (``--sign-key <(vault read …)``), followed
     through symlinks (Kubernetes mounts secrets as symlinks), at most MAX_KEY_FILE_SIZE."""
+    label = f"{what} {os.fspath(path)}"
     try:
-        fd = os.open(path, os.O_RDONLY | O_BINARY)
-    except OSError as exc:
+        return read_regular(path, MAX_KEY_FILE_SIZE, label, follow_symlinks=True, pipes=True, too_large="not a key")
+    except FileNotFoundError as exc:
         raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InputError(f"{what} {os.fspath(path)} is a directory")
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(MAX_KEY_FILE_SIZE + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if len(data) > MAX_KEY_FILE_SIZE:
-        raise InputError(f"{what} {os.fspath(path)} is larger than {MAX_KEY_FILE_SIZE} bytes: not a key")
-    return data
 
 
 def _pem_blocks(data: bytes, what: str) -> list[tuple[bytes, bytes]]:

@@ -36,16 +36,19 @@ import json
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import httpcore
 
 from zeroimage import cancel
 from zeroimage.errors import NetworkError, OutputError, TLSError, UsageError
+from zeroimage.files import CHUNK
 from zeroimage.progress import Reporter
 from zeroimage.transports.docker_host import DockerEndpoint
-from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, LowSpeedLimit
-from zeroimage.transports.registry.speed import CheckedBackend
+from zeroimage.transports.registry.client import LOW_SPEED_VARIABLE, MAX_REPLY_BODY, USER_AGENT, LowSpeedLimit
+from zeroimage.transports.registry.faults import cause_chain, tls_verify_failure
+from zeroimage.transports.registry.speed import CheckedBackend, CheckedStream, is_stall
+from zeroimage.untrusted import whole_number
 
 #: The longest line of the load's answer (a JSON message) taken.
 MAX_LOAD_LINE = 64 * 1024
@@ -57,20 +60,35 @@ LOAD_TIMEOUT_VARIABLE = "ZEROIMAGE_DOCKER_LOAD_TIMEOUT"
 #: Seconds Docker may take to answer a load, plus :data:`LOAD_SECONDS_PER_GIB` per GiB of archive.
 LOAD_SECONDS = 300
 LOAD_SECONDS_PER_GIB = 120
-USER_AGENT = "zeroimage"
-CHUNK = 1 << 20
+#: The longest bound :data:`LOAD_TIMEOUT_VARIABLE` sets (nine digits: some 31 years).
+MAX_LOAD_TIMEOUT = 999_999_999
 
 _HTTP_TO_HTTPS = "Client sent an HTTP request to an HTTPS server"
+_E = TypeVar("_E", bound=BaseException)
 
 
 def load_timeout(size: int, env: Mapping[str, str]) -> float:
     """Seconds the daemon may take, once it has an archive of ``size`` bytes, to finish its answer."""
+    return _answer_bound(size, _load_timeout_setting(env))
+
+
+def _load_timeout_setting(env: Mapping[str, str]) -> int | None:
+    """:data:`LOAD_TIMEOUT_VARIABLE`'s seconds (None when it is not set); UsageError unless it is
+    a whole number from 1 to :data:`MAX_LOAD_TIMEOUT`."""
     text = env.get(LOAD_TIMEOUT_VARIABLE, "").strip()
     if not text:
-        return LOAD_SECONDS + LOAD_SECONDS_PER_GIB * size / (1 << 30)
-    if not (text.isascii() and text.isdigit() and len(text) < 10) or int(text) < 1:
+        return None
+    try:
+        seconds = whole_number(text, LOAD_TIMEOUT_VARIABLE, MAX_LOAD_TIMEOUT)
+    except UsageError:
+        seconds = 0
+    if seconds < 1:
         raise UsageError(f"{LOAD_TIMEOUT_VARIABLE} must be a whole number of seconds (at least 1), not {text[:40]!r}")
-    return float(text)
+    return seconds
+
+
+def _answer_bound(size: int, setting: int | None) -> float:
+    return LOAD_SECONDS + LOAD_SECONDS_PER_GIB * size / (1 << 30) if setting is None else float(setting)
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
@@ -188,41 +206,19 @@ class LoadAnswer:
 # -- the network: two time bounds -------------------------------------------------------------------
 
 
-class _Stalled(httpcore.WriteTimeout):
-    """Sending moved less than the low-speed limit asks for a whole window."""
-
-
 class _Silent(httpcore.ReadTimeout):
     """The answer did not arrive (whole) within its bound."""
 
 
-class _Exchange(httpcore.NetworkStream):
-    """One connection, for one request: sending obeys the low-speed limit (windows of
-    ``limit.seconds`` in which ``limit.window_bytes`` must go out); the whole answer must arrive
-    within the ``read`` timeout of the request, counted from the first read."""
+class _Exchange(CheckedStream):
+    """One connection, for one request: connecting, the TLS handshake and sending obey the
+    low-speed limit as every checked connection does (:class:`~.speed.CheckedStream`); the
+    answer does not, for Docker unpacks the image silently before it answers: it must arrive
+    whole within the ``read`` timeout of the request, counted from the first read."""
 
     def __init__(self, inner: httpcore.NetworkStream, limit: LowSpeedLimit) -> None:
-        self._inner = inner
-        self._limit = limit
-        self._piece = max(1024, min(64 * 1024, limit.window_bytes // 4))
-        self._window_end = time.monotonic() + limit.seconds
-        self._owed = limit.window_bytes
+        super().__init__(inner, limit)
         self._answer_by: float | None = None
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        for start in range(0, len(buffer), self._piece):
-            piece = buffer[start : start + self._piece]
-            wait = self._window_end - time.monotonic()
-            if wait <= 0:
-                raise _Stalled(f"sending {self._limit}")
-            try:
-                self._inner.write(piece, wait)
-            except httpcore.WriteTimeout:
-                raise _Stalled(f"sending {self._limit}") from None
-            self._owed -= len(piece)
-            if self._owed <= 0:
-                self._window_end = time.monotonic() + self._limit.seconds
-                self._owed = self._limit.window_bytes
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         now = time.monotonic()
@@ -235,18 +231,6 @@ class _Exchange(httpcore.NetworkStream):
             return self._inner.read(max_bytes, wait)
         except httpcore.ReadTimeout:
             raise _Silent("no answer in time") from None
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        # CPython bounds the whole handshake by the socket's timeout (the connect timeout).
-        return _Exchange(self._inner.start_tls(ssl_context, server_hostname, timeout), self._limit)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
 
 
 # -- the client -------------------------------------------------------------------------------------
@@ -261,9 +245,8 @@ class DockerClient:
         self.endpoint = endpoint
         self.where = str(endpoint)
         self.low_speed = LowSpeedLimit.from_environment(env)
-        self._env = dict(env)
+        self._load_timeout = _load_timeout_setting(env)  # a malformed bound fails now, before the build
         self._ssl = endpoint.tls.ssl_context() if endpoint.tls is not None else None
-        load_timeout(0, env)  # a malformed bound fails now, before the build
 
     def _connections(self) -> httpcore.ConnectionPool:
         return httpcore.ConnectionPool(
@@ -296,7 +279,7 @@ class DockerClient:
                 ) as response,
             ):
                 if response.status != 200:
-                    raise self._refusal("does not answer as Docker does", response)
+                    raise self._refusal(NetworkError, "does not answer as Docker does", response)
                 if len(_read_at_most(response, MAX_REPLY_BODY + 1)) > MAX_REPLY_BODY:
                     raise NetworkError(
                         f"Docker daemon at {self.where} does not answer as Docker does: "
@@ -319,7 +302,7 @@ class DockerClient:
         """``POST /images/load`` of a docker-archive (``size`` bytes from ``archive``'s current
         position); returns once the daemon said it loaded ``name`` (or one of its ``spellings``,
         or the image ``image_id``: see the module)."""
-        answer_within = load_timeout(size, self._env)
+        answer_within = _answer_bound(size, self._load_timeout)
         answer = LoadAnswer(self.where, name, image_id, spellings)
         headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
         cancel.check()  # a load commits the output: never after an interrupt
@@ -336,7 +319,7 @@ class DockerClient:
                     ) as response,
                 ):
                     if response.status != 200:
-                        raise self._refusal("refused the image", response)
+                        raise self._refusal(OutputError, "refused the image", response)
                     for chunk in response.iter_stream():
                         answer.feed(chunk)
                 answer.finish()
@@ -352,8 +335,11 @@ class DockerClient:
 
     # -- errors ------------------------------------------------------------------------------------
 
-    def _refusal(self, what: str, response: httpcore.Response) -> OutputError | NetworkError:
-        """The error for a reply other than 200, with the daemon's message (JSON ``message``)."""
+    def _refusal(
+        self, kind: type[OutputError] | type[NetworkError], what: str, response: httpcore.Response
+    ) -> OutputError | NetworkError:
+        """The error (of ``kind``) for a reply other than 200, with the daemon's message (JSON
+        ``message``); a NetworkError, with what to do, when it says it speaks HTTPS."""
         body = _read_at_most(response, MAX_REPLY_BODY)
         text = body.decode("utf-8", "replace")
         try:
@@ -364,13 +350,16 @@ class DockerClient:
         line = f"Docker daemon at {self.where} {what}: HTTP {response.status}" + (f": {message}" if message else "")
         if response.status == 400 and _HTTP_TO_HTTPS in text:
             return NetworkError(f"{line} (set DOCKER_TLS_VERIFY=1, and DOCKER_CERT_PATH to its certificates)")
-        if what.startswith("does not"):
-            return NetworkError(line)
-        return OutputError(line)
+        return kind(line)
 
     def _transport_error(self, exc: Exception, what: str = "") -> NetworkError:
         tls = self.endpoint.tls
-        verify = _cause(exc, ssl.SSLCertVerificationError)
+        if is_stall(exc):  # (first: a handshake cut off at the window's end fails in the ssl module too)
+            return NetworkError(
+                f"Docker daemon at {self.where}: the transfer stalled ({self.low_speed}; "
+                f"{LOW_SPEED_VARIABLE}=BYTES/SECONDS changes the limit)"
+            )
+        verify = tls_verify_failure(exc)
         if verify is not None and tls is not None:
             trusted = f"the CA {tls.ca}" if tls.ca else "the system's CAs"
             return TLSError(
@@ -390,11 +379,6 @@ class DockerClient:
             elif "wrong version number" in reason or "record layer" in reason or "eof" in reason:
                 hint = "; does it speak TLS on that port?"
             return TLSError(f"TLS with the Docker daemon at {self.where} failed: {reason}{hint}")
-        if _cause(exc, _Stalled) is not None or isinstance(exc, _Stalled):
-            return NetworkError(
-                f"Docker daemon at {self.where}: the transfer stalled ({self.low_speed}; "
-                f"{LOW_SPEED_VARIABLE}=BYTES/SECONDS changes the limit)"
-            )
         if _cause(exc, PermissionError) is not None:
             return NetworkError(
                 f"cannot connect to the Docker daemon at {self.where}: permission denied "
@@ -407,15 +391,9 @@ class DockerClient:
         )
 
 
-def _cause(exc: BaseException, kind: type[BaseException]) -> Any:
-    current: BaseException | None = exc
-    for _ in range(10):
-        if current is None:
-            return None
-        if isinstance(current, kind):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first of ``exc`` and what caused it that is a ``kind``."""
+    return next((item for item in cause_chain(exc) if isinstance(item, kind)), None)
 
 
 def _describe(exc: BaseException) -> str:

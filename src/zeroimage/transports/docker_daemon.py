@@ -11,11 +11,10 @@ Docker a cut archive, which it does not load.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
 
+from zeroimage.files import unlink_quietly
 from zeroimage.image import Attachments, ImageFormat, ImageGraph, LayerTap, Source, WriteResult
 from zeroimage.progress import Reporter
 from zeroimage.reference import DOCKER_HUB, Reference
@@ -30,12 +29,11 @@ class DockerDaemonSink:
     #: Docker's formats have no place for signatures or SBOMs.
     takes_attachments = False
 
-    def __init__(self, reference: Reference, mtime: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, reference: Reference, mtime: int) -> None:
         self.reference = reference
         self.mtime = mtime
         self.description = f"docker-daemon:{familiar_name(reference)}"
-        environment = os.environ if env is None else env
-        self.client = DockerClient(resolve_endpoint(environment), environment)
+        self.client = DockerClient(resolve_endpoint(os.environ), os.environ)
         self.client.ping()  # fail before the build, not after it
 
     def layer_tap(self, reporter: Reporter) -> LayerTap | None:
@@ -64,8 +62,7 @@ class DockerDaemonSink:
                 name = familiar_name(self.reference)
                 self.client.load(archive, size, name, manifest.config.digest, reporter, spellings(self.reference))
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            unlink_quietly(tmp)
         return [WriteResult(self.description, manifest.config.digest, image_id=True)]  # as Docker shows it
 
 

@@ -5,9 +5,10 @@ The CLI's order (docker/cli ``cli/command/cli.go``, ``cli/flags/options.go``):
 1. ``DOCKER_HOST`` set (not empty): that host, with TLS when ``DOCKER_TLS_VERIFY`` or
    ``DOCKER_TLS`` is set to anything at all (``DOCKER_TLS_VERIFY=0`` verifies too, as in the CLI).
    The files come from ``DOCKER_CERT_PATH``, else the Docker config folder (``DOCKER_CONFIG``,
-   else ``~/.docker``): ``ca.pem`` must exist; ``cert.pem`` and ``key.pem``, when both exist,
-   are the client's certificate. ``DOCKER_TLS`` alone is TLS *without* verifying the daemon's
-   certificate — the CLI's meaning, which :attr:`DaemonTLS.verify` says.
+   else ``~/.docker``; none without a ``HOME``, as for credentials): ``ca.pem`` must exist;
+   ``cert.pem`` and ``key.pem``, when both exist, are the client's certificate. ``DOCKER_TLS``
+   alone is TLS *without* verifying the daemon's certificate — the CLI's meaning, which
+   :attr:`DaemonTLS.verify` says.
 2. Else the context ``DOCKER_CONTEXT`` names, else the ``currentContext`` of ``config.json``
    (what ``docker context use`` sets): its endpoint in ``contexts/meta/<sha256 of the
    name>/meta.json`` of the config folder, its TLS files in ``contexts/tls/<sha256>/docker/``.
@@ -17,8 +18,10 @@ The CLI's order (docker/cli ``cli/command/cli.go``, ``cli/flags/options.go``):
 
 Hosts take the CLI's forms: ``unix:///path``, ``tcp://host[:port][/base]`` (port 2375 when
 missing, TLS or not, as in the CLI), and without a scheme a path (``/…``, ``./…``: a socket) or
-``host:port``. ``ssh://``, ``npipe://`` and ``fd://`` are refused with what to do instead, and so
-are ``http(s)://`` (which the CLI refuses too). TLS is never used on a unix socket (the CLI does
+``host:port``. A host name beyond ASCII is reached by its IDNA form (``xn--…``); a host that is
+neither a host name nor an IP address is refused, as the CLI refuses it. ``ssh://``,
+``npipe://`` and ``fd://`` are refused with what to do instead, and so are ``http(s)://`` (which
+the CLI refuses too). TLS is never used on a unix socket (the CLI does
 not either), and plain HTTP is never used when TLS was asked for.
 
 Nothing here talks to the daemon; :mod:`.docker_client` does.
@@ -27,18 +30,20 @@ Nothing here talks to the daemon; :mod:`.docker_client` does.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
+import ipaddress
+import re
 import ssl
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from zeroimage.errors import InputError, UsageError
-from zeroimage.files import O_BINARY, describe_os_error
+from zeroimage.layers.entries import shown
+from zeroimage.oci.descriptor import loads
+from zeroimage.transports.registry.credentials import docker_config_dir
+from zeroimage.untrusted import read_regular
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_TCP_PORT = 2375
@@ -49,6 +54,8 @@ MAX_PEM = 1 << 20
 MAX_CONFIG = 4 << 20
 
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
+#: A host name's characters (as Go's url.Parse takes them, ``_`` included).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 
 _SSH_ADVICE = (
     "zeroimage does not reach Docker over ssh; forward the daemon's socket "
@@ -143,23 +150,14 @@ def resolve_endpoint(env: Mapping[str, str]) -> DockerEndpoint:
     return _from_context(name, chosen_by, config_dir)
 
 
-def docker_config_dir(env: Mapping[str, str]) -> Path:
-    """``DOCKER_CONFIG``, else ``~/.docker`` (as the CLI's ``config.Dir``)."""
-    if directory := env.get("DOCKER_CONFIG", ""):
-        return Path(directory)
-    home = env.get("HOME", "") or os.path.expanduser("~")
-    return Path(home) / ".docker"
-
-
 # -- hosts -----------------------------------------------------------------------------------------
 
 
 def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> DockerEndpoint:
-    """A host in the CLI's forms (``opts.ParseHost``), without TLS; UsageError for any other,
-    naming where the value came from (``DOCKER_HOST``, or the ``context``)."""
-    setting = (
-        f"DOCKER_HOST={_shown(value)}" if context is None else f"the Docker context {context!r} (host {_shown(value)})"
-    )
+    """A host in the CLI's forms (``opts.ParseHost``), without TLS, of the ``context`` that
+    names it (None: ``DOCKER_HOST``); UsageError for any other, naming where the value came from."""
+    quoted = shown(value, 200, quoted=True)
+    setting = f"DOCKER_HOST={quoted}" if context is None else f"the Docker context {context!r} (host {quoted})"
     text = value.strip()
     if not text:
         text = DEFAULT_TLS_HOST if default_to_tls else f"unix://{DEFAULT_SOCKET}"
@@ -169,11 +167,11 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
     scheme = scheme.lower()
     if scheme == "unix":
         path = rest or DEFAULT_SOCKET
-        if "://" in path:
+        if "://" in path or not path.isprintable():  # (a NUL or a lone surrogate, from a context's JSON)
             raise UsageError(f"{setting} is not a unix socket path")
-        return DockerEndpoint(host=f"unix://{path}", socket=path)
+        return DockerEndpoint(host=f"unix://{path}", socket=path, context=context)
     if scheme == "tcp":
-        return _parse_tcp(rest, setting)
+        return _parse_tcp(rest, setting, context)
     if scheme == "ssh":
         raise UsageError(f"{setting}: {_SSH_ADVICE}")
     if scheme == "npipe":
@@ -187,46 +185,63 @@ def parse_host(value: str, default_to_tls: bool, context: str | None = None) -> 
     raise UsageError(f"{setting} is not a Docker host: use unix:///PATH or tcp://HOST:PORT")
 
 
-def _parse_tcp(rest: str, setting: str) -> DockerEndpoint:
+def _parse_tcp(rest: str, setting: str, context: str | None) -> DockerEndpoint:
     if not rest:
         rest = f"localhost:{DEFAULT_TCP_PORT}"
-    if "://" in rest:
+    if "://" in rest or not rest.isprintable():  # (urlsplit would drop tabs and newlines silently)
         raise UsageError(f"{setting} is not tcp://HOST:PORT")
-    parts = urlsplit(f"tcp://{rest}")
+    try:
+        parts = urlsplit(f"tcp://{rest}")
+        hostname = _host_name(parts.hostname or "localhost")
+    except (ValueError, UnicodeError):  # a bracket left open, no IP in brackets, an empty or long label
+        raise UsageError(f"{setting}: the host is not a host name or an IP address") from None
     try:
         port = parts.port
     except ValueError:
         raise UsageError(f"{setting}: the port is not a number from 0 to 65535") from None
     if parts.query or parts.fragment or parts.username is not None:
         raise UsageError(f"{setting} is not tcp://HOST:PORT")
-    hostname = parts.hostname or "localhost"
     port = DEFAULT_TCP_PORT if port is None else port
     base = parts.path.rstrip("/")
     shown_host = f"[{hostname}]" if ":" in hostname else hostname
-    return DockerEndpoint(host=f"tcp://{shown_host}:{port}{base}", hostname=hostname, port=port, base=base)
+    return DockerEndpoint(
+        host=f"tcp://{shown_host}:{port}{base}", hostname=hostname, port=port, base=base, context=context
+    )
 
 
-def _shown(value: str) -> str:
-    """A setting's value for a message: quoted, and cut if long."""
-    return repr(value if len(value) <= 200 else value[:200] + "…")
+def _host_name(name: str) -> str:
+    """A host as it is connected to: an IP address, or a name in its ASCII (IDNA) form; ValueError
+    or UnicodeError for anything else (a label empty or longer than 63, a character no name has)."""
+    if ":" in name:
+        ipaddress.ip_address(name)
+        return name
+    ascii_name = name.encode("idna").decode("ascii")
+    if not _HOST_NAME.fullmatch(ascii_name):
+        raise ValueError(name)
+    return ascii_name
 
 
 # -- the environment (the "default" context) ------------------------------------------------------
 
 
-def _from_environment(env: Mapping[str, str], config_dir: Path) -> DockerEndpoint:
+def _from_environment(env: Mapping[str, str], config_dir: Path | None) -> DockerEndpoint:
     verify = env.get("DOCKER_TLS_VERIFY", "") != ""
     use_tls = verify or env.get("DOCKER_TLS", "") != ""
     endpoint = parse_host(env.get("DOCKER_HOST", ""), use_tls)
     if not use_tls or endpoint.socket is not None:
         return endpoint
+    asked = "DOCKER_TLS_VERIFY" if verify else "DOCKER_TLS"
     if given := env.get("DOCKER_CERT_PATH", ""):
         cert_path, origin = Path(given), f"DOCKER_CERT_PATH={given}"
-    else:
+    elif config_dir is not None:
         cert_path, origin = config_dir, f"the Docker config folder {config_dir}"
+    else:
+        raise InputError(
+            f"{asked} is set, but there is no Docker config folder to find ca.pem in (neither DOCKER_CONFIG "
+            "nor HOME is set): set DOCKER_CERT_PATH to the folder that holds ca.pem, cert.pem and key.pem"
+        )
     ca = cert_path / CA_FILE
     if not ca.exists():
-        asked = "DOCKER_TLS_VERIFY" if verify else "DOCKER_TLS"
         raise InputError(
             f"{asked} is set, but {ca} does not exist: put the daemon's CA there (with cert.pem and key.pem), "
             "or set DOCKER_CERT_PATH to the folder that holds them"
@@ -235,27 +250,18 @@ def _from_environment(env: Mapping[str, str], config_dir: Path) -> DockerEndpoin
     # As the CLI: a certificate or key that is not there is not used (and the daemon may refuse).
     both = cert.exists() and key.exists()
     tls = DaemonTLS(ca=ca, cert=cert if both else None, key=key if both else None, verify=verify, origin=origin)
-    return _with_tls(endpoint, tls)
-
-
-def _with_tls(endpoint: DockerEndpoint, tls: DaemonTLS) -> DockerEndpoint:
-    return DockerEndpoint(
-        host=endpoint.host,
-        hostname=endpoint.hostname,
-        port=endpoint.port,
-        base=endpoint.base,
-        tls=tls,
-        context=endpoint.context,
-    )
+    return replace(endpoint, tls=tls)
 
 
 # -- contexts --------------------------------------------------------------------------------------
 
 
-def _context_name(env: Mapping[str, str], config_dir: Path) -> tuple[str, str]:
+def _context_name(env: Mapping[str, str], config_dir: Path | None) -> tuple[str, str]:
     """The context's name and what chose it."""
     if name := env.get("DOCKER_CONTEXT", ""):
         return name, "DOCKER_CONTEXT"
+    if config_dir is None:
+        return "default", ""
     path = config_dir / "config.json"
     doc = _read_json(path, "the Docker config file")
     current = doc.get("currentContext") if doc is not None else None
@@ -266,15 +272,18 @@ def _context_name(env: Mapping[str, str], config_dir: Path) -> tuple[str, str]:
     return current, f"currentContext of {path}"
 
 
-def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint:
-    digest = hashlib.sha256(name.encode()).hexdigest()
+def _from_context(name: str, chosen_by: str, config_dir: Path | None) -> DockerEndpoint:
+    missing = f"the Docker context {shown(name, 200, quoted=True)} ({chosen_by}) does not exist"
+    if config_dir is None:
+        raise UsageError(f"{missing}: there is no Docker config folder (neither DOCKER_CONFIG nor HOME is set)")
+    try:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()  # (Go hashes the bytes)
+    except UnicodeError:  # a lone surrogate, which config.json's JSON can carry: no context has it
+        raise UsageError(f"{missing} (docker context ls lists the contexts)") from None
     meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
     meta = _read_json(meta_path, f"the Docker context {name!r}")
     if meta is None:
-        raise UsageError(
-            f"the Docker context {_shown(name)} ({chosen_by}) does not exist: there is no {meta_path} "
-            "(docker context ls lists the contexts)"
-        )
+        raise UsageError(f"{missing}: there is no {meta_path} (docker context ls lists the contexts)")
     endpoints = meta.get("Endpoints")
     docker: Any = endpoints.get("docker") if isinstance(endpoints, dict) else None
     if not isinstance(docker, dict):
@@ -283,14 +292,6 @@ def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint
     if not isinstance(host, str) or not isinstance(skip, bool):
         raise InputError(f"{meta_path}: the docker endpoint's Host or SkipTLSVerify is malformed")
     endpoint = parse_host(host, False, context=name)
-    endpoint = DockerEndpoint(
-        host=endpoint.host,
-        socket=endpoint.socket,
-        hostname=endpoint.hostname,
-        port=endpoint.port,
-        base=endpoint.base,
-        context=name,
-    )
     tls_dir = config_dir / "contexts" / "tls" / digest / "docker"
     has_files = tls_dir.is_dir()
     if endpoint.socket is not None or not (has_files or skip):
@@ -304,7 +305,7 @@ def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint
         verify=not skip,
         origin=f"the Docker context {name!r} ({tls_dir})",
     )
-    return _with_tls(endpoint, tls)
+    return replace(endpoint, tls=tls)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -313,25 +314,10 @@ def _from_context(name: str, chosen_by: str, config_dir: Path) -> DockerEndpoint
 def _read_small(path: Path, limit: int, what: str) -> bytes | None:
     """A small regular file of the user's (a symlink to one is followed, as the CLI does), or
     None when it does not exist; InputError naming it when it cannot be read or is too large."""
-    nonblock = getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block; a host without it: look first
     try:
-        if not nonblock and not stat.S_ISREG(os.stat(path).st_mode):
-            raise InputError(f"{path} ({what}) is not a regular file")
-        fd = os.open(path, os.O_RDONLY | O_BINARY | nonblock)
+        return read_regular(path, limit, f"{path} ({what})", follow_symlinks=True)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"{path} ({what}) is not a regular file")
-        try:
-            data = handle.read(limit + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read {what}: {describe_os_error(exc, path)}") from None
-    if len(data) > limit:
-        raise InputError(f"{path} ({what}) is larger than {limit} bytes")
-    return data
 
 
 def _read_pem(path: Path, what: str) -> bytes:
@@ -342,14 +328,9 @@ def _read_pem(path: Path, what: str) -> bytes:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any] | None:
-    """A JSON object from a small file; None when the file does not exist."""
+    """A JSON object from a small file (an empty one is ``{}``, as for the CLI); None when the
+    file does not exist."""
     data = _read_small(path, MAX_CONFIG, what)
     if data is None:
         return None
-    try:
-        doc = json.loads(data.decode("utf-8-sig")) if data.strip() else {}
-    except (ValueError, RecursionError):
-        raise InputError(f"{path} ({what}) is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path} ({what}) is not a JSON object")
-    return doc
+    return loads(data, f"{path} ({what})") if data.strip() else {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zeroimage.errors import InputError, InvalidReference, OutputError, RegistryError, UsageError
-from zeroimage.layers.entries import shown
+from zeroimage.layers.entries import MAX_PATH, shown
 from zeroimage.layers.walk import walk
 from zeroimage.reference import Reference, parse_reference
 
@@ -42,8 +42,6 @@ _OCI_REF_NAME = re.compile(rf"{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*", re.ASCII)
 #: The longest tag an OCI layout takes: room for any Docker reference with a sha256 digest
 #: (a 255-character name, a 128-character tag, ``@sha256:`` and 64 digits: 455), no more.
 MAX_OCI_TAG = 512
-#: The longest path a location may name: Linux's PATH_MAX, less its NUL.
-MAX_PATH_LENGTH = 4095
 
 
 @dataclass(frozen=True)
@@ -75,11 +73,17 @@ class Location:
 def parse_location(text: str, default: str) -> Location:
     """Parse ``text``; a string with no known transport prefix uses ``default``.
 
-    Refused (InvalidReference, a usage error, naming the part that is wrong): a NUL anywhere, a
-    path longer than :data:`MAX_PATH_LENGTH` bytes, an OCI tag outside the image-spec's
+    Refused (InvalidReference, a usage error, naming the part that is wrong): a NUL or a lone
+    surrogate anywhere (:func:`_check_text`), a path longer than
+    :data:`~zeroimage.layers.entries.MAX_PATH` bytes, an OCI tag outside the image-spec's
     grammar or longer than :data:`MAX_OCI_TAG` (:func:`check_oci_tag`), a docker-archive or
     docker-daemon NAME:TAG that is not a reference by Docker's grammar or names a digest."""
     _check_text(text)
+    return _parse_location(text, default)
+
+
+def _parse_location(text: str, default: str) -> Location:
+    """:func:`parse_location` of a ``text`` already checked by :func:`_check_text`."""
     transport, sep, rest = text.partition(":")
     bare = False
     if text.startswith("docker://"):
@@ -94,16 +98,12 @@ def parse_location(text: str, default: str) -> Location:
         reference = _docker_name(text, transport, rest)
         return Location("docker-daemon", tag=str(reference), reference=reference)
     path, _, tag = rest.partition(":")
-    if not path:
-        raise InvalidReference(f"invalid location {text[:200]!r}: no path")
-    if len(os.fsencode(path)) > MAX_PATH_LENGTH:
-        raise InvalidReference(f"invalid location {text[:200]!r}: its path is longer than {MAX_PATH_LENGTH} bytes")
     if transport == "docker-archive" and tag:
         reference = _docker_name(text, transport, tag)
-        return Location(transport, path=Path(path), tag=str(reference), reference=reference, bare=bare)
+        return Location(transport, path=_path(text, path), tag=str(reference), reference=reference, bare=bare)
     if tag:
         check_oci_tag(tag, f"invalid location {text[:200]!r}")
-    return Location(transport, path=Path(path), tag=tag or None, bare=bare)
+    return Location(transport, path=_path(text, path), tag=tag or None, bare=bare)
 
 
 def check_oci_tag(tag: str, context: str) -> None:
@@ -128,11 +128,42 @@ def _docker_name(text: str, transport: str, name: str) -> Reference:
     return reference
 
 
-def _check_text(text: str) -> None:
-    """What no location may hold, whatever its transport: a NUL (no file name can, and the
-    system would end the name there)."""
+def _text_problem(text: str) -> str | None:
+    """What no file name, and so no location, may hold (None: nothing): a NUL (the system
+    would end the name there), or a character the file system cannot encode (a lone surrogate,
+    which only Python code can pass: the command line's arguments always encode)."""
     if "\0" in text:
-        raise InvalidReference(f"invalid location {text[:200]!r}: it contains a NUL character")
+        return "it contains a NUL character"
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        return "it holds a character no file name can (a lone surrogate)"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    """:func:`_text_problem`, or a path longer than :data:`~zeroimage.layers.entries.MAX_PATH`
+    bytes (Linux's PATH_MAX, less its NUL)."""
+    if problem := _text_problem(path):
+        return problem
+    return f"its path is longer than {MAX_PATH} bytes" if len(os.fsencode(path)) > MAX_PATH else None
+
+
+def _check_text(text: str) -> None:
+    """Refuse a location's text holding what no location may (:func:`_text_problem`),
+    whatever its transport."""
+    if problem := _text_problem(text):
+        raise InvalidReference(f"invalid location {text[:200]!r}: {problem}")
+
+
+def _path(text: str, path: str) -> Path:
+    """The path of the location ``text`` (checked by :func:`_check_text`): refused when empty
+    or too long."""
+    if not path:
+        raise InvalidReference(f"invalid location {text[:200]!r}: no path")
+    if problem := _path_problem(path):
+        raise InvalidReference(f"invalid location {text[:200]!r}: {problem}")
+    return Path(path)
 
 
 def archive_location(path: str | os.PathLike[str]) -> Location:
@@ -140,11 +171,7 @@ def archive_location(path: str | os.PathLike[str]) -> Location:
     the default ``./PROGRAM.tar``): never split at a colon, as ``oci-archive:PATH`` text is."""
     text = os.fspath(path)
     _check_text(text)
-    if not text:
-        raise InvalidReference("invalid location '': no path")
-    if len(os.fsencode(text)) > MAX_PATH_LENGTH:
-        raise InvalidReference(f"invalid location {text[:200]!r}: its path is longer than {MAX_PATH_LENGTH} bytes")
-    return Location("oci-archive", path=Path(text), bare=True)
+    return Location("oci-archive", path=_path(text, text), bare=True)
 
 
 def parse_output(text: str) -> Location:
@@ -168,10 +195,8 @@ def parse_output(text: str) -> Location:
                 f"for a file whose name has a colon, write ./{text})"
             )
     if local:
-        if len(os.fsencode(text)) > MAX_PATH_LENGTH:
-            raise UsageError(f"-o {text[:200]!r}: the path is longer than {MAX_PATH_LENGTH} bytes")
-        return Location("oci-archive", path=Path(text), bare=True)  # ./name:x.tar is a file of that name
-    return parse_location(text, "oci-archive")
+        return Location("oci-archive", path=_path(text, text), bare=True)  # ./name:x.tar is a file of that name
+    return _parse_location(text, "oci-archive")
 
 
 def _looks_like_registry(text: str) -> bool:
@@ -196,11 +221,9 @@ def parse_source(text: str) -> Location:
         path = Path(text)
         if path.is_dir():
             return Location("oci", path=path, bare=True)
-        if not path.is_file():  # opening a FIFO would wait for a writer; a device never ends
-            raise InputError(f"{shown(path)} is neither a file nor a directory: it cannot hold an image")
-        return Location(_archive_kind(path), path=path, bare=True)
+        return Location(_archive_kind(path), path=path, bare=True)  # (a FIFO or a device is refused there)
     try:
-        return parse_location(text, "docker")
+        return _parse_location(text, "docker")
     except InvalidReference:
         if prefix not in TRANSPORTS and _looks_like_a_path(text):
             raise InputError(f"{shown(text)}: no such file or directory") from None
@@ -301,12 +324,14 @@ def check_outputs(
 
 
 def _check_names(inputs: Inputs, digest_file: Path | None) -> None:
-    """Refuse a local path that holds a NUL: no file has such a name, and the system calls
-    that would be asked for it refuse it only once work has begun."""
+    """Refuse a local path that no file can have (:func:`_path_problem`): the system calls that
+    would be asked for it refuse it only once work has begun."""
     named = [("the program", p) for p in inputs.programs] + [("--add", a) for a in inputs.added]
+    if inputs.base is not None and inputs.base.path is not None:  # (--from-archive is taken as it is)
+        named.append(("the base", inputs.base.path))
     for what, path in [*named, *([("--digest-file", digest_file)] if digest_file is not None else [])]:
-        if "\0" in os.fspath(path):
-            raise UsageError(f"{what} {os.fspath(path)[:200]!r}: a path cannot hold a NUL character")
+        if problem := _path_problem(os.fspath(path)):
+            raise UsageError(f"{what} {os.fspath(path)[:200]!r}: {problem}")
 
 
 def _real(path: Path) -> str:

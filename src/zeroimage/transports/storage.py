@@ -73,7 +73,9 @@ class TarFiles:
         if stat.S_ISDIR(st.st_mode):
             raise InputError(f"{where} is a directory, not an archive (use oci:{where} for a layout directory)")
         if not stat.S_ISREG(st.st_mode):  # a FIFO would hold the build until someone writes to it
-            raise InputError(f"{where} is not a regular file (a pipe, socket or device): an archive must be a file")
+            raise InputError(
+                f"{where} is neither a file nor a directory (a pipe, socket or device): it cannot hold an image"
+            )
         try:
             with (
                 open(self.path, "rb") as handle,
@@ -193,6 +195,10 @@ class DirFiles:
         return RangeReader(fd, 0, os.fstat(fd).st_size)
 
     def read_small(self, name: str, limit: int) -> bytes:
+        missing = InputError(f"{self.description}: missing file {name!r}")
         if self._stat(name) is None:
-            raise InputError(f"{self.description}: missing file {name!r}")
-        return read_regular(self._path(name), limit, str(self._path(name)))
+            raise missing
+        try:
+            return read_regular(self._path(name), limit, str(self._path(name)))
+        except FileNotFoundError:  # gone since the check
+            raise missing from None

@@ -50,6 +50,24 @@ HELPER_TIMEOUT = 30.0
 MAX_HELPER_OUTPUT = 1 << 20
 
 
+def docker_config_dir(env: Mapping[str, str]) -> Path | None:
+    """Docker's config folder (the CLI's ``config.Dir``): ``$DOCKER_CONFIG``, else ``~/.docker``;
+    None without a home. ``env`` stands in for the environment: only ``os.environ`` itself falls
+    back to the password database when ``HOME`` is not set."""
+    if directory := env.get("DOCKER_CONFIG", ""):
+        return Path(directory)
+    home = _home(env)
+    return Path(home) / ".docker" if home else None
+
+
+def _home(env: Mapping[str, str]) -> str:
+    home = env.get("HOME", "")
+    if not home and env is os.environ:
+        expanded = os.path.expanduser("~")
+        home = "" if expanded == "~" else expanded
+    return home
+
+
 @dataclass(frozen=True, repr=False)
 class Credential:
     """A user name and password, or an identity token (sent as refresh_token to the token server)."""
@@ -184,12 +202,9 @@ class CredentialStore:
     # -- where things are --------------------------------------------------------------------------
 
     def docker_config_path(self) -> Path | None:
-        """``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json`` (None without a home)."""
-        directory = self._env.get("DOCKER_CONFIG")
-        if directory:
-            return Path(directory) / "config.json"
-        home = self._home()
-        return Path(home) / ".docker" / "config.json" if home else None
+        """``config.json`` in :func:`docker_config_dir` (None without one)."""
+        directory = docker_config_dir(self._env)
+        return directory / "config.json" if directory is not None else None
 
     def podman_auth_paths(self) -> list[Path]:
         """Podman's auth files, in the order containers/image reads them."""
@@ -198,18 +213,11 @@ class CredentialStore:
             paths.append(Path(auth_file))
         elif runtime_dir := self._env.get("XDG_RUNTIME_DIR"):
             paths.append(Path(runtime_dir) / "containers" / "auth.json")
-        home = self._home()
+        home = _home(self._env)
         config_home = self._env.get("XDG_CONFIG_HOME") or (str(Path(home) / ".config") if home else "")
         if config_home:
             paths.append(Path(config_home) / "containers" / "auth.json")
         return paths
-
-    def _home(self) -> str:
-        home = self._env.get("HOME", "")
-        if not home and self._env is os.environ:
-            expanded = os.path.expanduser("~")
-            home = "" if expanded == "~" else expanded
-        return home
 
     # -- credential helpers ------------------------------------------------------------------------
 

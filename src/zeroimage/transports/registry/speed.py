@@ -184,7 +184,7 @@ class CheckedStream(httpcore.NetworkStream):
         timer.daemon = True
         timer.start()
         try:
-            return CheckedStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._limit)
+            return type(self)(self._inner.start_tls(ssl_context, server_hostname, timeout), self._limit)
         except (httpcore.ConnectError, httpcore.ConnectTimeout):
             if expired.is_set():
                 raise Stalled(f"TLS handshake {self._limit}") from None
