@@ -571,6 +571,8 @@ def _read_layout(root: Path, real: Path) -> int | None:
     how = f"set ZEROIMAGE_CACHE_DIR to a directory of its own, or remove {root} if it is a cache of zeroimage's"
     try:
         data = read_regular(path, 64, str(path))
+    except FileNotFoundError:  # gone since it was seen
+        return None
     except InputError as exc:
         raise OutputError(f"cannot use cache directory {root}: {exc}; {how}") from None
     match = re.fullmatch(rb"([0-9]{1,9})\n?", data)
@@ -585,7 +587,7 @@ def _ours(real: Path, name: str) -> bool:
     if name == CACHEDIR_TAG:  # ours, or another tool's tag that says the same: kept as it is
         try:
             return read_regular(path, 4096, name).startswith(CACHEDIR_SIGNATURE)
-        except InputError:
+        except (InputError, FileNotFoundError):
             return False
     if name == "blobs":  # a blobs/ of anything but sha256/ is another program's store
         with contextlib.suppress(OSError):

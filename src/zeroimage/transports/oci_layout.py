@@ -375,7 +375,11 @@ def _subject_of(root: Path, entry: dict[str, object]) -> str | None:
 
 def _index_entries(path: Path) -> list[dict[str, object]]:
     """The entries of an existing layout's ``index.json``, each a valid descriptor."""
-    obj = loads(read_regular(path, MAX_DOCUMENT_SIZE, str(path)), str(path))
+    try:
+        data = read_regular(path, MAX_DOCUMENT_SIZE, str(path))
+    except FileNotFoundError:  # gone since it was seen
+        raise OutputError(f"{path} was removed while zeroimage was reading it; try again") from None
+    obj = loads(data, str(path))
     manifests = obj.get("manifests", [])
     if not isinstance(manifests, list):
         raise InputError(f"{path} is not a valid OCI index: its manifests are not a list")
