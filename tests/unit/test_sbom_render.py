@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.support.sbom_inputs import add_section, go_program, rust_program
+from tests.support.sbom_inputs import add_section, go_program, rust_program, section_header_offset
 from zeroimage.oci import Platform
 from zeroimage.rootfs import FileTree, Node, _kept_content
 from zeroimage.sbom import (
@@ -371,3 +371,48 @@ def test_a_program_given_without_sha1_is_its_package_by_file_name_and_sha256(
     path.write_text(json.dumps(document))
     proc = subprocess.run([str(tool), "-i", str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _unreadable_programs(at: Path) -> dict[str, Path]:
+    """Three programs whose SBOM facts cannot be read, made in the directory ``at``: a .dep-v0
+    that is not zlib, Go build info past the end of the file, section headers past the end."""
+    at.mkdir(parents=True)
+    rust = add_section(rust_program(), ".dep-v0", b"not zlib", at / "rust")
+    go = bytearray(go_program().path.read_bytes())
+    header = section_header_offset(bytes(go), ".go.buildinfo")
+    go[header + 24 : header + 32] = (1 << 40).to_bytes(8, "little")  # sh_offset
+    headers = bytearray(rust.read_bytes())
+    headers[0x28:0x30] = (1 << 44).to_bytes(8, "little")  # e_shoff
+    (at / "go").write_bytes(go)
+    (at / "headers").write_bytes(headers)
+    return {"/usr/bin/rusty": rust, "/app": at / "go", "/opt/headers": at / "headers"}
+
+
+def test_what_a_program_cannot_say_is_named_by_its_path_in_the_image_never_on_the_host(tmp_path: Path) -> None:
+    """The same binaries, built in two directories of the host: the same documents, byte for
+    byte (before: the host's path of each was in SPDX's creationInfo and CycloneDX's metadata);
+    each warning names the program by where the image holds it."""
+    rendered: dict[str, set[bytes]] = {"spdx": set(), "cyclonedx": set()}
+    for directory in (tmp_path / "a", tmp_path / "somewhere" / "else" / "entirely"):
+        programs = _unreadable_programs(directory)
+        image = ImageDescription(
+            name="app",
+            digest=DIGEST,
+            platform=Platform("linux", "amd64"),
+            created="2024-01-01T00:00:00Z",
+            tool=Tool("zeroimage", "0.1.0"),
+            programs=tuple(Program(file_of(where, local), read_program(local)) for where, local in programs.items()),
+        )
+        for fmt, documents in rendered.items():
+            documents.add(render(fmt, image))  # type: ignore[arg-type]
+    assert {fmt: len(documents) for fmt, documents in rendered.items()} == {"spdx": 1, "cyclonedx": 1}
+    (spdx,) = rendered["spdx"]
+    (cyclonedx,) = rendered["cyclonedx"]
+    assert str(tmp_path).encode() not in spdx + cyclonedx
+    said = sorted(p["value"] for p in json.loads(cyclonedx)["metadata"]["properties"])
+    assert said == [
+        "/app: its Go build info cannot be read: its .go.buildinfo section lies beyond the end of the file",
+        "/opt/headers: its headers cannot be read: the section name table's header lies beyond the end of the file",
+        "/usr/bin/rusty: its .dep-v0 section is not read: it is not zlib data",
+    ]
+    assert json.loads(spdx)["creationInfo"]["comment"] == "Not described: " + "; ".join(said)

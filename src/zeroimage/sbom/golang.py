@@ -24,7 +24,6 @@ import struct
 from zeroimage.elf import ElfLayout, ReadAt
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import Package, ProgramContents
-from zeroimage.sbom.text import shown
 
 SECTION = ".go.buildinfo"
 _MAGIC = b"\xff Go buildinf:"
@@ -321,12 +320,12 @@ def parse_build_info(version: str, modinfo: str) -> ProgramContents:
     )
 
 
-def read_go(read_at: ReadAt, size: int, layout: ElfLayout, name: str) -> ProgramContents | None:
+def read_go(read_at: ReadAt, size: int, layout: ElfLayout) -> ProgramContents | None:
     """What a Go program says it was built from; None for a program that is not Go."""
     try:
         raw = raw_build_info(read_at, size, layout)
     except _Unreadable as why:
-        return ProgramContents(language="go", warnings=(f"the Go build info of {shown(name)} cannot be read: {why}",))
+        return ProgramContents(language="go", warnings=(f"its Go build info cannot be read: {why}",))
     if raw is None:
         return None
     version, modinfo = raw

@@ -155,7 +155,7 @@ def _program(graph: Graph, image: str, program: Program) -> None:
     if contents.language == "go" and contents.toolchain:
         stdlib = Element("library", "stdlib", contents.toolchain, cpe=stdlib_cpe(contents.toolchain))
         graph.relate(application, "CONTAINS", graph.add(stdlib))
-    graph.warnings += contents.warnings
+    graph.warnings += [f"{program.file.path}: {warning}" for warning in contents.warnings]
 
 
 def describe(image: ImageDescription) -> Graph:

@@ -2,7 +2,9 @@
 crate list of ``cargo auditable``. Only the ELF headers and the sections that hold them are
 read, through bounded reads at known offsets: a 2 GB program costs a few kilobytes of I/O.
 A program that says nothing (C, Zig, a script, a program not for Linux) gives empty contents;
-one whose headers or sections cannot be read gives a warning, never an error.
+one whose headers or sections cannot be read gives a warning, never an error. Warnings speak of
+"its" headers or sections, never of the host's path: the caller names the program (the SBOM by
+its path in the image, which the same binary anywhere on the host shares).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from zeroimage.elf import read_layout
 from zeroimage.errors import InputError
 from zeroimage.sbom import golang, rust
 from zeroimage.sbom.model import ProgramContents
-from zeroimage.sbom.text import shown
 
 _ELF_MAGIC = b"\x7fELF"
 
@@ -43,11 +44,11 @@ def read_program(path: Path) -> ProgramContents:
         try:
             layout = read_layout(read_at, size, name, (golang.SECTION, rust.SECTION))
         except InputError as exc:
-            return ProgramContents(warnings=(f"the headers of {shown(name)} cannot be read: {_reason(exc)}",))
-        go = golang.read_go(read_at, size, layout, name)
+            return ProgramContents(warnings=(f"its headers cannot be read: {_reason(exc)}",))
+        go = golang.read_go(read_at, size, layout)
         if go is not None:
             return go
-        return rust.read_rust(read_at, size, layout, name) or ProgramContents()
+        return rust.read_rust(read_at, size, layout) or ProgramContents()
     finally:
         os.close(fd)
 
