@@ -16,9 +16,9 @@ import zlib
 from typing import Any
 
 from zeroimage.elf import ElfLayout, ReadAt
+from zeroimage.layers.entries import shown
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import Package, ProgramContents
-from zeroimage.sbom.text import shown
 
 SECTION = ".dep-v0"
 MAX_COMPRESSED = 1 << 20
