@@ -27,6 +27,7 @@ from zeroimage.oci.platform import Platform
 __all__ = [
     "BinaryFormat",
     "BinaryInfo",
+    "ElfError",
     "ElfLayout",
     "Section",
     "Segment",
@@ -146,6 +147,15 @@ def _elf_architecture(machine: int, bits: int, little: bool, flags: int) -> str:
     return ""
 
 
+class ElfError(InputError):
+    """A file whose ELF headers are not valid: the message names the file, ``why`` says alone
+    what is wrong with it (for a message that names the file otherwise, or not at all)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"{name} is not a valid ELF file: {why}")
+        self.why = why
+
+
 class _Reader:
     """Bounded, checked reads of one ELF file."""
 
@@ -155,8 +165,8 @@ class _Reader:
         self.name = name
         self.order = "<" if little else ">"
 
-    def fail(self, why: str) -> InputError:
-        return InputError(f"{self.name} is not a valid ELF file: {why}")
+    def fail(self, why: str) -> ElfError:
+        return ElfError(self.name, why)
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         """Exactly ``length`` bytes at ``offset``, which must lie within the file."""
@@ -544,17 +554,28 @@ def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, 
     return name, kind, address, offset, size
 
 
+def _open(read_at: ReadAt, size: int, name: str) -> tuple[_Reader, bytes, int]:
+    """The reader of an ELF file, its ELF header, and its class (32 or 64 bits); ElfError when it
+    does not begin as ELF files do (magic, class, byte order) or its header is cut short."""
+    ident = read_at(0, 16)[:16] if size > 0 else b""
+    if len(ident) < 16 or ident[:4] != _ELF_MAGIC:
+        raise ElfError(name, "it does not start with the ELF magic")
+    ei_class, ei_data = ident[4], ident[5]
+    if ei_class not in (1, 2):
+        raise ElfError(name, f"unknown class {ei_class}")
+    if ei_data not in (1, 2):
+        raise ElfError(name, f"unknown byte order {ei_data}")
+    bits = 64 if ei_class == 2 else 32
+    r = _Reader(read_at, size, name, little=ei_data == 1)
+    return r, r.read(0, 64 if bits == 64 else 52, "the ELF header"), bits
+
+
 def read_layout(read_at: ReadAt, size: int, name: str, wanted: Collection[str]) -> ElfLayout:
     """The loaded segments of an ELF file, and those of its sections named in ``wanted`` (the
     first of each name), through bounded reads: at most :data:`MAX_SECTIONS` headers and
     :data:`MAX_SECTION_NAMES` bytes of names. A file without section headers has none.
-    InputError when the headers are truncated or point outside the file."""
-    ident = read_at(0, 64)[:64] if size > 0 else b""
-    if len(ident) < 16 or ident[:4] != _ELF_MAGIC or ident[4] not in (1, 2) or ident[5] not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file")
-    bits = 64 if ident[4] == 2 else 32
-    r = _Reader(read_at, size, name, little=ident[5] == 1)
-    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    ElfError when the headers are truncated or point outside the file."""
+    r, header, bits = _open(read_at, size, name)
     segments = tuple(_program_headers(r, header, bits))
     shoff, shentsize, shnum, shstrndx = _section_headers(r, header, bits)
     sections: dict[str, Section] = {}
@@ -586,17 +607,7 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     ``size`` is the file's size; ``name`` is how error messages call the file.
     InputError when the file is not ELF or its headers are truncated or inconsistent.
     """
-    ident = read_at(0, 64)[:64] if size > 0 else b""
-    if len(ident) < 16 or ident[:4] != _ELF_MAGIC:
-        raise InputError(f"{name} is not a valid ELF file: it does not start with the ELF magic")
-    ei_class, ei_data = ident[4], ident[5]
-    if ei_class not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file: unknown class {ei_class}")
-    if ei_data not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file: unknown byte order {ei_data}")
-    bits = 64 if ei_class == 2 else 32
-    r = _Reader(read_at, size, name, little=ei_data == 1)
-    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    r, header, bits = _open(read_at, size, name)
     e_type, e_machine = r.unpack("HH", header, 16)
     (e_flags,) = r.unpack("I", header, 48 if bits == 64 else 36)
     if e_type in _ET_NAMES:
@@ -625,7 +636,7 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     if any(tag in (_DT_VERDEF, _DT_VERNEED) for tag, _ in entries):
         with contextlib.suppress(InputError):  # versions only refine a warning: never refuse a file for them
             needs, defines = _symbol_versions(r, segments, entries, string or _string_table(r, segments, entries))
-    architecture = _elf_architecture(e_machine, bits, ei_data == 1, e_flags)
+    architecture = _elf_architecture(e_machine, bits, r.order == "<", e_flags)
     variant = ""
     if architecture == "arm":
         with contextlib.suppress(InputError):  # the loader never reads section headers: neither do we refuse them

@@ -141,3 +141,20 @@ def test_a_section_header_table_past_the_end_is_a_warning(tmp_path: Path) -> Non
     (warning,) = read_program(path).warnings
     reason = "the section name table's header lies beyond the end of the file"
     assert warning == f"its headers cannot be read: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "reason"),
+    [(4, 3, "unknown class 3"), (5, 0, "unknown byte order 0")],
+    ids=["class", "byte-order"],
+)
+def test_an_elf_identification_that_is_not_one_is_a_warning_that_says_why(
+    tmp_path: Path, offset: int, value: int, reason: str
+) -> None:
+    """The ELF magic, then a class or byte order ELF does not have: the warning says which, and
+    never names the file where it lies on the host (before: the whole error, its path in it)."""
+    path = with_section(tmp_path, zlib.compress(json.dumps(CRATES).encode()))
+    data = bytearray(path.read_bytes())
+    data[offset] = value
+    path.write_bytes(data)
+    assert read_program(path).warnings == (f"its headers cannot be read: {reason}",)

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from zeroimage import files
-from zeroimage.elf import read_layout
+from zeroimage.elf import ElfError, read_layout
 from zeroimage.errors import InputError
 from zeroimage.sbom import golang, rust
 from zeroimage.sbom.model import ProgramContents
@@ -24,8 +24,8 @@ _ELF_MAGIC = b"\x7fELF"
 
 def read_program(path: Path) -> ProgramContents:
     """What the program at ``path`` says it was built from. InputError only when the file cannot
-    be opened or is not a regular file; whatever its content, the answer is contents and
-    warnings."""
+    be opened or read, or is not a regular file; whatever its content, the answer is contents
+    and warnings."""
     name = os.fspath(path)
     fd = _open(name)
     try:
@@ -43,8 +43,8 @@ def read_program(path: Path) -> ProgramContents:
             return ProgramContents()
         try:
             layout = read_layout(read_at, size, name, (golang.SECTION, rust.SECTION))
-        except InputError as exc:
-            return ProgramContents(warnings=(f"its headers cannot be read: {_reason(exc)}",))
+        except ElfError as exc:
+            return ProgramContents(warnings=(f"its headers cannot be read: {exc.why}",))
         go = golang.read_go(read_at, size, layout)
         if go is not None:
             return go
@@ -69,8 +69,3 @@ def _open(name: str) -> int:
         os.close(fd)
         raise InputError(f"program {name} is not a regular file")
     return fd
-
-
-def _reason(exc: InputError) -> str:
-    """The part of an ELF error after "… is not a valid ELF file: " (the name is given already)."""
-    return exc.message.rpartition(": ")[2] or exc.message
