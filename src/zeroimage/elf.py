@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,7 @@ from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
 __all__ = [
+    "ELF_MAGIC",
     "BinaryFormat",
     "BinaryInfo",
     "ElfError",
@@ -32,6 +33,7 @@ __all__ = [
     "Section",
     "Segment",
     "inspect_binary",
+    "opened",
     "parse_elf",
     "read_layout",
     "runs_as_program",
@@ -49,7 +51,8 @@ MAX_DYNAMIC_ENTRIES = 16384  # walking stops there even with no DT_NULL
 _STRTAB_READ_WHOLE = 65536  # a string table this small is read in one go
 _SHEBANG_MAX = 256  # the kernel reads no more of a #! line (BINPRM_BUF_SIZE)
 
-_ELF_MAGIC = b"\x7fELF"
+#: What every ELF file begins with.
+ELF_MAGIC = b"\x7fELF"
 _ET_NAMES = {1: "a relocatable object file (.o)", 4: "a core dump"}
 
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
@@ -558,7 +561,7 @@ def _open(read_at: ReadAt, size: int, name: str) -> tuple[_Reader, bytes, int]:
     """The reader of an ELF file, its ELF header, and its class (32 or 64 bits); ElfError when it
     does not begin as ELF files do (magic, class, byte order) or its header is cut short."""
     ident = read_at(0, 16)[:16] if size > 0 else b""
-    if len(ident) < 16 or ident[:4] != _ELF_MAGIC:
+    if len(ident) < 16 or ident[:4] != ELF_MAGIC:
         raise ElfError(name, "it does not start with the ELF magic")
     ei_class, ei_data = ident[4], ident[5]
     if ei_class not in (1, 2):
@@ -696,14 +699,14 @@ def runs_as_program(head: bytes) -> bool:
     """Whether a file that begins with ``head`` (4 bytes suffice) is one Linux runs by itself:
     an ELF program or a ``#!`` script. What a file's mode in the image follows where the host
     has no POSIX modes to tell."""
-    return head[:4] == _ELF_MAGIC or head[:2] == b"#!"
+    return head[:4] == ELF_MAGIC or head[:2] == b"#!"
 
 
 def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     if size <= 0:
         return BinaryInfo(format="empty")
     head = read_at(0, _SHEBANG_MAX)[:_SHEBANG_MAX]
-    if head[:4] == _ELF_MAGIC:
+    if head[:4] == ELF_MAGIC:
         return parse_elf(read_at, size, name)
     if head[:2] == b"#!":
         return _parse_shebang(head, name)
@@ -714,40 +717,53 @@ def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     return BinaryInfo(format="unknown")
 
 
-def _check_regular(name: str, st: os.stat_result) -> None:
+def _check_regular(what: str, name: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"binary {name} is a directory, not a file")
+        raise InputError(f"{what} {name} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"binary {name} is not a regular file")
+        raise InputError(f"{what} {name} is not a regular file")
 
 
-def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
-    """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
+@contextlib.contextmanager
+def opened(path: str | os.PathLike[str], what: str) -> Iterator[tuple[ReadAt, int]]:
+    """``read_at(offset, length)`` and the size of the regular file at ``path`` (symlinks
+    followed), open for the ``with`` block: reads past the end are short, never larger than the
+    file. InputError, the file called ``what`` (``"binary"``, ``"program"``), when it is missing,
+    not a regular file, or cannot be opened or read."""
     name = os.fspath(path)
     try:
         # Opening a FIFO would wait for a writer: what is not a regular file is refused before it
         # is opened, and O_NONBLOCK (where the host has it: not Windows, which has no FIFOs
         # either) covers one swapped in meanwhile; the descriptor is checked again below.
-        _check_regular(name, os.stat(name))
+        _check_regular(what, name, os.stat(name))
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | files.O_BINARY)
     except FileNotFoundError:
-        raise InputError(f"binary {name} does not exist") from None
+        raise InputError(f"{what} {name} does not exist") from None
     except IsADirectoryError:
-        raise InputError(f"binary {name} is a directory, not a file") from None
+        raise InputError(f"{what} {name} is a directory, not a file") from None
     except PermissionError:
-        raise InputError(f"binary {name} cannot be read: permission denied") from None
+        raise InputError(f"{what} {name} cannot be read: permission denied") from None
     except OSError as exc:
-        raise InputError(f"binary {name} cannot be opened: {exc.strerror or exc}") from None
+        raise InputError(f"{what} {name} cannot be opened: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
-        _check_regular(name, st)
+        _check_regular(what, name, st)
+        size = st.st_size
 
         def read_at(offset: int, length: int) -> bytes:
+            if offset < 0 or length <= 0 or offset >= size:
+                return b""
             try:
-                return files.read_at(fd, length, offset)
+                return files.read_at(fd, min(length, size - offset), offset)
             except OSError as exc:
-                raise InputError(f"binary {name} cannot be read: {exc.strerror or exc}") from None
+                raise InputError(f"{what} {name} cannot be read: {exc.strerror or exc}") from None
 
-        return _identify(read_at, st.st_size, f"binary {name}")
+        yield read_at, size
     finally:
         os.close(fd)
+
+
+def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
+    """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
+    with opened(path, "binary") as (read_at, size):
+        return _identify(read_at, size, f"binary {os.fspath(path)}")

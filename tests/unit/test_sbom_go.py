@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from tests.support import gomodules
 from tests.support.peers import which
 from tests.support.sbom_inputs import MAGIC, go_program, pointer_format_program, section_header_offset
+from zeroimage import files
 from zeroimage.errors import InputError
 from zeroimage.sbom import ProgramContents, read_program
-from zeroimage.sbom import program as program_module
 from zeroimage.sbom.golang import MAX_MODINFO, go_unquote, h1_to_sha256, parse_build_info
 
 
@@ -219,14 +219,14 @@ def test_a_large_program_is_read_in_a_few_kilobytes(tmp_path: Path, monkeypatch:
     with open(big, "r+b") as handle:
         handle.truncate(big.stat().st_size + (200 << 20))
     read = []
-    real_read_at = program_module.files.read_at
+    real_read_at = files.read_at
 
     def counting(fd: int, length: int, offset: int) -> bytes:
         chunk = real_read_at(fd, length, offset)
         read.append(len(chunk))
         return chunk
 
-    monkeypatch.setattr(program_module.files, "read_at", counting)
+    monkeypatch.setattr(files, "read_at", counting)
     contents = read_program(big)
     assert len(contents.packages) == 2 and contents.warnings == ()
     assert sum(read) < 256 * 1024, sum(read)
@@ -259,7 +259,7 @@ def test_what_is_not_a_regular_file_is_an_input_error_never_a_block(tmp_path: Pa
     assert not worker.is_alive(), "reading a FIFO blocked"
     assert outcome == [
         f"program {fifo} is not a regular file",
-        f"program {tmp_path} is not a regular file",
+        f"program {tmp_path} is a directory, not a file",
         f"program {tmp_path / 'missing'} does not exist",
     ]
 
