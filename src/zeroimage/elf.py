@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 import struct
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -217,10 +217,7 @@ class Segment:
     flags: int = 0  # PF_X 1, PF_W 2, PF_R 4
 
 
-_Segment = Segment
-
-
-def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
+def _program_headers(r: _Reader, header: bytes, bits: int) -> list[Segment]:
     if bits == 64:
         (phoff,) = r.unpack("Q", header, 32)
         (shoff,) = r.unpack("Q", header, 40)
@@ -253,19 +250,28 @@ def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
             p_type, flags, offset, vaddr, _paddr, filesz = fields
         else:
             p_type, offset, vaddr, _paddr, filesz, _memsz, flags = fields
-        segments.append(_Segment(p_type, offset, vaddr, filesz, flags))
+        segments.append(Segment(p_type, offset, vaddr, filesz, flags))
     return segments
 
 
-def _file_offset(r: _Reader, segments: list[_Segment], address: int, what: str) -> int:
-    """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
+def _mapped(segments: Iterable[Segment], address: int, length: int) -> int | None:
+    """The file offset of ``length`` bytes at virtual ``address``, when one loaded segment maps
+    them all from the file; None otherwise."""
     for seg in segments:
-        if seg.type == _PT_LOAD and seg.vaddr <= address < seg.vaddr + seg.filesz:
+        if seg.type == _PT_LOAD and seg.vaddr <= address and address + length <= seg.vaddr + seg.filesz:
             return seg.offset + (address - seg.vaddr)
-    raise r.fail(f"{what} address {address:#x} is in no loaded segment")
+    return None
 
 
-def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, int]]:
+def _file_offset(r: _Reader, segments: list[Segment], address: int, what: str) -> int:
+    """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
+    offset = _mapped(segments, address, 1)
+    if offset is None:
+        raise r.fail(f"{what} address {address:#x} is in no loaded segment")
+    return offset
+
+
+def _dynamic_entries(r: _Reader, seg: Segment, bits: int) -> list[tuple[int, int]]:
     """(tag, value) pairs of PT_DYNAMIC, up to DT_NULL, bounded by segment, file and a cap."""
     entsize = 16 if bits == 64 else 8
     fmt = "qQ" if bits == 64 else "iI"
@@ -288,7 +294,7 @@ def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, in
 StringAt = Callable[[int, str], str]
 
 
-def _string_table(r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]]) -> StringAt:
+def _string_table(r: _Reader, segments: list[Segment], entries: list[tuple[int, int]]) -> StringAt:
     """A reader of strings at offsets in DT_STRTAB (raising when there is none)."""
     strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
     if strtab is None:
@@ -330,7 +336,7 @@ def _dynamic_strings(entries: list[tuple[int, int]], string: StringAt) -> tuple[
 
 
 def _symbol_versions(
-    r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]], string: StringAt
+    r: _Reader, segments: list[Segment], entries: list[tuple[int, int]], string: StringAt
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """Symbol versions (GNU): the (library, version) pairs the file needs (DT_VERNEED, e.g.
     ``("libc.so.6", "GLIBC_2.34")``) and the versions it defines (DT_VERDEF). Both chains are
@@ -435,20 +441,9 @@ def _file_cpu_arch(r: _Reader, data: bytes, pos: int, end: int) -> int | None:
 def _arm_attributes(r: _Reader, header: bytes) -> bytes | None:
     """The bytes (at most MAX_ATTRIBUTES) of a 32-bit ELF file's SHT_ARM_ATTRIBUTES section,
     found through the section header table; None when the file has no such section."""
-    (shoff,) = r.unpack("I", header, 32)
-    shentsize, shnum = r.unpack("HH", header, 46)
-    if shoff == 0 or shentsize < 40:
-        return None
-    if shnum == 0:  # 65280 sections or more: the real count is section 0's sh_size
-        (shnum,) = r.unpack("I", r.read(shoff + 20, 4, "section header 0"))
-    shnum = min(shnum, MAX_SECTIONS)
-    for start in range(0, shnum, _SECTION_CHUNK):
-        count = min(_SECTION_CHUNK, shnum - start)
-        table = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
-        for i in range(count):
-            _, sh_type, _, _, offset, length = r.unpack("IIIIII", table, i * shentsize)
-            if sh_type == _SHT_ARM_ATTRIBUTES:
-                return r.read(offset, min(length, MAX_ATTRIBUTES), "the ARM attributes section")
+    for _, kind, offset, length in _sections(r, _section_table(r, header, 32), 32):
+        if kind == _SHT_ARM_ATTRIBUTES:
+            return r.read(offset, min(length, MAX_ATTRIBUTES), "the ARM attributes section")
     return None
 
 
@@ -479,16 +474,13 @@ _SHN_XINDEX = 0xFFFF
 _SHT_NOBITS = 8
 _PF_X, _PF_W = 1, 2
 MAX_SECTION_NAMES = 1 << 20  # bytes of the section name table read
-_MAX_SECTION_NAME = 256
 
 
 @dataclass(frozen=True)
 class Section:
     """A section header: a named part of the file (``.go.buildinfo``, ``.dep-v0`` …)."""
 
-    name: str
     type: int
-    address: int
     offset: int
     size: int
 
@@ -502,8 +494,6 @@ class Section:
 class ElfLayout:
     """Where the parts of an ELF file are: the sections asked for, by name, and the segments."""
 
-    bits: int
-    little: bool
     sections: dict[str, Section]
     segments: tuple[Segment, ...]
 
@@ -518,15 +508,23 @@ class ElfLayout:
     def file_offset(self, address: int, length: int) -> int | None:
         """The file offset of ``length`` bytes at virtual ``address``, when one loaded segment
         maps them all from the file; None otherwise."""
-        for seg in self.segments:
-            if seg.type == _PT_LOAD and seg.vaddr <= address and address + length <= seg.vaddr + seg.filesz:
-                return seg.offset + (address - seg.vaddr)
-        return None
+        return _mapped(self.segments, address, length)
 
 
-def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, int, int]:
-    """The section header table's offset, entry size, entry count (at most MAX_SECTIONS) and the
-    index of the section name table, the extended numbering (PN_XNUM's cousins) resolved."""
+@dataclass(frozen=True)
+class _SectionTable:
+    """Where the section headers are: offset, entry size, count (at most MAX_SECTIONS), and the
+    index of the section name table."""
+
+    offset: int
+    entsize: int
+    count: int
+    names: int
+
+
+def _section_table(r: _Reader, header: bytes, bits: int) -> _SectionTable:
+    """The section header table the ELF header points to, the extended numbering (PN_XNUM's
+    cousins) resolved; none (count 0) when there is none."""
     if bits == 64:
         (shoff,) = r.unpack("Q", header, 40)
         shentsize, shnum, shstrndx = r.unpack("HHH", header, 58)
@@ -536,7 +534,7 @@ def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, in
         shentsize, shnum, shstrndx = r.unpack("HHH", header, 46)
         minimum, count_at, link_at = 40, 20, 24
     if shoff == 0:
-        return 0, 0, 0, 0
+        return _SectionTable(0, 0, 0, 0)
     if shentsize < minimum:
         raise r.fail(f"section header size {shentsize} is below {minimum}")
     if shnum == 0 or shstrndx == _SHN_XINDEX:  # 65280 sections or more: section 0 holds the numbers
@@ -545,16 +543,26 @@ def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, in
             shnum = r.unpack("Q" if bits == 64 else "I", first, count_at)[0]
         if shstrndx == _SHN_XINDEX:
             (shstrndx,) = r.unpack("I", first, link_at)
-    return shoff, shentsize, min(shnum, MAX_SECTIONS), shstrndx
+    return _SectionTable(shoff, shentsize, min(shnum, MAX_SECTIONS), shstrndx)
 
 
-def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, int, int, int]:
-    """(sh_name, sh_type, sh_addr, sh_offset, sh_size) of the section header at ``data[at:]``."""
+def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, int, int]:
+    """(sh_name, sh_type, sh_offset, sh_size) of the section header at ``data[at:]``."""
     if bits == 64:
-        name, kind, _flags, address, offset, size = r.unpack("IIQQQQ", data, at)
+        name, kind, _flags, _address, offset, size = r.unpack("IIQQQQ", data, at)
     else:
-        name, kind, _flags, address, offset, size = r.unpack("IIIIII", data, at)
-    return name, kind, address, offset, size
+        name, kind, _flags, _address, offset, size = r.unpack("IIIIII", data, at)
+    return name, kind, offset, size
+
+
+def _sections(r: _Reader, table: _SectionTable, bits: int) -> Iterator[tuple[int, int, int, int]]:
+    """(sh_name, sh_type, sh_offset, sh_size) of each section header of ``table``, in order, read
+    :data:`_SECTION_CHUNK` headers at a time."""
+    for start in range(0, table.count, _SECTION_CHUNK):
+        count = min(_SECTION_CHUNK, table.count - start)
+        chunk = r.read(table.offset + start * table.entsize, count * table.entsize, "the section header table")
+        for i in range(count):
+            yield _section_at(r, chunk, i * table.entsize, bits)
 
 
 def _open(read_at: ReadAt, size: int, name: str) -> tuple[_Reader, bytes, int]:
@@ -580,28 +588,23 @@ def read_layout(read_at: ReadAt, size: int, name: str, wanted: Collection[str]) 
     ElfError when the headers are truncated or point outside the file."""
     r, header, bits = _open(read_at, size, name)
     segments = tuple(_program_headers(r, header, bits))
-    shoff, shentsize, shnum, shstrndx = _section_headers(r, header, bits)
+    table = _section_table(r, header, bits)
     sections: dict[str, Section] = {}
-    if shnum == 0 or not wanted or shstrndx >= shnum:
-        return ElfLayout(bits, r.order == "<", sections, segments)
-    names = r.read(shoff + shstrndx * shentsize, shentsize, "the section name table's header")
-    _, _, _, names_offset, names_size = _section_at(r, names, 0, bits)
+    if table.count == 0 or not wanted or table.names >= table.count:
+        return ElfLayout(sections, segments)
+    names_header = r.read(table.offset + table.names * table.entsize, table.entsize, "the section name table's header")
+    _, _, names_offset, names_size = _section_at(r, names_header, 0, bits)
     if names_offset >= size:
         raise r.fail("the section name table lies beyond the end of the file")
-    table = r.read(names_offset, min(names_size, MAX_SECTION_NAMES, size - names_offset), "the section name table")
-    longest = max(len(w) for w in wanted)
-    for start in range(0, shnum, _SECTION_CHUNK):
-        count = min(_SECTION_CHUNK, shnum - start)
-        chunk = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
-        for i in range(count):
-            name_at, kind, address, offset, length = _section_at(r, chunk, i * shentsize, bits)
-            end = table.find(b"\0", name_at, name_at + min(longest, _MAX_SECTION_NAME) + 1)
-            if end < 0:
-                continue
-            section_name = table[name_at:end].decode("utf-8", "replace")
-            if section_name in wanted and section_name not in sections:
-                sections[section_name] = Section(section_name, kind, address, offset, length)
-    return ElfLayout(bits, r.order == "<", sections, segments)
+    names = r.read(names_offset, min(names_size, MAX_SECTION_NAMES, size - names_offset), "the section name table")
+    by_name = {w.encode(): w for w in wanted}
+    longest = max(map(len, by_name))
+    for name_at, kind, offset, length in _sections(r, table, bits):
+        end = names.find(b"\0", name_at, name_at + longest + 1)
+        found = by_name.get(names[name_at:end]) if end >= 0 else None
+        if found is not None and found not in sections:
+            sections[found] = Section(kind, offset, length)
+    return ElfLayout(sections, segments)
 
 
 def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
