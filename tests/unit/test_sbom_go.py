@@ -98,6 +98,31 @@ def test_without_section_headers_the_data_segment_is_searched(tmp_path: Path) ->
     assert len(contents.packages) == 2
 
 
+def test_a_go_buildinfo_without_bytes_in_the_file_is_not_blamed_for_the_segment(tmp_path: Path) -> None:
+    """A ``.go.buildinfo`` of type NOBITS has no bytes to read: the first writable segment is
+    searched instead, as without the section; that segment past the end of the file is then no
+    build info, not "its .go.buildinfo section lies beyond the end of the file" (before)."""
+    data = bytearray(go_program().path.read_bytes())
+    header = section_header_offset(bytes(data), ".go.buildinfo")
+    data[header + 4 : header + 8] = (8).to_bytes(4, "little")  # sh_type: SHT_NOBITS
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize, phnum = int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
+    for at in range(phoff, phoff + phnum * phentsize, phentsize):
+        p_type, flags = int.from_bytes(data[at : at + 4], "little"), int.from_bytes(data[at + 4 : at + 8], "little")
+        if p_type == 1 and flags & 3 == 2:  # PT_LOAD, writable, not executable
+            data[at + 8 : at + 16] = (1 << 40).to_bytes(8, "little")  # p_offset
+            break
+    else:
+        raise AssertionError("no writable segment")
+    hostile = tmp_path / "hostile"
+    hostile.write_bytes(data)
+    assert read_program(hostile) == ProgramContents()
+    data[header + 4 : header + 8] = (1).to_bytes(4, "little")  # SHT_PROGBITS again: its bytes are read
+    intact = tmp_path / "intact"
+    intact.write_bytes(data)
+    assert len(read_program(intact).packages) == 2
+
+
 OLD_MODINFO = (
     b"path\texample.com/old\n"
     b"mod\texample.com/old\t(devel)\t\n"

@@ -104,14 +104,14 @@ def raw_build_info(read_at: ReadAt, size: int, layout: ElfLayout) -> tuple[bytes
     program that is not Go; _Unreadable when it is, but its build info cannot be read."""
     section = layout.sections.get(SECTION)
     if section is not None and section.in_file:
+        if section.offset >= size:
+            raise _Unreadable(f"its {SECTION} section lies beyond the end of the file")
         start = section.offset
-    else:
+    else:  # no section, or one without bytes in the file (SHT_NOBITS): where the linker puts data
         segment = layout.data_segment()
-        if segment is None:
+        if segment is None or segment.offset >= size:
             return None
         start = segment.offset
-    if start >= size:
-        return None if section is None else _unreadable_section()
     found = _find_header(read_at, size, start)
     if found is None:
         return None
@@ -138,10 +138,6 @@ def raw_build_info(read_at: ReadAt, size: int, layout: ElfLayout) -> tuple[bytes
     else:
         modinfo = b""
     return version, modinfo
-
-
-def _unreadable_section() -> tuple[bytes, bytes]:
-    raise _Unreadable(f"its {SECTION} section lies beyond the end of the file")
 
 
 _ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
