@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import File, ImageDescription, Package, Program, check_checksums
@@ -103,6 +103,12 @@ class Graph:
     def ordered(self) -> list[Element]:
         """The elements, in the order they are written: by kind, then name, version and key."""
         return sorted(self.elements.values(), key=lambda e: (KIND_ORDER[e.kind], e.name, e.version, e.key))
+
+
+def dump(document: Mapping[str, Any]) -> bytes:
+    """A document's bytes, as both formats write them: indented JSON, ASCII (every other
+    character escaped), a final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=True).encode() + b"\n"
 
 
 def timestamp(created: str) -> str:

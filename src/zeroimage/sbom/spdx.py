@@ -21,7 +21,7 @@ import re
 import uuid
 from typing import Any
 
-from zeroimage.sbom.graph import Element, Graph, describe, timestamp
+from zeroimage.sbom.graph import Element, Graph, describe, dump, timestamp
 from zeroimage.sbom.licenses import license_ref, spdx_expression
 from zeroimage.sbom.model import File, ImageDescription
 
@@ -172,9 +172,8 @@ class _Writer:
         graph = self.graph
         elements = graph.ordered()
         for element in elements:  # files first: whether a package contains files decides filesAnalyzed
-            if element.kind == "file" and element.file is not None:
-                (owner,) = [s for s, _, t in graph.relations if t == element.key]
-                self.file(self.ids[owner], element.file)
+            if element.kind == "file" and element.file is not None:  # the image holds every added file
+                self.file(self.ids[graph.image.key], element.file)
             elif element.kind == "application" and element.file is not None and "sha1" in element.file.checksums:
                 self.file(self.ids[element.key], element.file)
         packages = [self.package(e) for e in elements if e.kind != "file"]
@@ -205,15 +204,11 @@ class _Writer:
         return document
 
 
-def _dump(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, ensure_ascii=True).encode() + b"\n"
-
-
 def render_spdx(image: ImageDescription) -> bytes:
     """The SPDX 2.3 JSON document of ``image``: the same bytes for the same description."""
-    draft = _Writer(image, describe(image)).document(image, "")
-    content = hashlib.sha256(_dump(draft)).hexdigest()
+    document = _Writer(image, describe(image)).document(image, "")
+    content = hashlib.sha256(dump(document)).hexdigest()  # of the document, its namespace empty
     identity = uuid.uuid5(_NAMESPACE, f"spdx {image.digest} {content}")
     digest = image.digest.replace(":", "-")
-    namespace = f"https://spdx.org/spdxdocs/{image.tool.name}/{digest}-{identity}"
-    return _dump(_Writer(image, describe(image)).document(image, namespace))
+    document["documentNamespace"] = f"https://spdx.org/spdxdocs/{image.tool.name}/{digest}-{identity}"
+    return dump(document)
