@@ -16,7 +16,6 @@ digest and a hash of the document's own content.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from typing import Any
@@ -113,11 +112,13 @@ class _Writer:
             parts.append(expression if len(licenses) == 1 else f"({expression})")
         return " AND ".join(parts)
 
-    def file(self, owner: str, file: File) -> None:
+    def file(self, key: str, owner: str, file: File) -> None:
+        """``file`` as SPDX's file of the element ``key`` (an added file, or the program an
+        application was read from: ``SPDXRef-File-`` beside its ``SPDXRef-Application-``),
+        which ``owner`` CONTAINS."""
         if "sha1" not in file.checksums:
             raise ValueError(f"file {file.path}: SPDX 2.3 needs its sha1 checksum")
-        identity = json.dumps([file.path, file.size, sorted(file.checksums.items())]).encode()
-        spdx_id = "SPDXRef-File-" + hashlib.sha256(identity).hexdigest()[:32]
+        spdx_id = f"SPDXRef-{_PREFIX['file']}-{key}"
         self.files[spdx_id] = {
             "SPDXID": spdx_id,
             "fileName": "./" + file.path.lstrip("/"),
@@ -173,9 +174,9 @@ class _Writer:
         elements = graph.ordered()
         for element in elements:  # files first: whether a package contains files decides filesAnalyzed
             if element.kind == "file" and element.file is not None:  # the image holds every added file
-                self.file(self.ids[graph.image.key], element.file)
+                self.file(element.key, self.ids[graph.image.key], element.file)
             elif element.kind == "application" and element.file is not None and "sha1" in element.file.checksums:
-                self.file(self.ids[element.key], element.file)
+                self.file(element.key, self.ids[element.key], element.file)
         packages = [self.package(e) for e in elements if e.kind != "file"]
         for source, relation, target in graph.relations:
             if graph.elements[target].kind != "file":
