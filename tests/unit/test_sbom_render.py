@@ -452,3 +452,19 @@ def test_spdx_walks_the_relations_once_however_many_files_the_image_holds(monkey
     document = json.loads(render("spdx", image))
     assert len(document["files"]) == 300
     assert walks <= 2, walks
+
+
+def test_every_field_of_an_element_is_part_of_its_identity() -> None:
+    """Two elements that differ in any field, one added to a value type after the graph was
+    written included, are two elements (before: a hand-kept list of fields left a new one out,
+    and merged what differed in it)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Noted(Package):
+        note: str = ""
+
+    graph = graph_module.Graph(graph_module.Element("image", "app"))
+    first = graph.add(graph_module.Element("library", "x", package=Noted("x", note="one")))
+    second = graph.add(graph_module.Element("library", "x", package=Noted("x", note="two")))
+    assert first != second and len(graph.elements) == 3
+    assert graph.add(graph_module.Element("library", "x", package=Noted("x", note="one"))) == first

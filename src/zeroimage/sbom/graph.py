@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -50,50 +50,29 @@ class Element:
 
 
 def _canonical(element: Element) -> str:
-    """Everything written about ``element``, as text, in a fixed order."""
-    package = element.package
-    file = element.file
-    return json.dumps(
-        [
-            element.kind,
-            element.name,
-            element.version,
-            element.purl,
-            element.cpe,
-            element.properties,
-            None
-            if package is None
-            else [
-                package.name,
-                package.version,
-                package.ecosystem,
-                package.purl,
-                sorted(package.checksums.items()),
-                package.licenses,
-                package.supplier,
-                package.source,
-                package.source_version,
-                package.properties,
-            ],
-            None if file is None else [file.path, file.size, sorted(file.checksums.items())],
-        ],
-        ensure_ascii=True,
-    )
+    """Everything written about ``element`` (every field of it, of its package and of its file,
+    its key aside), as text."""
+    return json.dumps(asdict(replace(element, key="")), sort_keys=True, ensure_ascii=True, default=dict)
 
 
 @dataclass
 class Graph:
-    """Elements by key, and relations (from key, relation, to key)."""
+    """Elements by key, and relations (from key, relation, to key); made with its image, the
+    first element."""
 
-    image: Element
+    root: InitVar[Element]
+    image: Element = field(init=False)
     elements: dict[str, Element] = field(default_factory=dict)
     relations: set[tuple[str, Relation, str]] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self, root: Element) -> None:
+        self.image = self.elements[self.add(root)]
+
     def add(self, element: Element) -> str:
         key = hashlib.sha256(_canonical(element).encode()).hexdigest()[:32]
         if key not in self.elements:
-            self.elements[key] = Element(**{**element.__dict__, "key": key})
+            self.elements[key] = replace(element, key=key)
         return key
 
     def relate(self, source: str, relation: Relation, target: str) -> None:
@@ -177,8 +156,7 @@ def describe(image: ImageDescription) -> Graph:
         properties=(("zeroimage:platform", str(image.platform)),),
     )
     graph = Graph(root)
-    key = graph.add(root)
-    graph.image = graph.elements[key]
+    key = graph.image.key
     base = image.base
     if base is not None:
         base_purl = purl.oci(base.repository, base.digest, arch=arch, tag=base.tag) if base.repository else ""
