@@ -73,10 +73,6 @@ def _supplier(text: str) -> str:
     return f"Organization: {name or email}" + (f" ({email})" if email and name else "")
 
 
-def _reference(category: str, kind: str, locator: str) -> dict[str, str]:
-    return {"referenceCategory": category, "referenceType": kind, "referenceLocator": locator}
-
-
 def _verification_code(files: list[File]) -> dict[str, str]:
     """SPDX's package verification code: SHA-1 of the files' sorted SHA-1s, concatenated."""
     digest = hashlib.sha1("".join(sorted(f.checksums["sha1"] for f in files)).encode(), usedforsecurity=False)
