@@ -43,18 +43,33 @@ from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member
 if TYPE_CHECKING:
     from zeroimage.store import BlobStore
 
+#: The distribution's name and version (the SBOM reads the first there is).
+OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 #: Files whose content the build reads from the image (users, groups, loader search path, the
 #: distribution's name and version).
-_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf", "etc/os-release", "usr/lib/os-release")
+_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf", *OS_RELEASE)
 _KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
 _MAX_KEPT = 256 * 1024
-#: Package databases, kept compacted: of each paragraph (a package) only the fields named here
-#: (dpkg's are case-insensitive), each on one line; continuation lines, other fields and runs
-#: of blank lines dropped. The SBOM reads them (zeroimage.sbom.base).
-_DPKG_FIELDS = frozenset({"package", "status", "version", "architecture", "source", "maintainer"})
-_APK_FIELDS = frozenset({"P", "V", "A", "L", "o", "m"})
-_DATABASES = {"var/lib/dpkg/status": _DPKG_FIELDS, "lib/apk/db/installed": _APK_FIELDS}
-_DATABASE_DIR = "var/lib/dpkg/status.d/"  # distroless: one file per package (and its .md5sums)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A package database's format, as its listing keeps it: of each paragraph (a package) only
+    ``fields``, each on one line; continuation lines, other fields and runs of blank lines
+    dropped. ``fold``: its field names are case-insensitive (dpkg's), compared lowercased."""
+
+    fields: frozenset[str]
+    fold: bool
+
+
+#: The package databases the SBOM reads (zeroimage.sbom.base): dpkg's status, distroless's
+#: status.d (one file a package, and its .md5sums), Alpine's installed.
+DPKG = Database(frozenset({"package", "status", "version", "architecture", "source", "maintainer"}), fold=True)
+APK = Database(frozenset({"P", "V", "A", "L", "o", "m"}), fold=False)
+DPKG_STATUS = "var/lib/dpkg/status"
+DPKG_STATUS_DIR = "var/lib/dpkg/status.d"
+APK_INSTALLED = "lib/apk/db/installed"
+_DATABASES = {DPKG_STATUS: DPKG, APK_INSTALLED: APK}
 _MAX_DATABASE = 64 << 20  # a larger database is listed but not read (the SBOM says so)
 _MAX_COMPACT = 2 << 20  # nor kept when what is kept of it is larger than this
 _MAX_DATABASE_LINE = 64 * 1024  # a longer line is dropped
@@ -109,30 +124,37 @@ def _text(node: Node) -> int:
     return size
 
 
-def _database_fields(path: str) -> frozenset[str] | None:
-    """The fields kept of the package database at ``path``; None if it is not one."""
-    if path.startswith(_DATABASE_DIR) and "/" not in path[len(_DATABASE_DIR) :] and not path.endswith(".md5sums"):
-        return _DPKG_FIELDS
+def is_status_part(name: str) -> bool:
+    """Whether the file ``name`` of :data:`DPKG_STATUS_DIR` is a package's paragraph (its
+    ``.md5sums`` beside it is not)."""
+    return bool(name) and "/" not in name and not name.endswith(".md5sums")
+
+
+def _database(path: str) -> Database | None:
+    """The format of the package database at ``path``; None if it is not one."""
+    directory, _, name = path.rpartition("/")
+    if directory == DPKG_STATUS_DIR and is_status_part(name):
+        return DPKG
     return _DATABASES.get(path)
 
 
 def _keep(path: str) -> bool:
-    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES) or _database_fields(path) is not None
+    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES) or _database(path) is not None
 
 
 def _kept_content(path: str, handle: IO[bytes], size: int) -> str | None:
     """What is kept of a file :func:`_keep` names, read from ``handle``; None when it is too large."""
-    fields = _database_fields(path)
-    if fields is None:
+    database = _database(path)
+    if database is None:
         return handle.read(_MAX_KEPT).decode("utf-8", "replace") if size <= _MAX_KEPT else None
-    return _compact(handle, fields) if size <= _MAX_DATABASE else None
+    return _compact(handle, database) if size <= _MAX_DATABASE else None
 
 
-def _compact(handle: IO[bytes], fields: frozenset[str]) -> str | None:
+def _compact(handle: IO[bytes], database: Database) -> str | None:
     """The lines of a package database (RFC 822-style paragraphs: dpkg's, and apk's one-letter
-    fields) whose field is in ``fields``, paragraphs separated by one blank line; None when that
-    comes to more than _MAX_COMPACT bytes."""
-    fold = "package" in fields  # dpkg's field names are case-insensitive
+    fields) whose field ``database`` keeps, paragraphs separated by one blank line; None when
+    that comes to more than _MAX_COMPACT bytes."""
+    fold, fields = database.fold, database.fields
     kept: list[bytes] = []
     size = 0
     blank = True  # no blank line before the first paragraph, nor two in a row
