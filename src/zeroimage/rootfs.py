@@ -230,7 +230,10 @@ class _Stream(io.RawIOBase):
 MAX_ZSTD_WINDOW = 128 << 20
 
 
-def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+    """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
+    its compressed bytes, verified against its digest, to close. What is read of the stream
+    raises :class:`Undecompressible` where the bytes are not what the media type says."""
     raw = blob.open()
     kind = mt.compression_of(blob.descriptor.media_type)
     stream: Any = io.BufferedReader(_Stream(raw), 1 << 20)
@@ -249,16 +252,19 @@ def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     return stream, raw
 
 
-def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
-    """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
-    its compressed bytes, verified against its digest, to close."""
-    return _decompressed(blob)
+class Undecompressible(InputError):
+    """A layer whose bytes are not the compressed stream its media type names: the message
+    names the layer, ``why`` says alone what is wrong (for whoever says what it was doing)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what} does not decompress: {why}")
+        self.why = why
 
 
 class _Decompressing:
     """A decompressor's stream whose own errors (which are no OSError: ISA-L's on a corrupt
-    deflate block, zstd's on anything) are InputErrors naming the layer; a zstd frame asking for
-    a window over :data:`MAX_ZSTD_WINDOW` is refused so, before any of it is allocated."""
+    deflate block, zstd's on anything) are :class:`Undecompressible`; a zstd frame asking for a
+    window over :data:`MAX_ZSTD_WINDOW` is refused so, before any of it is allocated."""
 
     def __init__(self, reader: Any, what: str, kind: str, errors: type[Exception]) -> None:
         self._reader = reader
@@ -271,11 +277,12 @@ class _Decompressing:
             data: bytes = self._reader.read(n)
         except self._errors as exc:
             if "too much memory" in str(exc):  # libzstd: ZSTD_error_frameParameter_windowTooLarge
-                raise InputError(
-                    f"cannot list {self._what}: a zstd frame asks for a window larger than "
-                    f"{MAX_ZSTD_WINDOW >> 20} MiB, the most zeroimage decompresses"
+                raise Undecompressible(
+                    self._what,
+                    f"a zstd frame asks for a window larger than {MAX_ZSTD_WINDOW >> 20} MiB, "
+                    "the most zeroimage decompresses",
                 ) from None
-            raise InputError(f"cannot list {self._what}: not valid {self._kind} data ({str(exc)[:120]})") from None
+            raise Undecompressible(self._what, f"not valid {self._kind} data ({str(exc)[:120]})") from None
         return data
 
 
@@ -564,7 +571,7 @@ def list_layer(blob: Blob) -> Listing:
     what = f"layer {blob.descriptor.digest}"
     listing = Listing(what)
     nodes = _Nodes()
-    stream, raw = _decompressed(blob)
+    stream, raw = decompressed(blob)
     counted = _Counted(stream)
     try:
         with tarfile.open(fileobj=counted, mode="r|", tarinfo=BoundedTarInfo) as tar:  # type: ignore[call-overload]
@@ -579,6 +586,8 @@ def list_layer(blob: Blob) -> Listing:
         while raw.read(1 << 20):
             pass
         listing.size = counted.count
+    except Undecompressible as exc:
+        raise InputError(f"cannot list {what}: {exc.why}") from None
     except TarRefused as exc:
         raise InputError(f"cannot list {what}: {exc}") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
