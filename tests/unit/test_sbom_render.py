@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -468,3 +469,6 @@ def test_every_field_of_an_element_is_part_of_its_identity() -> None:
     second = graph.add(graph_module.Element("library", "x", package=Noted("x", note="two")))
     assert first != second and len(graph.elements) == 3
     assert graph.add(graph_module.Element("library", "x", package=Noted("x", note="one"))) == first
+    checksums = types.MappingProxyType({"sha256": "b" * 64})  # a Mapping, as File allows, not a dict
+    read_only = graph.add(graph_module.Element("file", "/a", file=File("/a", 1, checksums)))
+    assert graph.add(graph_module.Element("file", "/a", file=File("/a", 1, dict(checksums)))) == read_only

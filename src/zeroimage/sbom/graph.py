@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import InitVar, asdict, dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -49,10 +49,36 @@ class Element:
     key: str = field(default="", compare=False)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The names of a dataclass's fields, in order; None for a class that is not one."""
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+    return _FIELD_NAMES[cls]
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON holds it: a dataclass as a mapping of every field it has, any mapping
+    as a dict, a tuple as a list (dataclasses.asdict would copy every string, and fails on a
+    mapping that is not a dict)."""
+    if value is None or isinstance(value, str | int):
+        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _canonical(element: Element) -> str:
     """Everything written about ``element`` (every field of it, of its package and of its file,
     its key aside), as text."""
-    return json.dumps(asdict(replace(element, key="")), sort_keys=True, ensure_ascii=True, default=dict)
+    return json.dumps(_plain(replace(element, key="")), sort_keys=True, ensure_ascii=True)
 
 
 @dataclass
