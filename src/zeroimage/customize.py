@@ -158,8 +158,14 @@ def _passwd_entry(passwd: str | None, user: str) -> list[str] | None:
 MAX_ID = 2**31 - 1
 
 
+def valid_id(text: str) -> bool:
+    """A uid or gid a runtime takes: numeric (:func:`is_id`), leading zeros allowed, at most
+    :data:`MAX_ID`."""
+    return is_id(text) and int(text) <= MAX_ID
+
+
 def _numeric_id(text: str, what: str) -> int:
-    if not is_id(text) or int(text) > MAX_ID:
+    if not valid_id(text):
         raise UsageError(f"--user: {what} is not a number from 0 to {MAX_ID}")
     return int(text)
 
@@ -177,7 +183,7 @@ def user_ids(user: str, tree: FileTree) -> tuple[int, int]:
     entry = _passwd_entry(passwd, name)
     if is_id(name):
         uid = _numeric_id(name, f"uid {name}")
-        gid = int(entry[3]) if entry is not None and is_id(entry[3]) and int(entry[3]) <= MAX_ID else 0
+        gid = int(entry[3]) if entry is not None and valid_id(entry[3]) else 0
     elif entry is None:
         hint = " (add --with users for root, nonroot and nobody)" if passwd is None else ""
         raise UsageError(f"--user: no user {name!r} in the image's /etc/passwd{hint}")

@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,12 +25,15 @@ from zeroimage.errors import InputError
 from zeroimage.oci.platform import Platform
 
 __all__ = [
+    "ELF_MAGIC",
     "BinaryFormat",
     "BinaryInfo",
+    "ElfError",
     "ElfLayout",
     "Section",
     "Segment",
     "inspect_binary",
+    "opened",
     "parse_elf",
     "read_layout",
     "runs_as_program",
@@ -48,7 +51,8 @@ MAX_DYNAMIC_ENTRIES = 16384  # walking stops there even with no DT_NULL
 _STRTAB_READ_WHOLE = 65536  # a string table this small is read in one go
 _SHEBANG_MAX = 256  # the kernel reads no more of a #! line (BINPRM_BUF_SIZE)
 
-_ELF_MAGIC = b"\x7fELF"
+#: What every ELF file begins with.
+ELF_MAGIC = b"\x7fELF"
 _ET_NAMES = {1: "a relocatable object file (.o)", 4: "a core dump"}
 
 _PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
@@ -146,6 +150,15 @@ def _elf_architecture(machine: int, bits: int, little: bool, flags: int) -> str:
     return ""
 
 
+class ElfError(InputError):
+    """A file whose ELF headers are not valid: the message names the file, ``why`` says alone
+    what is wrong with it (for a message that names the file otherwise, or not at all)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"{name} is not a valid ELF file: {why}")
+        self.why = why
+
+
 class _Reader:
     """Bounded, checked reads of one ELF file."""
 
@@ -155,8 +168,8 @@ class _Reader:
         self.name = name
         self.order = "<" if little else ">"
 
-    def fail(self, why: str) -> InputError:
-        return InputError(f"{self.name} is not a valid ELF file: {why}")
+    def fail(self, why: str) -> ElfError:
+        return ElfError(self.name, why)
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         """Exactly ``length`` bytes at ``offset``, which must lie within the file."""
@@ -204,10 +217,7 @@ class Segment:
     flags: int = 0  # PF_X 1, PF_W 2, PF_R 4
 
 
-_Segment = Segment
-
-
-def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
+def _program_headers(r: _Reader, header: bytes, bits: int) -> list[Segment]:
     if bits == 64:
         (phoff,) = r.unpack("Q", header, 32)
         (shoff,) = r.unpack("Q", header, 40)
@@ -240,19 +250,28 @@ def _program_headers(r: _Reader, header: bytes, bits: int) -> list[_Segment]:
             p_type, flags, offset, vaddr, _paddr, filesz = fields
         else:
             p_type, offset, vaddr, _paddr, filesz, _memsz, flags = fields
-        segments.append(_Segment(p_type, offset, vaddr, filesz, flags))
+        segments.append(Segment(p_type, offset, vaddr, filesz, flags))
     return segments
 
 
-def _file_offset(r: _Reader, segments: list[_Segment], address: int, what: str) -> int:
-    """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
+def _mapped(segments: Iterable[Segment], address: int, length: int) -> int | None:
+    """The file offset of ``length`` bytes at virtual ``address``, when one loaded segment maps
+    them all from the file; None otherwise."""
     for seg in segments:
-        if seg.type == _PT_LOAD and seg.vaddr <= address < seg.vaddr + seg.filesz:
+        if seg.type == _PT_LOAD and seg.vaddr <= address and address + length <= seg.vaddr + seg.filesz:
             return seg.offset + (address - seg.vaddr)
-    raise r.fail(f"{what} address {address:#x} is in no loaded segment")
+    return None
 
 
-def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, int]]:
+def _file_offset(r: _Reader, segments: list[Segment], address: int, what: str) -> int:
+    """The file offset of a virtual address, through the PT_LOAD segment that maps it."""
+    offset = _mapped(segments, address, 1)
+    if offset is None:
+        raise r.fail(f"{what} address {address:#x} is in no loaded segment")
+    return offset
+
+
+def _dynamic_entries(r: _Reader, seg: Segment, bits: int) -> list[tuple[int, int]]:
     """(tag, value) pairs of PT_DYNAMIC, up to DT_NULL, bounded by segment, file and a cap."""
     entsize = 16 if bits == 64 else 8
     fmt = "qQ" if bits == 64 else "iI"
@@ -275,7 +294,7 @@ def _dynamic_entries(r: _Reader, seg: _Segment, bits: int) -> list[tuple[int, in
 StringAt = Callable[[int, str], str]
 
 
-def _string_table(r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]]) -> StringAt:
+def _string_table(r: _Reader, segments: list[Segment], entries: list[tuple[int, int]]) -> StringAt:
     """A reader of strings at offsets in DT_STRTAB (raising when there is none)."""
     strtab = next((value for tag, value in entries if tag == _DT_STRTAB), None)
     if strtab is None:
@@ -317,7 +336,7 @@ def _dynamic_strings(entries: list[tuple[int, int]], string: StringAt) -> tuple[
 
 
 def _symbol_versions(
-    r: _Reader, segments: list[_Segment], entries: list[tuple[int, int]], string: StringAt
+    r: _Reader, segments: list[Segment], entries: list[tuple[int, int]], string: StringAt
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """Symbol versions (GNU): the (library, version) pairs the file needs (DT_VERNEED, e.g.
     ``("libc.so.6", "GLIBC_2.34")``) and the versions it defines (DT_VERDEF). Both chains are
@@ -422,20 +441,9 @@ def _file_cpu_arch(r: _Reader, data: bytes, pos: int, end: int) -> int | None:
 def _arm_attributes(r: _Reader, header: bytes) -> bytes | None:
     """The bytes (at most MAX_ATTRIBUTES) of a 32-bit ELF file's SHT_ARM_ATTRIBUTES section,
     found through the section header table; None when the file has no such section."""
-    (shoff,) = r.unpack("I", header, 32)
-    shentsize, shnum = r.unpack("HH", header, 46)
-    if shoff == 0 or shentsize < 40:
-        return None
-    if shnum == 0:  # 65280 sections or more: the real count is section 0's sh_size
-        (shnum,) = r.unpack("I", r.read(shoff + 20, 4, "section header 0"))
-    shnum = min(shnum, MAX_SECTIONS)
-    for start in range(0, shnum, _SECTION_CHUNK):
-        count = min(_SECTION_CHUNK, shnum - start)
-        table = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
-        for i in range(count):
-            _, sh_type, _, _, offset, length = r.unpack("IIIIII", table, i * shentsize)
-            if sh_type == _SHT_ARM_ATTRIBUTES:
-                return r.read(offset, min(length, MAX_ATTRIBUTES), "the ARM attributes section")
+    for _, kind, offset, length in _sections(r, _section_table(r, header, 32), 32):
+        if kind == _SHT_ARM_ATTRIBUTES:
+            return r.read(offset, min(length, MAX_ATTRIBUTES), "the ARM attributes section")
     return None
 
 
@@ -466,16 +474,13 @@ _SHN_XINDEX = 0xFFFF
 _SHT_NOBITS = 8
 _PF_X, _PF_W = 1, 2
 MAX_SECTION_NAMES = 1 << 20  # bytes of the section name table read
-_MAX_SECTION_NAME = 256
 
 
 @dataclass(frozen=True)
 class Section:
     """A section header: a named part of the file (``.go.buildinfo``, ``.dep-v0`` …)."""
 
-    name: str
     type: int
-    address: int
     offset: int
     size: int
 
@@ -489,8 +494,6 @@ class Section:
 class ElfLayout:
     """Where the parts of an ELF file are: the sections asked for, by name, and the segments."""
 
-    bits: int
-    little: bool
     sections: dict[str, Section]
     segments: tuple[Segment, ...]
 
@@ -505,15 +508,23 @@ class ElfLayout:
     def file_offset(self, address: int, length: int) -> int | None:
         """The file offset of ``length`` bytes at virtual ``address``, when one loaded segment
         maps them all from the file; None otherwise."""
-        for seg in self.segments:
-            if seg.type == _PT_LOAD and seg.vaddr <= address and address + length <= seg.vaddr + seg.filesz:
-                return seg.offset + (address - seg.vaddr)
-        return None
+        return _mapped(self.segments, address, length)
 
 
-def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, int, int]:
-    """The section header table's offset, entry size, entry count (at most MAX_SECTIONS) and the
-    index of the section name table, the extended numbering (PN_XNUM's cousins) resolved."""
+@dataclass(frozen=True)
+class _SectionTable:
+    """Where the section headers are: offset, entry size, count (at most MAX_SECTIONS), and the
+    index of the section name table."""
+
+    offset: int
+    entsize: int
+    count: int
+    names: int
+
+
+def _section_table(r: _Reader, header: bytes, bits: int) -> _SectionTable:
+    """The section header table the ELF header points to, the extended numbering (PN_XNUM's
+    cousins) resolved; none (count 0) when there is none."""
     if bits == 64:
         (shoff,) = r.unpack("Q", header, 40)
         shentsize, shnum, shstrndx = r.unpack("HHH", header, 58)
@@ -523,7 +534,7 @@ def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, in
         shentsize, shnum, shstrndx = r.unpack("HHH", header, 46)
         minimum, count_at, link_at = 40, 20, 24
     if shoff == 0:
-        return 0, 0, 0, 0
+        return _SectionTable(0, 0, 0, 0)
     if shentsize < minimum:
         raise r.fail(f"section header size {shentsize} is below {minimum}")
     if shnum == 0 or shstrndx == _SHN_XINDEX:  # 65280 sections or more: section 0 holds the numbers
@@ -532,52 +543,68 @@ def _section_headers(r: _Reader, header: bytes, bits: int) -> tuple[int, int, in
             shnum = r.unpack("Q" if bits == 64 else "I", first, count_at)[0]
         if shstrndx == _SHN_XINDEX:
             (shstrndx,) = r.unpack("I", first, link_at)
-    return shoff, shentsize, min(shnum, MAX_SECTIONS), shstrndx
+    return _SectionTable(shoff, shentsize, min(shnum, MAX_SECTIONS), shstrndx)
 
 
-def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, int, int, int]:
-    """(sh_name, sh_type, sh_addr, sh_offset, sh_size) of the section header at ``data[at:]``."""
+def _section_at(r: _Reader, data: bytes, at: int, bits: int) -> tuple[int, int, int, int]:
+    """(sh_name, sh_type, sh_offset, sh_size) of the section header at ``data[at:]``."""
     if bits == 64:
-        name, kind, _flags, address, offset, size = r.unpack("IIQQQQ", data, at)
+        name, kind, _flags, _address, offset, size = r.unpack("IIQQQQ", data, at)
     else:
-        name, kind, _flags, address, offset, size = r.unpack("IIIIII", data, at)
-    return name, kind, address, offset, size
+        name, kind, _flags, _address, offset, size = r.unpack("IIIIII", data, at)
+    return name, kind, offset, size
+
+
+def _sections(r: _Reader, table: _SectionTable, bits: int) -> Iterator[tuple[int, int, int, int]]:
+    """(sh_name, sh_type, sh_offset, sh_size) of each section header of ``table``, in order, read
+    :data:`_SECTION_CHUNK` headers at a time."""
+    for start in range(0, table.count, _SECTION_CHUNK):
+        count = min(_SECTION_CHUNK, table.count - start)
+        chunk = r.read(table.offset + start * table.entsize, count * table.entsize, "the section header table")
+        for i in range(count):
+            yield _section_at(r, chunk, i * table.entsize, bits)
+
+
+def _open(read_at: ReadAt, size: int, name: str) -> tuple[_Reader, bytes, int]:
+    """The reader of an ELF file, its ELF header, and its class (32 or 64 bits); ElfError when it
+    does not begin as ELF files do (magic, class, byte order) or its header is cut short."""
+    ident = read_at(0, 16)[:16] if size > 0 else b""
+    if len(ident) < 16 or ident[:4] != ELF_MAGIC:
+        raise ElfError(name, "it does not start with the ELF magic")
+    ei_class, ei_data = ident[4], ident[5]
+    if ei_class not in (1, 2):
+        raise ElfError(name, f"unknown class {ei_class}")
+    if ei_data not in (1, 2):
+        raise ElfError(name, f"unknown byte order {ei_data}")
+    bits = 64 if ei_class == 2 else 32
+    r = _Reader(read_at, size, name, little=ei_data == 1)
+    return r, r.read(0, 64 if bits == 64 else 52, "the ELF header"), bits
 
 
 def read_layout(read_at: ReadAt, size: int, name: str, wanted: Collection[str]) -> ElfLayout:
     """The loaded segments of an ELF file, and those of its sections named in ``wanted`` (the
     first of each name), through bounded reads: at most :data:`MAX_SECTIONS` headers and
     :data:`MAX_SECTION_NAMES` bytes of names. A file without section headers has none.
-    InputError when the headers are truncated or point outside the file."""
-    ident = read_at(0, 64)[:64] if size > 0 else b""
-    if len(ident) < 16 or ident[:4] != _ELF_MAGIC or ident[4] not in (1, 2) or ident[5] not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file")
-    bits = 64 if ident[4] == 2 else 32
-    r = _Reader(read_at, size, name, little=ident[5] == 1)
-    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    ElfError when the headers are truncated or point outside the file."""
+    r, header, bits = _open(read_at, size, name)
     segments = tuple(_program_headers(r, header, bits))
-    shoff, shentsize, shnum, shstrndx = _section_headers(r, header, bits)
+    table = _section_table(r, header, bits)
     sections: dict[str, Section] = {}
-    if shnum == 0 or not wanted or shstrndx >= shnum:
-        return ElfLayout(bits, r.order == "<", sections, segments)
-    names = r.read(shoff + shstrndx * shentsize, shentsize, "the section name table's header")
-    _, _, _, names_offset, names_size = _section_at(r, names, 0, bits)
+    if table.count == 0 or not wanted or table.names >= table.count:
+        return ElfLayout(sections, segments)
+    names_header = r.read(table.offset + table.names * table.entsize, table.entsize, "the section name table's header")
+    _, _, names_offset, names_size = _section_at(r, names_header, 0, bits)
     if names_offset >= size:
         raise r.fail("the section name table lies beyond the end of the file")
-    table = r.read(names_offset, min(names_size, MAX_SECTION_NAMES, size - names_offset), "the section name table")
-    longest = max(len(w) for w in wanted)
-    for start in range(0, shnum, _SECTION_CHUNK):
-        count = min(_SECTION_CHUNK, shnum - start)
-        chunk = r.read(shoff + start * shentsize, count * shentsize, "the section header table")
-        for i in range(count):
-            name_at, kind, address, offset, length = _section_at(r, chunk, i * shentsize, bits)
-            end = table.find(b"\0", name_at, name_at + min(longest, _MAX_SECTION_NAME) + 1)
-            if end < 0:
-                continue
-            section_name = table[name_at:end].decode("utf-8", "replace")
-            if section_name in wanted and section_name not in sections:
-                sections[section_name] = Section(section_name, kind, address, offset, length)
-    return ElfLayout(bits, r.order == "<", sections, segments)
+    names = r.read(names_offset, min(names_size, MAX_SECTION_NAMES, size - names_offset), "the section name table")
+    by_name = {w.encode(): w for w in wanted}
+    longest = max(map(len, by_name))
+    for name_at, kind, offset, length in _sections(r, table, bits):
+        end = names.find(b"\0", name_at, name_at + longest + 1)
+        found = by_name.get(names[name_at:end]) if end >= 0 else None
+        if found is not None and found not in sections:
+            sections[found] = Section(kind, offset, length)
+    return ElfLayout(sections, segments)
 
 
 def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
@@ -586,17 +613,7 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     ``size`` is the file's size; ``name`` is how error messages call the file.
     InputError when the file is not ELF or its headers are truncated or inconsistent.
     """
-    ident = read_at(0, 64)[:64] if size > 0 else b""
-    if len(ident) < 16 or ident[:4] != _ELF_MAGIC:
-        raise InputError(f"{name} is not a valid ELF file: it does not start with the ELF magic")
-    ei_class, ei_data = ident[4], ident[5]
-    if ei_class not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file: unknown class {ei_class}")
-    if ei_data not in (1, 2):
-        raise InputError(f"{name} is not a valid ELF file: unknown byte order {ei_data}")
-    bits = 64 if ei_class == 2 else 32
-    r = _Reader(read_at, size, name, little=ei_data == 1)
-    header = r.read(0, 64 if bits == 64 else 52, "the ELF header")
+    r, header, bits = _open(read_at, size, name)
     e_type, e_machine = r.unpack("HH", header, 16)
     (e_flags,) = r.unpack("I", header, 48 if bits == 64 else 36)
     if e_type in _ET_NAMES:
@@ -625,7 +642,7 @@ def parse_elf(read_at: ReadAt, size: int, name: str = "the file") -> BinaryInfo:
     if any(tag in (_DT_VERDEF, _DT_VERNEED) for tag, _ in entries):
         with contextlib.suppress(InputError):  # versions only refine a warning: never refuse a file for them
             needs, defines = _symbol_versions(r, segments, entries, string or _string_table(r, segments, entries))
-    architecture = _elf_architecture(e_machine, bits, ei_data == 1, e_flags)
+    architecture = _elf_architecture(e_machine, bits, r.order == "<", e_flags)
     variant = ""
     if architecture == "arm":
         with contextlib.suppress(InputError):  # the loader never reads section headers: neither do we refuse them
@@ -685,14 +702,14 @@ def runs_as_program(head: bytes) -> bool:
     """Whether a file that begins with ``head`` (4 bytes suffice) is one Linux runs by itself:
     an ELF program or a ``#!`` script. What a file's mode in the image follows where the host
     has no POSIX modes to tell."""
-    return head[:4] == _ELF_MAGIC or head[:2] == b"#!"
+    return head[:4] == ELF_MAGIC or head[:2] == b"#!"
 
 
 def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     if size <= 0:
         return BinaryInfo(format="empty")
     head = read_at(0, _SHEBANG_MAX)[:_SHEBANG_MAX]
-    if head[:4] == _ELF_MAGIC:
+    if head[:4] == ELF_MAGIC:
         return parse_elf(read_at, size, name)
     if head[:2] == b"#!":
         return _parse_shebang(head, name)
@@ -703,40 +720,53 @@ def _identify(read_at: ReadAt, size: int, name: str) -> BinaryInfo:
     return BinaryInfo(format="unknown")
 
 
-def _check_regular(name: str, st: os.stat_result) -> None:
+def _check_regular(what: str, name: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"binary {name} is a directory, not a file")
+        raise InputError(f"{what} {name} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"binary {name} is not a regular file")
+        raise InputError(f"{what} {name} is not a regular file")
 
 
-def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
-    """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
+@contextlib.contextmanager
+def opened(path: str | os.PathLike[str], what: str) -> Iterator[tuple[ReadAt, int]]:
+    """``read_at(offset, length)`` and the size of the regular file at ``path`` (symlinks
+    followed), open for the ``with`` block: reads past the end are short, never larger than the
+    file. InputError, the file called ``what`` (``"binary"``, ``"program"``), when it is missing,
+    not a regular file, or cannot be opened or read."""
     name = os.fspath(path)
     try:
         # Opening a FIFO would wait for a writer: what is not a regular file is refused before it
         # is opened, and O_NONBLOCK (where the host has it: not Windows, which has no FIFOs
         # either) covers one swapped in meanwhile; the descriptor is checked again below.
-        _check_regular(name, os.stat(name))
+        _check_regular(what, name, os.stat(name))
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | files.O_BINARY)
     except FileNotFoundError:
-        raise InputError(f"binary {name} does not exist") from None
+        raise InputError(f"{what} {name} does not exist") from None
     except IsADirectoryError:
-        raise InputError(f"binary {name} is a directory, not a file") from None
+        raise InputError(f"{what} {name} is a directory, not a file") from None
     except PermissionError:
-        raise InputError(f"binary {name} cannot be read: permission denied") from None
+        raise InputError(f"{what} {name} cannot be read: permission denied") from None
     except OSError as exc:
-        raise InputError(f"binary {name} cannot be opened: {exc.strerror or exc}") from None
+        raise InputError(f"{what} {name} cannot be opened: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
-        _check_regular(name, st)
+        _check_regular(what, name, st)
+        size = st.st_size
 
         def read_at(offset: int, length: int) -> bytes:
+            if offset < 0 or length <= 0 or offset >= size:
+                return b""
             try:
-                return files.read_at(fd, length, offset)
+                return files.read_at(fd, min(length, size - offset), offset)
             except OSError as exc:
-                raise InputError(f"binary {name} cannot be read: {exc.strerror or exc}") from None
+                raise InputError(f"{what} {name} cannot be read: {exc.strerror or exc}") from None
 
-        return _identify(read_at, st.st_size, f"binary {name}")
+        yield read_at, size
     finally:
         os.close(fd)
+
+
+def inspect_binary(path: str | os.PathLike[str]) -> BinaryInfo:
+    """What the file at ``path`` is. InputError when it is missing, not a file, or unreadable."""
+    with opened(path, "binary") as (read_at, size):
+        return _identify(read_at, size, f"binary {os.fspath(path)}")

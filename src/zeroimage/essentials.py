@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from zeroimage.customize import MAX_ID, is_id
+from zeroimage.customize import MAX_ID, is_id, valid_id
 from zeroimage.errors import InputError, UsageError
 from zeroimage.files import describe_os_error
 from zeroimage.layers.entries import Entry, clean_image_path, host_mode, image_path, link_target, shown
@@ -273,15 +273,9 @@ def parse_chown(value: str | None) -> tuple[int, int]:
     if not value:
         return 0, 0
     uid, _, gid = value.partition(":")
-    if not _id(uid) or (gid and not _id(gid)):
+    if not valid_id(uid) or (gid and not valid_id(gid)):
         raise UsageError(f"--chown {value[:100]!r}: expected numeric UID[:GID], each from 0 to {MAX_ID}")
     return int(uid), int(gid or uid)
-
-
-def _id(text: str) -> bool:
-    """A uid or gid a runtime takes (its digits counted before int() reads them: Python refuses
-    to convert more than 4,300)."""
-    return is_id(text) and len(text) <= len(str(MAX_ID)) and int(text) <= MAX_ID
 
 
 def _a(kind: str) -> str:

@@ -41,7 +41,7 @@ from zeroimage.image import (
     load_base,
 )
 from zeroimage.layers.compress import LayerOptions
-from zeroimage.layers.entries import Entry, file_entry, modes_notice
+from zeroimage.layers.entries import Entry, file_entry, modes_notice, shown
 from zeroimage.layers.producer import LayerProducer, MadeLayer, Origin
 from zeroimage.layers.reuse import RemoteLayer, ReusableLayers, prove
 from zeroimage.layers.tar import tar_size
@@ -649,7 +649,9 @@ def _facts(
     path = Path(plan.member.path)
     (entry,) = [e for e in plan.program if e.source is not None]
     contents = sbom.read_program(path) if options.sbom is not None else sbom.ProgramContents()
-    for warning in (*contents.warnings, *(plan.base_packages.warnings if plan.base_packages else ())):
+    for warning in contents.warnings:
+        reporter.warn(f"SBOM of {result.platform}: program {shown(path)}: {warning}")
+    for warning in plan.base_packages.warnings if plan.base_packages else ():
         reporter.warn(f"SBOM of {result.platform}: {warning}")
     programs = (sbom.Program(file(entry), contents),) if checksums is not None else ()
     files = tuple(file(e) for e in plan.files if e.kind == "file") if checksums is not None else ()

@@ -43,18 +43,33 @@ from zeroimage.untrusted import BoundedTarInfo, TarRefused, next_member
 if TYPE_CHECKING:
     from zeroimage.store import BlobStore
 
+#: The distribution's name and version (the SBOM reads the first there is).
+OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 #: Files whose content the build reads from the image (users, groups, loader search path, the
 #: distribution's name and version).
-_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf", "etc/os-release", "usr/lib/os-release")
+_KEEP_CONTENT = ("etc/passwd", "etc/group", "etc/ld.so.conf", *OS_RELEASE)
 _KEEP_PREFIXES = ("etc/ld.so.conf.d/", "etc/ld-musl-")
 _MAX_KEPT = 256 * 1024
-#: Package databases, kept compacted: of each paragraph (a package) only the fields named here
-#: (dpkg's are case-insensitive), each on one line; continuation lines, other fields and runs
-#: of blank lines dropped. The SBOM reads them (zeroimage.sbom.base).
-_DPKG_FIELDS = frozenset({"package", "status", "version", "architecture", "source", "maintainer"})
-_APK_FIELDS = frozenset({"P", "V", "A", "L", "o", "m"})
-_DATABASES = {"var/lib/dpkg/status": _DPKG_FIELDS, "lib/apk/db/installed": _APK_FIELDS}
-_DATABASE_DIR = "var/lib/dpkg/status.d/"  # distroless: one file per package (and its .md5sums)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A package database's format, as its listing keeps it: of each paragraph (a package) only
+    ``fields``, each on one line; continuation lines, other fields and runs of blank lines
+    dropped. ``fold``: its field names are case-insensitive (dpkg's), compared lowercased."""
+
+    fields: frozenset[str]
+    fold: bool
+
+
+#: The package databases the SBOM reads (zeroimage.sbom.base): dpkg's status, distroless's
+#: status.d (one file a package, and its .md5sums), Alpine's installed.
+DPKG = Database(frozenset({"package", "status", "version", "architecture", "source", "maintainer"}), fold=True)
+APK = Database(frozenset({"P", "V", "A", "L", "o", "m"}), fold=False)
+DPKG_STATUS = "var/lib/dpkg/status"
+DPKG_STATUS_DIR = "var/lib/dpkg/status.d"
+APK_INSTALLED = "lib/apk/db/installed"
+_DATABASES = {DPKG_STATUS: DPKG, APK_INSTALLED: APK}
 _MAX_DATABASE = 64 << 20  # a larger database is listed but not read (the SBOM says so)
 _MAX_COMPACT = 2 << 20  # nor kept when what is kept of it is larger than this
 _MAX_DATABASE_LINE = 64 * 1024  # a longer line is dropped
@@ -109,30 +124,37 @@ def _text(node: Node) -> int:
     return size
 
 
-def _database_fields(path: str) -> frozenset[str] | None:
-    """The fields kept of the package database at ``path``; None if it is not one."""
-    if path.startswith(_DATABASE_DIR) and "/" not in path[len(_DATABASE_DIR) :] and not path.endswith(".md5sums"):
-        return _DPKG_FIELDS
+def is_status_part(name: str) -> bool:
+    """Whether the file ``name`` of :data:`DPKG_STATUS_DIR` is a package's paragraph (its
+    ``.md5sums`` beside it is not)."""
+    return bool(name) and "/" not in name and not name.endswith(".md5sums")
+
+
+def _database(path: str) -> Database | None:
+    """The format of the package database at ``path``; None if it is not one."""
+    directory, _, name = path.rpartition("/")
+    if directory == DPKG_STATUS_DIR and is_status_part(name):
+        return DPKG
     return _DATABASES.get(path)
 
 
 def _keep(path: str) -> bool:
-    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES) or _database_fields(path) is not None
+    return path in _KEEP_CONTENT or path.startswith(_KEEP_PREFIXES) or _database(path) is not None
 
 
 def _kept_content(path: str, handle: IO[bytes], size: int) -> str | None:
     """What is kept of a file :func:`_keep` names, read from ``handle``; None when it is too large."""
-    fields = _database_fields(path)
-    if fields is None:
+    database = _database(path)
+    if database is None:
         return handle.read(_MAX_KEPT).decode("utf-8", "replace") if size <= _MAX_KEPT else None
-    return _compact(handle, fields) if size <= _MAX_DATABASE else None
+    return _compact(handle, database) if size <= _MAX_DATABASE else None
 
 
-def _compact(handle: IO[bytes], fields: frozenset[str]) -> str | None:
+def _compact(handle: IO[bytes], database: Database) -> str | None:
     """The lines of a package database (RFC 822-style paragraphs: dpkg's, and apk's one-letter
-    fields) whose field is in ``fields``, paragraphs separated by one blank line; None when that
-    comes to more than _MAX_COMPACT bytes."""
-    fold = "package" in fields  # dpkg's field names are case-insensitive
+    fields) whose field ``database`` keeps, paragraphs separated by one blank line; None when
+    that comes to more than _MAX_COMPACT bytes."""
+    fold, fields = database.fold, database.fields
     kept: list[bytes] = []
     size = 0
     blank = True  # no blank line before the first paragraph, nor two in a row
@@ -208,7 +230,10 @@ class _Stream(io.RawIOBase):
 MAX_ZSTD_WINDOW = 128 << 20
 
 
-def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
+    """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
+    its compressed bytes, verified against its digest, to close. What is read of the stream
+    raises :class:`Undecompressible` where the bytes are not what the media type says."""
     raw = blob.open()
     kind = mt.compression_of(blob.descriptor.media_type)
     stream: Any = io.BufferedReader(_Stream(raw), 1 << 20)
@@ -227,16 +252,19 @@ def _decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
     return stream, raw
 
 
-def decompressed(blob: Blob) -> tuple[IO[bytes], Readable]:
-    """The layer's tar stream (gzip, zstd or none, as its media type says), and the reader of
-    its compressed bytes, verified against its digest, to close."""
-    return _decompressed(blob)
+class Undecompressible(InputError):
+    """A layer whose bytes are not the compressed stream its media type names: the message
+    names the layer, ``why`` says alone what is wrong (for whoever says what it was doing)."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what} does not decompress: {why}")
+        self.why = why
 
 
 class _Decompressing:
     """A decompressor's stream whose own errors (which are no OSError: ISA-L's on a corrupt
-    deflate block, zstd's on anything) are InputErrors naming the layer; a zstd frame asking for
-    a window over :data:`MAX_ZSTD_WINDOW` is refused so, before any of it is allocated."""
+    deflate block, zstd's on anything) are :class:`Undecompressible`; a zstd frame asking for a
+    window over :data:`MAX_ZSTD_WINDOW` is refused so, before any of it is allocated."""
 
     def __init__(self, reader: Any, what: str, kind: str, errors: type[Exception]) -> None:
         self._reader = reader
@@ -249,11 +277,12 @@ class _Decompressing:
             data: bytes = self._reader.read(n)
         except self._errors as exc:
             if "too much memory" in str(exc):  # libzstd: ZSTD_error_frameParameter_windowTooLarge
-                raise InputError(
-                    f"cannot list {self._what}: a zstd frame asks for a window larger than "
-                    f"{MAX_ZSTD_WINDOW >> 20} MiB, the most zeroimage decompresses"
+                raise Undecompressible(
+                    self._what,
+                    f"a zstd frame asks for a window larger than {MAX_ZSTD_WINDOW >> 20} MiB, "
+                    "the most zeroimage decompresses",
                 ) from None
-            raise InputError(f"cannot list {self._what}: not valid {self._kind} data ({str(exc)[:120]})") from None
+            raise Undecompressible(self._what, f"not valid {self._kind} data ({str(exc)[:120]})") from None
         return data
 
 
@@ -542,7 +571,7 @@ def list_layer(blob: Blob) -> Listing:
     what = f"layer {blob.descriptor.digest}"
     listing = Listing(what)
     nodes = _Nodes()
-    stream, raw = _decompressed(blob)
+    stream, raw = decompressed(blob)
     counted = _Counted(stream)
     try:
         with tarfile.open(fileobj=counted, mode="r|", tarinfo=BoundedTarInfo) as tar:  # type: ignore[call-overload]
@@ -557,6 +586,8 @@ def list_layer(blob: Blob) -> Listing:
         while raw.read(1 << 20):
             pass
         listing.size = counted.count
+    except Undecompressible as exc:
+        raise InputError(f"cannot list {what}: {exc.why}") from None
     except TarRefused as exc:
         raise InputError(f"cannot list {what}: {exc}") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from zeroimage.customize import MAX_ID, user_ids
 from zeroimage.errors import UsageError
 from zeroimage.essentials import (
     GROUP,
@@ -260,3 +261,17 @@ def test_parse_chown_takes_ascii_digits_only() -> None:
     for bad in ("²", "1:²", "x", "1:x"):
         with pytest.raises(UsageError, match="expected numeric UID"):
             parse_chown(bad)
+
+
+def test_parse_chown_takes_every_id_user_takes() -> None:
+    """Leading zeros: ``--user 000000000001`` runs as uid 1, and ``--chown`` takes the same id
+    (before: refused for having more digits than the largest id); above the largest id, both
+    refuse."""
+    tree = FileTree()
+    assert user_ids("000000000001:0000000000002", tree) == (1, 2)
+    assert parse_chown("000000000001:0000000000002") == (1, 2)
+    assert parse_chown(f"{MAX_ID}") == (MAX_ID, MAX_ID)
+    with pytest.raises(UsageError, match="expected numeric UID"):
+        parse_chown(f"{MAX_ID + 1}")
+    with pytest.raises(UsageError, match="is not a number from 0"):
+        user_ids(f"{MAX_ID + 1}", tree)

@@ -5,10 +5,16 @@ compressor could have made of the tar it stands for."""
 
 from __future__ import annotations
 
+import gzip
+import io
+from collections.abc import Callable
+
 import pytest
 
-from zeroimage.layers.reuse import acceptable
-from zeroimage.oci import Descriptor
+from zeroimage.errors import DigestError
+from zeroimage.image import Blob
+from zeroimage.layers.reuse import RemoteLayer, acceptable, prove
+from zeroimage.oci import Descriptor, sha256_digest
 from zeroimage.oci import mediatypes as mt
 
 DIGEST = "sha256:" + "ab" * 32
@@ -62,3 +68,33 @@ def test_another_compression_is_not_reused(found: str, wanted: str) -> None:
 )
 def test_a_size_no_compressor_makes_is_not_reused(media_type: str, size: int, taken: bool) -> None:
     assert (acceptable(desc(media_type, size), media_type, TAR) is not None) is taken
+
+
+def corrupt_gzip(data: bytes) -> bytes:
+    """A gzip stream whose header is right and whose first deflate blocks are not."""
+    good = gzip.compress(data, mtime=0)
+    return good[:30] + bytes(b ^ 0x55 for b in good[30:200]) + good[200:]
+
+
+@pytest.mark.parametrize(
+    ("media_type", "compress", "why"),
+    [
+        (mt.OCI_LAYER_GZIP, corrupt_gzip, "not valid gzip data"),
+        (mt.OCI_LAYER_ZSTD, lambda tar: gzip.compress(tar, mtime=0), "not valid zstd data"),
+    ],
+    ids=["gzip-with-a-corrupt-deflate-block", "zstd-that-is-gzip"],
+)
+def test_a_reused_layer_that_does_not_decompress_cannot_be_signed(
+    media_type: str, compress: Callable[[bytes], bytes], why: str
+) -> None:
+    """Its digest right, its content not what its media type says: proving it says so (before:
+    the decompressor's error escaped as "cannot list layer …", which no build was doing)."""
+    tar = bytes(range(256)) * 400
+    raw = compress(tar)
+    digest = sha256_digest(raw)
+    layer = RemoteLayer(Blob(Descriptor(media_type, digest, len(raw)), lambda: io.BytesIO(raw)), "r.test/app:v1")
+    with pytest.raises(DigestError) as raised:
+        prove(layer, sha256_digest(tar))
+    message = raised.value.message
+    assert message.startswith(f"layer {digest} of r.test/app:v1 does not decompress ({why} ("), message
+    assert message.endswith(")): it cannot be signed"), message

@@ -405,3 +405,12 @@ def test_a_lookup_through_links_without_end_gives_up_at_once() -> None:
     worker.join(20)
     assert found == [False, False] and time.perf_counter() - started < 0.5
     assert tree([("b", D), ("a", Node("symlink", target="b/../" * 100 + "c")), ("c", F)]).exists("a")
+
+
+def test_a_layer_that_does_not_decompress_is_said_to_be_unlisted() -> None:
+    """What the decompressor says, after what the build was doing: listing the layer."""
+    good = gzip.compress(bytes(range(256)) * 400, mtime=0)
+    raw = good[:30] + bytes(b ^ 0x55 for b in good[30:200]) + good[200:]
+    digest = sha256_digest(raw)
+    with pytest.raises(InputError, match=rf"^cannot list layer {digest}: not valid gzip data \(.+\)$"):
+        list_layer(Blob(Descriptor(OCI_LAYER_GZIP, digest, len(raw)), lambda: io.BytesIO(raw)))

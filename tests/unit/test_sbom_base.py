@@ -347,3 +347,16 @@ def test_a_database_the_build_adds_is_read_as_a_base_s(tmp_path: Path) -> None:
     )
     assert tree.read_text("var/lib/dpkg/status") == "Package: added\nVersion: 2\nArchitecture: all\n"
     assert [p.purl for p in read_base(tree).packages] == ["pkg:deb/debian/added@2?arch=all&distro=debian-12"]
+
+
+def test_a_deb_and_an_apk_of_one_name_version_and_arch_are_two_packages() -> None:
+    """A base with both databases (a Debian with apk-tools, or the other way round) listing a
+    ``zlib`` 1.3 of the same architecture: each ecosystem's package described (before: keyed by
+    name, version and arch alone, the apk one was dropped as a duplicate)."""
+    status = b"Package: zlib\nStatus: install ok installed\nVersion: 1.3\nArchitecture: x86_64\n"
+    installed = b"P:zlib\nV:1.3\nA:x86_64\n"
+    base, _ = bounded(gzip_layer({"var/lib/dpkg/status": status, "lib/apk/db/installed": installed}))
+    assert [p.purl for p in base.packages] == [
+        "pkg:apk/alpine/zlib@1.3?arch=x86_64",
+        "pkg:deb/debian/zlib@1.3?arch=x86_64",
+    ]

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from tests.support import gomodules
 from tests.support.peers import which
 from tests.support.sbom_inputs import MAGIC, go_program, pointer_format_program, section_header_offset
+from zeroimage import files
 from zeroimage.errors import InputError
 from zeroimage.sbom import ProgramContents, read_program
-from zeroimage.sbom import program as program_module
 from zeroimage.sbom.golang import MAX_MODINFO, go_unquote, h1_to_sha256, parse_build_info
 
 
@@ -98,6 +98,31 @@ def test_without_section_headers_the_data_segment_is_searched(tmp_path: Path) ->
     assert len(contents.packages) == 2
 
 
+def test_a_go_buildinfo_without_bytes_in_the_file_is_not_blamed_for_the_segment(tmp_path: Path) -> None:
+    """A ``.go.buildinfo`` of type NOBITS has no bytes to read: the first writable segment is
+    searched instead, as without the section; that segment past the end of the file is then no
+    build info, not "its .go.buildinfo section lies beyond the end of the file" (before)."""
+    data = bytearray(go_program().path.read_bytes())
+    header = section_header_offset(bytes(data), ".go.buildinfo")
+    data[header + 4 : header + 8] = (8).to_bytes(4, "little")  # sh_type: SHT_NOBITS
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize, phnum = int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
+    for at in range(phoff, phoff + phnum * phentsize, phentsize):
+        p_type, flags = int.from_bytes(data[at : at + 4], "little"), int.from_bytes(data[at + 4 : at + 8], "little")
+        if p_type == 1 and flags & 3 == 2:  # PT_LOAD, writable, not executable
+            data[at + 8 : at + 16] = (1 << 40).to_bytes(8, "little")  # p_offset
+            break
+    else:
+        raise AssertionError("no writable segment")
+    hostile = tmp_path / "hostile"
+    hostile.write_bytes(data)
+    assert read_program(hostile) == ProgramContents()
+    data[header + 4 : header + 8] = (1).to_bytes(4, "little")  # SHT_PROGBITS again: its bytes are read
+    intact = tmp_path / "intact"
+    intact.write_bytes(data)
+    assert len(read_program(intact).packages) == 2
+
+
 OLD_MODINFO = (
     b"path\texample.com/old\n"
     b"mod\texample.com/old\t(devel)\t\n"
@@ -167,7 +192,7 @@ def test_build_info_claiming_2_gb_is_refused_without_reading_it(tmp_path: Path) 
     tracemalloc.stop()
     assert contents.packages == () and contents.main is None
     assert contents.warnings == (
-        f"the Go build info of {str(hostile)!r} cannot be read: the module info claims {2**31} bytes, "
+        f"its Go build info cannot be read: the module info claims {2**31} bytes, "
         f"more than the {MAX_MODINFO} zeroimage reads",
     )
     assert peak < 1 << 20, peak
@@ -182,8 +207,7 @@ def test_a_section_past_the_end_of_the_file_is_a_warning(tmp_path: Path) -> None
     contents = read_program(hostile)
     assert contents.packages == ()
     assert contents.warnings == (
-        f"the Go build info of {str(hostile)!r} cannot be read: "
-        "its .go.buildinfo section lies beyond the end of the file",
+        "its Go build info cannot be read: its .go.buildinfo section lies beyond the end of the file",
     )
 
 
@@ -220,14 +244,14 @@ def test_a_large_program_is_read_in_a_few_kilobytes(tmp_path: Path, monkeypatch:
     with open(big, "r+b") as handle:
         handle.truncate(big.stat().st_size + (200 << 20))
     read = []
-    real_read_at = program_module.files.read_at
+    real_read_at = files.read_at
 
     def counting(fd: int, length: int, offset: int) -> bytes:
         chunk = real_read_at(fd, length, offset)
         read.append(len(chunk))
         return chunk
 
-    monkeypatch.setattr(program_module.files, "read_at", counting)
+    monkeypatch.setattr(files, "read_at", counting)
     contents = read_program(big)
     assert len(contents.packages) == 2 and contents.warnings == ()
     assert sum(read) < 256 * 1024, sum(read)
@@ -260,7 +284,7 @@ def test_what_is_not_a_regular_file_is_an_input_error_never_a_block(tmp_path: Pa
     assert not worker.is_alive(), "reading a FIFO blocked"
     assert outcome == [
         f"program {fifo} is not a regular file",
-        f"program {tmp_path} is not a regular file",
+        f"program {tmp_path} is a directory, not a file",
         f"program {tmp_path / 'missing'} does not exist",
     ]
 

@@ -11,14 +11,16 @@ import io
 import json
 import subprocess
 import sys
+import types
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.support.sbom_inputs import add_section, go_program, rust_program
+from tests.support.sbom_inputs import add_section, go_program, rust_program, section_header_offset
 from zeroimage.oci import Platform
 from zeroimage.rootfs import FileTree, Node, _kept_content
 from zeroimage.sbom import (
@@ -37,6 +39,8 @@ from zeroimage.sbom import (
     read_program,
     render,
 )
+from zeroimage.sbom import graph as graph_module
+from zeroimage.sbom import spdx as spdx_module
 from zeroimage.sbom.licenses import KNOWN_EXCEPTIONS, KNOWN_LICENSES
 
 cyclonedx_validation = pytest.importorskip("cyclonedx.validation.json")
@@ -371,3 +375,100 @@ def test_a_program_given_without_sha1_is_its_package_by_file_name_and_sha256(
     path.write_text(json.dumps(document))
     proc = subprocess.run([str(tool), "-i", str(path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _unreadable_programs(at: Path) -> dict[str, Path]:
+    """Three programs whose SBOM facts cannot be read, made in the directory ``at``: a .dep-v0
+    that is not zlib, Go build info past the end of the file, section headers past the end."""
+    at.mkdir(parents=True)
+    rust = add_section(rust_program(), ".dep-v0", b"not zlib", at / "rust")
+    go = bytearray(go_program().path.read_bytes())
+    header = section_header_offset(bytes(go), ".go.buildinfo")
+    go[header + 24 : header + 32] = (1 << 40).to_bytes(8, "little")  # sh_offset
+    headers = bytearray(rust.read_bytes())
+    headers[0x28:0x30] = (1 << 44).to_bytes(8, "little")  # e_shoff
+    (at / "go").write_bytes(go)
+    (at / "headers").write_bytes(headers)
+    return {"/usr/bin/rusty": rust, "/app": at / "go", "/opt/headers": at / "headers"}
+
+
+def test_what_a_program_cannot_say_is_named_by_its_path_in_the_image_never_on_the_host(tmp_path: Path) -> None:
+    """The same binaries, built in two directories of the host: the same documents, byte for
+    byte (before: the host's path of each was in SPDX's creationInfo and CycloneDX's metadata);
+    each warning names the program by where the image holds it."""
+    rendered: dict[str, set[bytes]] = {"spdx": set(), "cyclonedx": set()}
+    for directory in (tmp_path / "a", tmp_path / "somewhere" / "else" / "entirely"):
+        programs = _unreadable_programs(directory)
+        image = ImageDescription(
+            name="app",
+            digest=DIGEST,
+            platform=Platform("linux", "amd64"),
+            created="2024-01-01T00:00:00Z",
+            tool=Tool("zeroimage", "0.1.0"),
+            programs=tuple(Program(file_of(where, local), read_program(local)) for where, local in programs.items()),
+        )
+        for fmt, documents in rendered.items():
+            documents.add(render(fmt, image))  # type: ignore[arg-type]
+    assert {fmt: len(documents) for fmt, documents in rendered.items()} == {"spdx": 1, "cyclonedx": 1}
+    (spdx,) = rendered["spdx"]
+    (cyclonedx,) = rendered["cyclonedx"]
+    assert str(tmp_path).encode() not in spdx + cyclonedx
+    said = sorted(p["value"] for p in json.loads(cyclonedx)["metadata"]["properties"])
+    assert said == [
+        "/app: its Go build info cannot be read: its .go.buildinfo section lies beyond the end of the file",
+        "/opt/headers: its headers cannot be read: the section name table's header lies beyond the end of the file",
+        "/usr/bin/rusty: its .dep-v0 section is not read: it is not zlib data",
+    ]
+    assert json.loads(spdx)["creationInfo"]["comment"] == "Not described: " + "; ".join(said)
+
+
+def test_spdx_walks_the_relations_once_however_many_files_the_image_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base of many packages and a build of many files: each file's owner is the image, not
+    found by a search through every relation (before: files x relations, minutes for 100,000
+    packages and a directory of files)."""
+    walks = 0
+
+    class Counted(set[tuple[str, str, str]]):
+        def __iter__(self) -> Iterator[tuple[str, str, str]]:
+            nonlocal walks
+            walks += 1
+            return super().__iter__()
+
+    def counted(image: ImageDescription) -> graph_module.Graph:
+        graph = graph_module.describe(image)
+        graph.relations = Counted(graph.relations)  # type: ignore[assignment]
+        return graph
+
+    monkeypatch.setattr(spdx_module, "describe", counted)
+    packages = tuple(Package(f"p{n}", "1", ecosystem="deb", purl=purl.deb("debian", f"p{n}", "1")) for n in range(200))
+    image = ImageDescription(
+        "app",
+        DIGEST,
+        Platform("linux", "amd64"),
+        "2024-01-01T00:00:00Z",
+        Tool("zeroimage", "0.1.0"),
+        files=tuple(file_of(f"/srv/f{n}", str(n).encode()) for n in range(300)),
+        base=BaseImage("debian:12", BASE_DIGEST, BaseContents(packages=packages)),
+    )
+    document = json.loads(render("spdx", image))
+    assert len(document["files"]) == 300
+    assert walks <= 2, walks
+
+
+def test_every_field_of_an_element_is_part_of_its_identity() -> None:
+    """Two elements that differ in any field, one added to a value type after the graph was
+    written included, are two elements (before: a hand-kept list of fields left a new one out,
+    and merged what differed in it)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Noted(Package):
+        note: str = ""
+
+    graph = graph_module.Graph(graph_module.Element("image", "app"))
+    first = graph.add(graph_module.Element("library", "x", package=Noted("x", note="one")))
+    second = graph.add(graph_module.Element("library", "x", package=Noted("x", note="two")))
+    assert first != second and len(graph.elements) == 3
+    assert graph.add(graph_module.Element("library", "x", package=Noted("x", note="one"))) == first
+    checksums = types.MappingProxyType({"sha256": "b" * 64})  # a Mapping, as File allows, not a dict
+    read_only = graph.add(graph_module.Element("file", "/a", file=File("/a", 1, checksums)))
+    assert graph.add(graph_module.Element("file", "/a", file=File("/a", 1, dict(checksums)))) == read_only

@@ -84,7 +84,7 @@ def prove(layer: RemoteLayer, diff_id: str) -> None:
     """Read a reused layer whole before a signature vouches for it: its compressed bytes must
     match its digest (the blob's reader checks) and its tar stream's hash the ``diff_id`` its
     image listed. A DigestError says which is not so."""
-    from zeroimage.rootfs import decompressed
+    from zeroimage.rootfs import Undecompressible, decompressed
 
     desc = layer.blob.descriptor
     what = f"layer {desc.digest} of {layer.reference}"
@@ -93,6 +93,8 @@ def prove(layer: RemoteLayer, diff_id: str) -> None:
     try:
         while chunk := stream.read(CHUNK):
             hasher.update(chunk)
+    except Undecompressible as exc:
+        raise DigestError(f"{what} does not decompress ({exc.why}): it cannot be signed") from None
     except ZeroimageError:
         raise  # its bytes are not its digest's, or the network failed: said as it is
     except Exception as exc:  # noqa: BLE001 - whatever a decompressor raises on bytes that are no stream

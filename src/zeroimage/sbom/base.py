@@ -10,16 +10,23 @@ database too large to have been kept, an entry without a name or a version, more
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import posixpath
+from collections.abc import Callable, Iterator, Mapping
 
-from zeroimage.rootfs import FileTree
+from zeroimage.rootfs import (
+    APK,
+    APK_INSTALLED,
+    DPKG,
+    DPKG_STATUS,
+    DPKG_STATUS_DIR,
+    OS_RELEASE,
+    Database,
+    FileTree,
+    is_status_part,
+)
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import BaseContents, Distro, Package
 
-OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
-DPKG_STATUS = "var/lib/dpkg/status"
-DPKG_STATUS_DIR = "var/lib/dpkg/status.d"
-APK_INSTALLED = "lib/apk/db/installed"
 MAX_PACKAGES = 100_000
 #: dpkg states whose files are (at least partly) on disk; "not-installed" and "config-files" are not.
 _GONE = ("not-installed", "config-files")
@@ -98,11 +105,16 @@ def _upstream(name: str, source: str, source_version: str, version: str) -> str:
     return f"{source}@{source_version}" if source_version and source_version != version else source
 
 
+#: A database's paragraph (its fields) as a package, given the vendor and the distro qualifier
+#: of its purl; None for a package whose files are not installed.
+PackageOf = Callable[[Mapping[str, str], str, str], Package | None]
+
+
 class _Reader:
     def __init__(self, tree: FileTree) -> None:
         self.tree = tree
         self.warnings: list[str] = []
-        self.packages: dict[tuple[str, str, str], Package] = {}
+        self.packages: dict[str, Package] = {}  # by purl
         self.skipped = 0
         self.full = False
 
@@ -115,13 +127,21 @@ class _Reader:
             self.warnings.append(f"/{path} is larger than zeroimage reads: its packages are not described")
         return found[1].content
 
-    def add(self, key: tuple[str, str, str], package: Package) -> None:
-        if key in self.packages:
-            return
-        if len(self.packages) >= MAX_PACKAGES:
-            self.full = True
-            return
-        self.packages[key] = package
+    def read(self, text: str, database: Database, package_of: PackageOf, vendor: str, distro: str) -> None:
+        """The packages of one database's ``text``: each paragraph as ``package_of`` makes it,
+        one without a name or a version counted (:attr:`skipped`), the first of each purl kept."""
+        for fields in paragraphs(text, fold=database.fold):
+            package = package_of(fields, vendor, distro)
+            if package is None:
+                continue
+            if not package.name or not package.version:
+                self.skipped += 1
+            elif package.purl in self.packages:
+                continue
+            elif len(self.packages) >= MAX_PACKAGES:
+                self.full = True
+            else:
+                self.packages[package.purl] = package
 
 
 def _distro_qualifier(distro: Distro | None) -> str:
@@ -131,59 +151,36 @@ def _distro_qualifier(distro: Distro | None) -> str:
     return f"{distro.id}-{distro.version_id}" if distro.version_id else distro.id
 
 
-def _read_dpkg(reader: _Reader, text: str, vendor: str, distro: str) -> None:
-    for fields in paragraphs(text, fold=True):
-        name, version = fields.get("package", ""), fields.get("version", "")
-        status = fields.get("status", "").split()
-        if status and status[-1] in _GONE:
-            continue
-        if not name or not version:
-            reader.skipped += 1
-            continue
-        arch = fields.get("architecture", "")
-        source, source_version = _source(fields["source"], version) if fields.get("source") else ("", "")
-        reader.add(
-            (name, version, arch),
-            Package(
-                name=name,
-                version=version,
-                ecosystem="deb",
-                purl=purl.deb(
-                    vendor,
-                    name,
-                    version,
-                    arch=arch,
-                    distro=distro,
-                    upstream=_upstream(name, source, source_version, version),
-                ),
-                supplier=fields.get("maintainer", ""),
-                source=source,
-                source_version=source_version if source else "",
-            ),
-        )
+def _dpkg_package(fields: Mapping[str, str], vendor: str, distro: str) -> Package | None:
+    status = fields.get("status", "").split()
+    if status and status[-1] in _GONE:
+        return None
+    name, version, arch = fields.get("package", ""), fields.get("version", ""), fields.get("architecture", "")
+    source, source_version = _source(fields["source"], version) if fields.get("source") else ("", "")
+    return Package(
+        name=name,
+        version=version,
+        ecosystem="deb",
+        purl=purl.deb(
+            vendor, name, version, arch=arch, distro=distro, upstream=_upstream(name, source, source_version, version)
+        ),
+        supplier=fields.get("maintainer", ""),
+        source=source,
+        source_version=source_version if source else "",
+    )
 
 
-def _read_apk(reader: _Reader, text: str, vendor: str, distro: str) -> None:
-    for fields in paragraphs(text, fold=False):
-        name, version = fields.get("P", ""), fields.get("V", "")
-        if not name or not version:
-            reader.skipped += 1
-            continue
-        arch, origin = fields.get("A", ""), fields.get("o", "")
-        reader.add(
-            (name, version, arch),
-            Package(
-                name=name,
-                version=version,
-                ecosystem="apk",
-                purl=purl.apk(
-                    vendor, name, version, arch=arch, distro=distro, upstream=origin if origin != name else ""
-                ),
-                licenses=(fields["L"],) if fields.get("L") else (),
-                supplier=fields.get("m", ""),
-                source=origin,
-            ),
-        )
+def _apk_package(fields: Mapping[str, str], vendor: str, distro: str) -> Package:
+    name, version, arch, origin = fields.get("P", ""), fields.get("V", ""), fields.get("A", ""), fields.get("o", "")
+    return Package(
+        name=name,
+        version=version,
+        ecosystem="apk",
+        purl=purl.apk(vendor, name, version, arch=arch, distro=distro, upstream=origin if origin != name else ""),
+        licenses=(fields["L"],) if fields.get("L") else (),
+        supplier=fields.get("m", ""),
+        source=origin,
+    )
 
 
 def read_base(tree: FileTree) -> BaseContents:
@@ -200,15 +197,15 @@ def read_base(tree: FileTree) -> BaseContents:
     vendor = distro.id if distro is not None else ""
     status = reader.text(DPKG_STATUS)
     if status is not None:
-        _read_dpkg(reader, status, vendor or "debian", qualifier)
+        reader.read(status, DPKG, _dpkg_package, vendor or "debian", qualifier)
     found = tree.resolve(DPKG_STATUS_DIR)
     if found is not None and found[1].kind == "dir":
         for path in sorted(tree.children(found[0])):
-            if not path.endswith(".md5sums") and (text := reader.text(path)) is not None:
-                _read_dpkg(reader, text, vendor or "debian", qualifier)
+            if is_status_part(posixpath.basename(path)) and (text := reader.text(path)) is not None:
+                reader.read(text, DPKG, _dpkg_package, vendor or "debian", qualifier)
     installed = reader.text(APK_INSTALLED)
     if installed is not None:
-        _read_apk(reader, installed, vendor or "alpine", qualifier)
+        reader.read(installed, APK, _apk_package, vendor or "alpine", qualifier)
     if reader.skipped:
         reader.warnings.append(f"{reader.skipped} entries of the base's package databases have no name or version")
     if reader.full:

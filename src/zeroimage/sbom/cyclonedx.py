@@ -14,12 +14,11 @@ digest and a hash of the document's own content; components and dependencies sor
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from zeroimage.sbom.graph import Element, Graph, describe, timestamp
+from zeroimage.sbom.graph import Element, Graph, describe, dump, timestamp
 from zeroimage.sbom.licenses import spdx_expression
 from zeroimage.sbom.model import ImageDescription
 
@@ -94,7 +93,7 @@ def _component(element: Element) -> dict[str, Any]:
     return out
 
 
-def _document(image: ImageDescription, graph: Graph, serial: str) -> dict[str, Any]:
+def _document(image: ImageDescription, graph: Graph) -> dict[str, Any]:
     elements = graph.ordered()
     root = _component(graph.image)
     bases = [e for e in elements if e.kind == "base"]
@@ -115,23 +114,18 @@ def _document(image: ImageDescription, graph: Graph, serial: str) -> dict[str, A
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
+        "version": 1,
     }
-    if serial:
-        document["serialNumber"] = serial
-    document["version"] = 1
     document["metadata"] = metadata
     document["components"] = [_component(e) for e in elements if e.kind not in ("image", "base")]
     document["dependencies"] = [{"ref": ref, "dependsOn": sorted(needs[ref])} for ref in sorted(needs)]
     return document
 
 
-def _dump(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, ensure_ascii=True).encode() + b"\n"
-
-
 def render_cyclonedx(image: ImageDescription) -> bytes:
     """The CycloneDX 1.6 JSON document of ``image``: the same bytes for the same description."""
-    graph = describe(image)
-    content = hashlib.sha256(_dump(_document(image, graph, ""))).hexdigest()
+    document = _document(image, describe(image))
+    content = hashlib.sha256(dump(document)).hexdigest()  # of the document without its serial number
     serial = f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'cyclonedx {image.digest} {content}')}"
-    return _dump(_document(image, graph, serial))
+    header = ("$schema", "bomFormat", "specVersion")  # the serial number follows them
+    return dump({**{k: document.pop(k) for k in header}, "serialNumber": serial, **document})

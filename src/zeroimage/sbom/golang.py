@@ -24,7 +24,6 @@ import struct
 from zeroimage.elf import ElfLayout, ReadAt
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import Package, ProgramContents
-from zeroimage.sbom.text import shown
 
 SECTION = ".go.buildinfo"
 _MAGIC = b"\xff Go buildinf:"
@@ -105,14 +104,14 @@ def raw_build_info(read_at: ReadAt, size: int, layout: ElfLayout) -> tuple[bytes
     program that is not Go; _Unreadable when it is, but its build info cannot be read."""
     section = layout.sections.get(SECTION)
     if section is not None and section.in_file:
+        if section.offset >= size:
+            raise _Unreadable(f"its {SECTION} section lies beyond the end of the file")
         start = section.offset
-    else:
+    else:  # no section, or one without bytes in the file (SHT_NOBITS): where the linker puts data
         segment = layout.data_segment()
-        if segment is None:
+        if segment is None or segment.offset >= size:
             return None
         start = segment.offset
-    if start >= size:
-        return None if section is None else _unreadable_section()
     found = _find_header(read_at, size, start)
     if found is None:
         return None
@@ -139,10 +138,6 @@ def raw_build_info(read_at: ReadAt, size: int, layout: ElfLayout) -> tuple[bytes
     else:
         modinfo = b""
     return version, modinfo
-
-
-def _unreadable_section() -> tuple[bytes, bytes]:
-    raise _Unreadable(f"its {SECTION} section lies beyond the end of the file")
 
 
 _ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
@@ -321,12 +316,12 @@ def parse_build_info(version: str, modinfo: str) -> ProgramContents:
     )
 
 
-def read_go(read_at: ReadAt, size: int, layout: ElfLayout, name: str) -> ProgramContents | None:
+def read_go(read_at: ReadAt, size: int, layout: ElfLayout) -> ProgramContents | None:
     """What a Go program says it was built from; None for a program that is not Go."""
     try:
         raw = raw_build_info(read_at, size, layout)
     except _Unreadable as why:
-        return ProgramContents(language="go", warnings=(f"the Go build info of {shown(name)} cannot be read: {why}",))
+        return ProgramContents(language="go", warnings=(f"its Go build info cannot be read: {why}",))
     if raw is None:
         return None
     version, modinfo = raw

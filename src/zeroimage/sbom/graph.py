@@ -20,9 +20,9 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import File, ImageDescription, Package, Program, check_checksums
@@ -49,51 +49,56 @@ class Element:
     key: str = field(default="", compare=False)
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The names of a dataclass's fields, in order; None for a class that is not one."""
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+    return _FIELD_NAMES[cls]
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON holds it: a dataclass as a mapping of every field it has, any mapping
+    as a dict, a tuple as a list (dataclasses.asdict would copy every string, and fails on a
+    mapping that is not a dict)."""
+    if value is None or isinstance(value, str | int):
+        return value
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _canonical(element: Element) -> str:
-    """Everything written about ``element``, as text, in a fixed order."""
-    package = element.package
-    file = element.file
-    return json.dumps(
-        [
-            element.kind,
-            element.name,
-            element.version,
-            element.purl,
-            element.cpe,
-            element.properties,
-            None
-            if package is None
-            else [
-                package.name,
-                package.version,
-                package.ecosystem,
-                package.purl,
-                sorted(package.checksums.items()),
-                package.licenses,
-                package.supplier,
-                package.source,
-                package.source_version,
-                package.properties,
-            ],
-            None if file is None else [file.path, file.size, sorted(file.checksums.items())],
-        ],
-        ensure_ascii=True,
-    )
+    """Everything written about ``element`` (every field of it, of its package and of its file,
+    its key aside), as text."""
+    return json.dumps(_plain(replace(element, key="")), sort_keys=True, ensure_ascii=True)
 
 
 @dataclass
 class Graph:
-    """Elements by key, and relations (from key, relation, to key)."""
+    """Elements by key, and relations (from key, relation, to key); made with its image, the
+    first element."""
 
-    image: Element
+    root: InitVar[Element]
+    image: Element = field(init=False)
     elements: dict[str, Element] = field(default_factory=dict)
     relations: set[tuple[str, Relation, str]] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self, root: Element) -> None:
+        self.image = self.elements[self.add(root)]
+
     def add(self, element: Element) -> str:
         key = hashlib.sha256(_canonical(element).encode()).hexdigest()[:32]
         if key not in self.elements:
-            self.elements[key] = Element(**{**element.__dict__, "key": key})
+            self.elements[key] = replace(element, key=key)
         return key
 
     def relate(self, source: str, relation: Relation, target: str) -> None:
@@ -103,6 +108,12 @@ class Graph:
     def ordered(self) -> list[Element]:
         """The elements, in the order they are written: by kind, then name, version and key."""
         return sorted(self.elements.values(), key=lambda e: (KIND_ORDER[e.kind], e.name, e.version, e.key))
+
+
+def dump(document: Mapping[str, Any]) -> bytes:
+    """A document's bytes, as both formats write them: indented JSON, ASCII (every other
+    character escaped), a final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=True).encode() + b"\n"
 
 
 def timestamp(created: str) -> str:
@@ -155,7 +166,7 @@ def _program(graph: Graph, image: str, program: Program) -> None:
     if contents.language == "go" and contents.toolchain:
         stdlib = Element("library", "stdlib", contents.toolchain, cpe=stdlib_cpe(contents.toolchain))
         graph.relate(application, "CONTAINS", graph.add(stdlib))
-    graph.warnings += contents.warnings
+    graph.warnings += [f"{program.file.path}: {warning}" for warning in contents.warnings]
 
 
 def describe(image: ImageDescription) -> Graph:
@@ -171,8 +182,7 @@ def describe(image: ImageDescription) -> Graph:
         properties=(("zeroimage:platform", str(image.platform)),),
     )
     graph = Graph(root)
-    key = graph.add(root)
-    graph.image = graph.elements[key]
+    key = graph.image.key
     base = image.base
     if base is not None:
         base_purl = purl.oci(base.repository, base.digest, arch=arch, tag=base.tag) if base.repository else ""

@@ -88,7 +88,8 @@ class ProgramContents:
     requires: tuple[tuple[int, int], ...] = ()
     #: build settings as (key, value), in order (Go: ``-ldflags``, ``CGO_ENABLED``, ``vcs.revision`` …)
     settings: tuple[tuple[str, str], ...] = ()
-    #: what could not be read, one line each (untrusted text already escaped): for the caller to report
+    #: what could not be read, one line each (untrusted text already escaped), speaking of the
+    #: program as "its" (never naming where it lies on the host): for the caller to report
     warnings: tuple[str, ...] = ()
 
 

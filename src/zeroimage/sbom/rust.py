@@ -16,9 +16,9 @@ import zlib
 from typing import Any
 
 from zeroimage.elf import ElfLayout, ReadAt
+from zeroimage.layers.entries import shown
 from zeroimage.sbom import purl
 from zeroimage.sbom.model import Package, ProgramContents
-from zeroimage.sbom.text import shown
 
 SECTION = ".dep-v0"
 MAX_COMPRESSED = 1 << 20
@@ -116,7 +116,7 @@ def parse_crates(data: bytes) -> ProgramContents:
     return ProgramContents(language="rust", main=main, packages=tuple(packages), requires=requires)
 
 
-def read_rust(read_at: ReadAt, size: int, layout: ElfLayout, name: str) -> ProgramContents | None:
+def read_rust(read_at: ReadAt, size: int, layout: ElfLayout) -> ProgramContents | None:
     """The crates a Rust program built with ``cargo auditable`` lists; None without the section."""
     section = layout.sections.get(SECTION)
     if section is None:
@@ -131,5 +131,5 @@ def read_rust(read_at: ReadAt, size: int, layout: ElfLayout, name: str) -> Progr
             raise _Refused("it is cut short")
         return parse_crates(data)
     except _Refused as why:
-        warning = f"the {SECTION} section of {shown(name)} is not read: {why}"
+        warning = f"its {SECTION} section is not read: {why}"
         return ProgramContents(language="rust", warnings=(warning,))

@@ -16,12 +16,11 @@ digest and a hash of the document's own content.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from typing import Any
 
-from zeroimage.sbom.graph import Element, Graph, describe, timestamp
+from zeroimage.sbom.graph import Element, Graph, describe, dump, timestamp
 from zeroimage.sbom.licenses import license_ref, spdx_expression
 from zeroimage.sbom.model import File, ImageDescription
 
@@ -74,10 +73,6 @@ def _supplier(text: str) -> str:
     return f"Organization: {name or email}" + (f" ({email})" if email and name else "")
 
 
-def _reference(category: str, kind: str, locator: str) -> dict[str, str]:
-    return {"referenceCategory": category, "referenceType": kind, "referenceLocator": locator}
-
-
 def _verification_code(files: list[File]) -> dict[str, str]:
     """SPDX's package verification code: SHA-1 of the files' sorted SHA-1s, concatenated."""
     digest = hashlib.sha1("".join(sorted(f.checksums["sha1"] for f in files)).encode(), usedforsecurity=False)
@@ -113,11 +108,13 @@ class _Writer:
             parts.append(expression if len(licenses) == 1 else f"({expression})")
         return " AND ".join(parts)
 
-    def file(self, owner: str, file: File) -> None:
+    def file(self, key: str, owner: str, file: File) -> None:
+        """``file`` as SPDX's file of the element ``key`` (an added file, or the program an
+        application was read from: ``SPDXRef-File-`` beside its ``SPDXRef-Application-``),
+        which ``owner`` CONTAINS."""
         if "sha1" not in file.checksums:
             raise ValueError(f"file {file.path}: SPDX 2.3 needs its sha1 checksum")
-        identity = json.dumps([file.path, file.size, sorted(file.checksums.items())]).encode()
-        spdx_id = "SPDXRef-File-" + hashlib.sha256(identity).hexdigest()[:32]
+        spdx_id = f"SPDXRef-{_PREFIX['file']}-{key}"
         self.files[spdx_id] = {
             "SPDXID": spdx_id,
             "fileName": "./" + file.path.lstrip("/"),
@@ -172,11 +169,10 @@ class _Writer:
         graph = self.graph
         elements = graph.ordered()
         for element in elements:  # files first: whether a package contains files decides filesAnalyzed
-            if element.kind == "file" and element.file is not None:
-                (owner,) = [s for s, _, t in graph.relations if t == element.key]
-                self.file(self.ids[owner], element.file)
+            if element.kind == "file" and element.file is not None:  # the image holds every added file
+                self.file(element.key, self.ids[graph.image.key], element.file)
             elif element.kind == "application" and element.file is not None and "sha1" in element.file.checksums:
-                self.file(self.ids[element.key], element.file)
+                self.file(element.key, self.ids[element.key], element.file)
         packages = [self.package(e) for e in elements if e.kind != "file"]
         for source, relation, target in graph.relations:
             if graph.elements[target].kind != "file":
@@ -205,15 +201,11 @@ class _Writer:
         return document
 
 
-def _dump(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, indent=2, ensure_ascii=True).encode() + b"\n"
-
-
 def render_spdx(image: ImageDescription) -> bytes:
     """The SPDX 2.3 JSON document of ``image``: the same bytes for the same description."""
-    draft = _Writer(image, describe(image)).document(image, "")
-    content = hashlib.sha256(_dump(draft)).hexdigest()
+    document = _Writer(image, describe(image)).document(image, "")
+    content = hashlib.sha256(dump(document)).hexdigest()  # of the document, its namespace empty
     identity = uuid.uuid5(_NAMESPACE, f"spdx {image.digest} {content}")
     digest = image.digest.replace(":", "-")
-    namespace = f"https://spdx.org/spdxdocs/{image.tool.name}/{digest}-{identity}"
-    return _dump(_Writer(image, describe(image)).document(image, namespace))
+    document["documentNamespace"] = f"https://spdx.org/spdxdocs/{image.tool.name}/{digest}-{identity}"
+    return dump(document)
