@@ -9,13 +9,12 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import pytest
 
 from tests.conftest import ARM64_ONLY
 from tests.support import peers
-from tests.support.attached import RegistryReader, http
+from tests.support.attached import RegistryReader, http, put_manifest, upload_blob
 from tests.support.referrers_registry import ReferrersRegistry
 from tests.support.registry import Registry, seed, start_registry
 from zeroimage.errors import AuthError, RegistryError
@@ -289,11 +288,7 @@ def test_the_empty_config_must_be_uploaded_inline_data_or_not(registry: Registry
     inline["config"]["data"] = "e30="
     inline_raw = json.dumps(inline).encode()
     layer = plain.manifest.layers[0]
-    status, headers, _ = http("POST", f"{registry.url}/v2/app/blobs/uploads/", b"")
-    assert status == 202
-    location = urljoin(registry.url, headers["Location"])
-    status, _, _ = http("PUT", f"{location}&digest={layer.digest}", SPDX, {"Content-Type": "application/octet-stream"})
-    assert status == 201
+    assert upload_blob(registry.url, "app", SPDX) == layer.digest
     for raw in (plain.raw, inline_raw):
         status, _, body = http(
             "PUT", f"{registry.url}/v2/app/manifests/{peers.digest_of(raw)}", raw, {"Content-Type": mt.OCI_MANIFEST}
@@ -301,13 +296,7 @@ def test_the_empty_config_must_be_uploaded_inline_data_or_not(registry: Registry
         assert (status, json.loads(body)["errors"][0]["code"]) == (400, "MANIFEST_BLOB_UNKNOWN")
     # zeroimage uploads it; then both forms are taken, and the registry keeps the bytes as sent
     push_artifact(client_of(registry.host), "app", plain)
-    status, _, _ = http(
-        "PUT",
-        f"{registry.url}/v2/app/manifests/{peers.digest_of(inline_raw)}",
-        inline_raw,
-        {"Content-Type": mt.OCI_MANIFEST},
-    )
-    assert status == 201
+    put_manifest(registry.url, "app", peers.digest_of(inline_raw), inline_raw, mt.OCI_MANIFEST)
     kept = peers.skopeo_inspect(
         registry.ref(f"app@{peers.digest_of(inline_raw)}"), raw=True, extra=registry.skopeo_args()
     )
